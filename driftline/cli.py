@@ -1,0 +1,205 @@
+"""The ``driftline`` command line."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import orjson
+from pydantic import ValidationError
+
+from .settings import Settings
+
+__all__ = ["main"]
+
+EXIT_BAD_INPUT = 2
+
+
+class CommandError(Exception):
+    """A failure to report as one line on stderr with a non-zero exit code."""
+
+    def __init__(self, message: str, code: int = 1) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    values = dict(overrides)
+    if getattr(args, "data_dir", None) is not None:
+        values["data_dir"] = args.data_dir
+    try:
+        return Settings(**values)
+    except ValidationError as error:
+        problems = "; ".join(
+            f"DRIFTLINE_{'_'.join(str(p) for p in item['loc']).upper()}: {item['msg']}"
+            for item in error.errors(include_url=False)
+        )
+        raise CommandError(f"bad configuration: {problems}", EXIT_BAD_INPUT) from None
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def cmd_broker(args: argparse.Namespace) -> int:
+    """Run the embedded broker until SIGINT/SIGTERM."""
+    from .broker import EmbeddedBroker
+
+    broker = EmbeddedBroker(port=args.port).start()
+    print(f"tansu broker listening on {broker.bootstrap_servers}", flush=True)
+
+    def stop(signum: int, frame: Any) -> None:
+        broker.stop()
+        raise SystemExit(0)
+
+    signal.signal(signal.SIGINT, stop)
+    signal.signal(signal.SIGTERM, stop)
+    code = broker.wait()
+    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    """Run the ingest worker."""
+    from driftline.streams.worker import run_worker
+
+    settings = _settings(args)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    return run_worker(settings)
+
+
+def cmd_topics_create(args: argparse.Namespace) -> int:
+    """Create the driftline topics."""
+    from .kafka import TopicError, create_topics
+
+    settings = _settings(args)
+    if settings.embedded_broker:
+        raise CommandError(
+            "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS is empty: the embedded broker creates its topics "
+            "when a worker starts; set it to create topics on a running broker",
+            EXIT_BAD_INPUT,
+        )
+    try:
+        result = create_topics(settings, settings.kafka_bootstrap_servers)
+    except TopicError as error:
+        raise CommandError(str(error)) from None
+    for name, state in sorted(result.items()):
+        print(f"{name}\t{state}")
+    return 0
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations."""
+    from .store import StoreError, migrate, open_store
+
+    settings = _settings(args)
+    try:
+        store = open_store(settings)
+        try:
+            applied = migrate(store, settings.raw_ttl_days)
+        finally:
+            store.close()
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_db_query(args: argparse.Namespace) -> int:
+    """Run one read-only query; print one JSON object per row."""
+    from .store import ReadOnlyQueryError, StoreError, check_read_only, open_store
+    from .store.remote import WorkerReader, running_worker
+
+    settings = _settings(args)
+    try:
+        sql = check_read_only(args.sql)
+        worker = running_worker(settings.data_dir) if settings.embedded_store else None
+        if worker is not None:
+            rows = WorkerReader(int(worker["web_port"])).query(sql)
+        else:
+            store = open_store(settings)
+            try:
+                rows = store.query(sql)
+            finally:
+                store.close()
+    except ReadOnlyQueryError as error:
+        raise CommandError(f"refused: {error}", EXIT_BAD_INPUT) from None
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    out = sys.stdout.buffer
+    for row in rows:
+        out.write(orjson.dumps(row) + b"\n")
+    out.flush()
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Run the embedded stack with synthetic traffic."""
+    from .demo import run_demo
+
+    settings = _settings(args)
+    return run_demo(settings, duration=args.duration)
+
+
+# --------------------------------------------------------------------------- parser
+
+
+def _parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--data-dir",
+        type=Path,
+        default=None,
+        help="where embedded state lives (default: $DRIFTLINE_DATA_DIR or ./.driftline)",
+    )
+    parser = argparse.ArgumentParser(
+        prog="driftline", description="Streaming monitoring of ML models in production."
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(
+        name: str, handler: Callable[[argparse.Namespace], int], help_text: str, parent: Any = None
+    ) -> argparse.ArgumentParser:
+        sub = (parent or commands).add_parser(name, parents=[common], help=help_text)
+        sub.set_defaults(handler=handler)
+        return sub
+
+    broker = add("broker", cmd_broker, "run the embedded Kafka-protocol broker (tansu)")
+    broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (default 9092)")
+    add("worker", cmd_worker, "run the ingest worker (Faust)")
+    demo = add("demo", cmd_demo, "the whole loop on the embedded stack with synthetic traffic")
+    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+
+    topics = commands.add_parser("topics", help="Kafka topics").add_subparsers(
+        dest="topics_command", required=True, metavar="ACTION"
+    )
+    add("create", cmd_topics_create, "create the driftline topics", topics)
+
+    db = commands.add_parser("db", help="the ClickHouse store").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    add("migrate", cmd_db_migrate, "apply schema migrations", db)
+    query = add("query", cmd_db_query, "run a read-only SQL query, one JSON object per row", db)
+    query.add_argument("sql", help="one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``driftline`` console script."""
+    args = _parser().parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except CommandError as error:
+        print(f"driftline: {error}", file=sys.stderr)
+        return error.code
+    except KeyboardInterrupt:
+        return 130
+    return code
+
+
+if __name__ == "__main__":  # pragma: no cover
+    os._exit(main())

@@ -1,0 +1,149 @@
+"""One settings model for every driftline process (environment prefix ``DRIFTLINE_``).
+
+The environment names are a contract: ``DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS``
+(empty: start the embedded broker), ``DRIFTLINE_TOPIC_PREFIX``,
+``DRIFTLINE_PARTITIONS``, ``DRIFTLINE_CLICKHOUSE_URL`` (empty: chDB under the
+data directory) and ``DRIFTLINE_DATA_DIR``.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["Settings", "TopicNames"]
+
+_TOPIC_PREFIX = re.compile(r"^[A-Za-z0-9._-]{1,100}$")
+_DATABASE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+class TopicNames:
+    """The Kafka topic names derived from one prefix.
+
+    Examples
+    --------
+    >>> TopicNames("acme").predictions
+    'acme.predictions'
+    >>> len(TopicNames("acme").all())
+    6
+    """
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.predictions = f"{prefix}.predictions"
+        self.feedback = f"{prefix}.feedback"
+        self.alerts = f"{prefix}.alerts"
+        self.retrain_requests = f"{prefix}.retrain-requests"
+        self.model_versions = f"{prefix}.model-versions"
+        self.dlq = f"{prefix}.dlq"
+
+    def all(self) -> list[str]:
+        """Every topic driftline uses, ingest topics first."""
+        return [
+            self.predictions,
+            self.feedback,
+            self.alerts,
+            self.retrain_requests,
+            self.model_versions,
+            self.dlq,
+        ]
+
+
+class Settings(BaseSettings):
+    """Configuration of every driftline process, read from ``DRIFTLINE_*`` variables.
+
+    Examples
+    --------
+    >>> settings = Settings(topic_prefix="acme", partitions=3)
+    >>> settings.topics.feedback, settings.partitions, settings.embedded_broker
+    ('acme.feedback', 3, True)
+    """
+
+    model_config = SettingsConfigDict(env_prefix="DRIFTLINE_", extra="forbid", frozen=True)
+
+    kafka_bootstrap_servers: str = Field(
+        "", description="Kafka bootstrap servers; empty starts the embedded broker."
+    )
+    topic_prefix: str = Field("driftline", description="Prefix of every driftline topic.")
+    partitions: int = Field(4, ge=1, le=1024, description="Partitions of created topics.")
+    replication_factor: int = Field(1, ge=1, le=16)
+    clickhouse_url: str = Field(
+        "", description="ClickHouse HTTP URL; empty uses chDB under the data directory."
+    )
+    clickhouse_database: str = Field("driftline", description="ClickHouse database name.")
+    clickhouse_user: str = "default"
+    clickhouse_password: SecretStr = SecretStr("")
+    data_dir: Path = Field(Path(".driftline"), description="Where embedded state lives.")
+    raw_ttl_days: int = Field(0, ge=0, le=36_500, description="TTL of raw rows; 0 keeps them.")
+
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: SecretStr | None = None
+    kafka_ssl_cafile: Path | None = None
+    kafka_ssl_certfile: Path | None = None
+    kafka_ssl_keyfile: Path | None = None
+    kafka_ssl_key_password: SecretStr | None = None
+
+    max_message_bytes: int = Field(
+        8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Largest accepted event."
+    )
+    ingest_batch_rows: int = Field(50_000, ge=1, le=1_000_000, description="Rows per insert.")
+    ingest_batch_messages: int = Field(5_000, ge=1, le=100_000, description="Messages per take.")
+    ingest_flush_seconds: float = Field(0.5, gt=0, le=60, description="Longest buffering.")
+    worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker HTTP port (0: any).")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("topic_prefix")
+    @classmethod
+    def _valid_prefix(cls, value: str) -> str:
+        if not _TOPIC_PREFIX.match(value):
+            raise ValueError(
+                f"topic_prefix {value!r} must be 1-100 characters of letters, digits, '.', '_', '-'"
+            )
+        return value
+
+    @field_validator("clickhouse_database")
+    @classmethod
+    def _valid_database(cls, value: str) -> str:
+        if not _DATABASE.match(value):
+            raise ValueError(f"clickhouse_database {value!r} is not a plain identifier")
+        return value
+
+    @property
+    def topics(self) -> TopicNames:
+        """Topic names under :attr:`topic_prefix`."""
+        return TopicNames(self.topic_prefix)
+
+    @property
+    def embedded_broker(self) -> bool:
+        """Whether no external Kafka is configured."""
+        return not self.kafka_bootstrap_servers.strip()
+
+    @property
+    def embedded_store(self) -> bool:
+        """Whether no external ClickHouse is configured."""
+        return not self.clickhouse_url.strip()
+
+    def kafka_client_config(self) -> dict[str, str]:
+        """librdkafka security settings (``bootstrap.servers`` excluded)."""
+        config: dict[str, str] = {"security.protocol": self.kafka_security_protocol.lower()}
+        if self.kafka_sasl_mechanism:
+            config["sasl.mechanism"] = self.kafka_sasl_mechanism
+        if self.kafka_sasl_username is not None:
+            config["sasl.username"] = self.kafka_sasl_username
+        if self.kafka_sasl_password is not None:
+            config["sasl.password"] = self.kafka_sasl_password.get_secret_value()
+        if self.kafka_ssl_cafile is not None:
+            config["ssl.ca.location"] = str(self.kafka_ssl_cafile)
+        if self.kafka_ssl_certfile is not None:
+            config["ssl.certificate.location"] = str(self.kafka_ssl_certfile)
+        if self.kafka_ssl_keyfile is not None:
+            config["ssl.key.location"] = str(self.kafka_ssl_keyfile)
+        if self.kafka_ssl_key_password is not None:
+            config["ssl.key.password"] = self.kafka_ssl_key_password.get_secret_value()
+        return config

@@ -1,0 +1,171 @@
+"""Versioned schema migrations, applied in order and recorded in ``schema_migrations``.
+
+Every statement is idempotent (``IF NOT EXISTS``), so re-running a migration
+that was cut short is safe. The same SQL runs on chDB and on a ClickHouse server.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .backend import Store
+
+__all__ = ["MIGRATIONS", "Migration", "applied_versions", "migrate"]
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One schema change: a version number, a name and its statements.
+
+    Examples
+    --------
+    >>> MIGRATIONS[0].version, MIGRATIONS[0].name
+    (1, 'raw events and derived tables')
+    """
+
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+_RAW_EVENT_POSITION = """
+    kafka_topic LowCardinality(String),
+    kafka_partition Int32,
+    kafka_offset Int64,
+    batch_index UInt32,
+    ingested_at DateTime64(6, 'UTC')"""
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "raw events and derived tables",
+        (
+            f"""CREATE TABLE IF NOT EXISTS predictions (
+    model_id LowCardinality(String),
+    model_version LowCardinality(String),
+    event_id String,
+    timestamp DateTime64(6, 'UTC'),
+    features_num Map(LowCardinality(String), Float64),
+    features_cat Map(LowCardinality(String), String),
+    features_null Array(LowCardinality(String)),
+    prediction_value Nullable(Float64),
+    prediction_class Nullable(String),
+    score Nullable(Float64),
+    class_scores Map(LowCardinality(String), Float64),
+    latency_ms Nullable(Float64),
+    segment Map(LowCardinality(String), String),{_RAW_EVENT_POSITION}
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMMDD(timestamp)
+ORDER BY (model_id, event_id)""",
+            f"""CREATE TABLE IF NOT EXISTS feedback (
+    model_id LowCardinality(String),
+    event_id String,
+    timestamp DateTime64(6, 'UTC'),
+    label_value Nullable(Float64),
+    label_class Nullable(String),{_RAW_EVENT_POSITION}
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMMDD(timestamp)
+ORDER BY (model_id, event_id)""",
+            """CREATE TABLE IF NOT EXISTS reference_profiles (
+    model_id LowCardinality(String),
+    model_version LowCardinality(String),
+    profile String,
+    created_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(created_at)
+ORDER BY (model_id, model_version)""",
+            """CREATE TABLE IF NOT EXISTS window_metrics (
+    model_id LowCardinality(String),
+    model_version LowCardinality(String),
+    window_start DateTime64(6, 'UTC'),
+    window_end DateTime64(6, 'UTC'),
+    metric LowCardinality(String),
+    feature String,
+    value Float64,
+    p_value Nullable(Float64),
+    threshold Nullable(Float64),
+    status LowCardinality(String),
+    n UInt64,
+    label_coverage Nullable(Float64),
+    revision UInt32,
+    computed_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(revision)
+ORDER BY (model_id, model_version, window_start, metric, feature)""",
+            """CREATE TABLE IF NOT EXISTS alerts (
+    alert_id String,
+    model_id LowCardinality(String),
+    model_version LowCardinality(String),
+    kind LowCardinality(String),
+    feature Nullable(String),
+    window_start DateTime64(6, 'UTC'),
+    window_end DateTime64(6, 'UTC'),
+    statistic LowCardinality(String),
+    value Float64,
+    threshold Float64,
+    p_value Nullable(Float64),
+    severity LowCardinality(String),
+    opened_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree
+ORDER BY (model_id, alert_id)""",
+            """CREATE TABLE IF NOT EXISTS model_versions (
+    model_id LowCardinality(String),
+    version String,
+    parent_version Nullable(String),
+    artifact_uri String,
+    metrics Map(LowCardinality(String), Float64),
+    status LowCardinality(String),
+    request_id Nullable(String),
+    data_from Nullable(DateTime64(6, 'UTC')),
+    data_to Nullable(DateTime64(6, 'UTC')),
+    created_at DateTime64(6, 'UTC'),
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (model_id, version)""",
+            """CREATE TABLE IF NOT EXISTS watermarks (
+    topic LowCardinality(String),
+    partition Int32,
+    event_time DateTime64(6, 'UTC'),
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(updated_at)
+ORDER BY (topic, partition)""",
+        ),
+    ),
+)
+
+_LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
+    version UInt32,
+    name String,
+    applied_at DateTime64(6, 'UTC') DEFAULT now64(6)
+) ENGINE = ReplacingMergeTree
+ORDER BY version"""
+
+
+def applied_versions(store: Store) -> set[int]:
+    """Versions recorded as applied in ``schema_migrations``."""
+    store.command(_LEDGER)
+    return {int(row["version"]) for row in store.query("SELECT version FROM schema_migrations")}
+
+
+def migrate(store: Store, raw_ttl_days: int = 0) -> list[int]:
+    """Apply every migration not yet recorded; return the versions applied now.
+
+    ``raw_ttl_days`` > 0 sets a TTL on the raw tables (0 removes none and sets none).
+    """
+    done = applied_versions(store)
+    applied: list[int] = []
+    for migration in MIGRATIONS:
+        if migration.version in done:
+            continue
+        for statement in migration.statements:
+            store.command(statement)
+        store.command(
+            "INSERT INTO schema_migrations (version, name) VALUES ({version:UInt32}, {name:String})",
+            {"version": migration.version, "name": migration.name},
+        )
+        applied.append(migration.version)
+    if raw_ttl_days > 0:
+        days = int(raw_ttl_days)
+        for table in ("predictions", "feedback"):
+            store.command(
+                f"ALTER TABLE {table} MODIFY TTL toDateTime(timestamp) + INTERVAL {days} DAY"
+            )
+    return applied

@@ -1,0 +1,66 @@
+"""Read-only access to the store of a running worker, through its ``/query`` page.
+
+chDB allows one process per data directory, so while a worker owns the
+embedded store every other process (the CLI, tests, the report) reads through
+the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .backend import ReadOnlyQueryError, StoreError
+
+__all__ = ["WorkerReader", "running_worker"]
+
+
+def running_worker(data_dir: Path) -> dict[str, Any] | None:
+    """The ``worker.json`` of a live worker in ``data_dir``, or ``None``."""
+    marker = Path(data_dir) / "worker.json"
+    try:
+        info = json.loads(marker.read_text())
+        os.kill(int(info["pid"]), 0)
+    except (FileNotFoundError, ValueError, KeyError, ProcessLookupError, PermissionError):
+        return None
+    return info
+
+
+class WorkerReader:
+    """Runs read-only SQL on a worker's store over HTTP.
+
+    Examples
+    --------
+    >>> WorkerReader(6066).url
+    'http://127.0.0.1:6066/query'
+    """
+
+    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+        self.url = f"http://{host}:{port}/query"
+        self.timeout = timeout
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a read-only query (parameters are not supported over this path)."""
+        if parameters:
+            raise StoreError("the worker query page takes no parameters")
+        request = urllib.request.Request(self.url, data=sql.encode(), method="POST")
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                body = response.read()
+        except urllib.error.HTTPError as error:
+            message = error.read().decode(errors="replace")
+            if error.code == 403:
+                raise ReadOnlyQueryError(message) from None
+            raise StoreError(message) from None
+        except OSError as error:
+            raise StoreError(f"worker at {self.url} did not answer: {error}") from None
+        return [orjson.loads(line) for line in body.splitlines() if line]
+
+    def close(self) -> None:
+        """Nothing to release."""

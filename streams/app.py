@@ -1,0 +1,63 @@
+"""The Faust app: declarations only (settings, topics). Agents live in their own modules."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import faust
+
+from driftline.settings import Settings
+
+__all__ = ["StreamTopics", "create_app"]
+
+
+@dataclass(frozen=True)
+class StreamTopics:
+    """The raw-bytes Faust topics of one app."""
+
+    predictions: faust.TopicT
+    feedback: faust.TopicT
+    dlq: faust.TopicT
+
+
+def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, StreamTopics]:
+    """A Faust app tuned for a fast first group join (DESIGN §5) and its topics.
+
+    Examples
+    --------
+    >>> app, topics = create_app(Settings(topic_prefix="doc"), "127.0.0.1:9092")
+    >>> app.conf.id, topics.predictions.get_topic_name()
+    ('doc-worker', 'doc.predictions')
+    """
+    app = faust.App(
+        f"{settings.topic_prefix}-worker",
+        broker=f"kafka://{bootstrap_servers}",
+        broker_credentials=None,
+        store="memory://",
+        topic_partitions=settings.partitions,
+        topic_replication_factor=settings.replication_factor,
+        topic_allow_declare=True,
+        consumer_auto_offset_reset="earliest",
+        broker_rebalance_timeout=5,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=1,
+        broker_commit_interval=1.0,
+        broker_max_poll_records=settings.ingest_batch_messages,
+        stream_buffer_maxsize=max(4096, settings.ingest_batch_messages * 2),
+        stream_wait_empty=False,
+        producer_max_request_size=max(1_048_576, settings.max_message_bytes * 2),
+        consumer_max_fetch_size=max(4 * 1_048_576, settings.max_message_bytes * 2),
+        web_enabled=True,
+        web_port=settings.worker_web_port,
+        web_bind="127.0.0.1",
+        web_in_thread=False,
+        autodiscover=False,
+    )
+    names = settings.topics
+
+    def raw(name: str) -> faust.TopicT:
+        return app.topic(name, value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+    return app, StreamTopics(
+        predictions=raw(names.predictions), feedback=raw(names.feedback), dlq=raw(names.dlq)
+    )

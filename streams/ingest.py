@@ -1,0 +1,212 @@
+"""Ingest: raw Kafka messages to stored rows, with bad input set aside for the DLQ.
+
+:func:`route_messages` is the plain part (bytes in; Arrow tables and dead
+letters out) and :class:`Ingestor` the shell that stores the tables and sends
+the dead letters. Offsets are acknowledged by the Faust agent only after
+:meth:`Ingestor.handle` returned, that is after the rows are stored and the
+dead letters are delivered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections import Counter
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+from driftline.schemas.codec import DecodeError, FeedbackColumns, decode_ingest
+from driftline.schemas.events import FeedbackEvent
+
+from driftline.store.backend import Store
+from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
+
+__all__ = [
+    "DeadLetter",
+    "IngestOutcome",
+    "IngestStats",
+    "Ingestor",
+    "RawMessage",
+    "dead_letter_headers",
+    "route_messages",
+]
+
+log = logging.getLogger(__name__)
+
+Headers = list[tuple[str, bytes]]
+
+
+@dataclass(frozen=True, slots=True)
+class RawMessage:
+    """One Kafka message as it was received.
+
+    Examples
+    --------
+    >>> RawMessage(b"{}", KafkaPosition("t", 0, 1)).key is None
+    True
+    """
+
+    value: bytes | None
+    position: KafkaPosition
+    headers: Headers = field(default_factory=list)
+    key: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A message that could not be ingested, with why.
+
+    Examples
+    --------
+    >>> letter = DeadLetter(RawMessage(b"x", KafkaPosition("t", 2, 9)), DecodeError("invalid_json", "bad"))
+    >>> dict(dead_letter_headers(letter))["driftline.error.class"]
+    b'invalid_json'
+    """
+
+    message: RawMessage
+    error: DecodeError
+
+
+def dead_letter_headers(letter: DeadLetter) -> Headers:
+    """The original headers plus the error class, message and source position."""
+    where = letter.message.position
+    return [
+        *letter.message.headers,
+        ("driftline.error.class", letter.error.reason.encode()),
+        ("driftline.error.message", letter.error.message.encode()[:4096]),
+        ("driftline.source.topic", where.topic.encode()),
+        ("driftline.source.partition", str(where.partition).encode()),
+        ("driftline.source.offset", str(where.offset).encode()),
+    ]
+
+
+@dataclass
+class IngestOutcome:
+    """What one group of messages turned into.
+
+    Examples
+    --------
+    >>> outcome = route_messages([RawMessage(b"nope", KafkaPosition("t", 0, 0))], 1024)
+    >>> outcome.prediction_rows, [letter.error.reason for letter in outcome.dead_letters]
+    (0, ['invalid_json'])
+    """
+
+    predictions: pa.Table | None
+    feedback: pa.Table | None
+    dead_letters: list[DeadLetter]
+
+    @property
+    def prediction_rows(self) -> int:
+        """Rows bound for the ``predictions`` table."""
+        return 0 if self.predictions is None else self.predictions.num_rows
+
+    @property
+    def feedback_rows(self) -> int:
+        """Rows bound for the ``feedback`` table."""
+        return 0 if self.feedback is None else self.feedback.num_rows
+
+
+def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutcome:
+    """Decode messages into prediction and feedback tables; collect the bad ones.
+
+    Prediction and feedback events are accepted on either ingest topic; any
+    other event type, and anything that is not a valid event, is a dead letter.
+    """
+    predictions = PredictionRows()
+    feedback = FeedbackRows()
+    dead: list[DeadLetter] = []
+    for message in messages:
+        value = message.value
+        try:
+            if value is None:
+                raise DecodeError("invalid_json", "empty message (no value)")
+            rows = decode_ingest(value, max_bytes)
+        except DecodeError as error:
+            dead.append(DeadLetter(message, error))
+            continue
+        if isinstance(rows, FeedbackColumns | FeedbackEvent):
+            feedback.add(rows, message.position)
+        else:
+            predictions.add(rows, message.position)
+    return IngestOutcome(
+        predictions=predictions.build() if predictions.pending else None,
+        feedback=feedback.build() if feedback.pending else None,
+        dead_letters=dead,
+    )
+
+
+@dataclass
+class IngestStats:
+    """Running totals of one ingest shell.
+
+    Examples
+    --------
+    >>> IngestStats().prediction_rows
+    0
+    """
+
+    messages: int = 0
+    prediction_rows: int = 0
+    feedback_rows: int = 0
+    dead_letters: Counter[str] = field(default_factory=Counter)
+
+
+SendDeadLetter = Callable[[DeadLetter], Awaitable[object]]
+
+
+class Ingestor:
+    """Stores what :func:`route_messages` produced and hands dead letters to a sender.
+
+    Parameters
+    ----------
+    store : Store
+        Where rows go.
+    send_dead_letter : callable
+        Coroutine function that sends one dead letter and returns an awaitable
+        that completes on delivery.
+    max_bytes : int
+        Largest accepted message.
+
+    Examples
+    --------
+    >>> Ingestor.__name__
+    'Ingestor'
+    """
+
+    def __init__(self, store: Store, send_dead_letter: SendDeadLetter, max_bytes: int) -> None:
+        self.store = store
+        self.send_dead_letter = send_dead_letter
+        self.max_bytes = max_bytes
+        self.stats = IngestStats()
+        self._store_lock = threading.Lock()
+
+    def _insert(self, outcome: IngestOutcome) -> None:
+        with self._store_lock:
+            if outcome.predictions is not None:
+                self.store.insert_arrow("predictions", outcome.predictions)
+            if outcome.feedback is not None:
+                self.store.insert_arrow("feedback", outcome.feedback)
+
+    async def handle(self, messages: Sequence[RawMessage]) -> IngestOutcome:
+        """Decode, store and dead-letter one group; return when all of it is durable."""
+        outcome = route_messages(messages, self.max_bytes)
+        deliveries = [await self.send_dead_letter(letter) for letter in outcome.dead_letters]
+        await asyncio.to_thread(self._insert, outcome)
+        for delivery in deliveries:
+            await delivery  # type: ignore[misc]
+        self.stats.messages += len(messages)
+        self.stats.prediction_rows += outcome.prediction_rows
+        self.stats.feedback_rows += outcome.feedback_rows
+        for letter in outcome.dead_letters:
+            self.stats.dead_letters[letter.error.reason] += 1
+            log.warning(
+                "dead letter %s from %s[%d]@%d: %s",
+                letter.error.reason,
+                letter.message.position.topic,
+                letter.message.position.partition,
+                letter.message.position.offset,
+                letter.error.message,
+            )
+        return outcome
