@@ -1,0 +1,478 @@
+"""The per-window evaluator: profile + config + a window's aggregates -> a report.
+
+The evaluator works only on aggregates (:class:`WindowData`): per-column histograms
+over the profile's frozen bins, category counts, performance counts. They come either
+from raw numpy arrays through :func:`aggregate_window` (backtest) or from the same
+aggregates computed by SQL in the store (streaming); the numbers are the same either
+way because nothing downstream looks at raw rows.
+
+Drift gating
+    A column's drift statistic grades its effect size (``ok``/``warning``/``critical``).
+    Where the statistic has a p-value (every histogram statistic does, see
+    :mod:`driftline.detectors.statistics`), the grade stands only if the p-value
+    survives Benjamini-Hochberg at ``drift.fdr`` across the window's *features*
+    (one family); the prediction and score columns form a second family. A column
+    with fewer than ``drift.min_samples`` non-null values in the window (or in the
+    reference) is ``insufficient`` and is left out of the family.
+Rows
+    Every check gives a :class:`MetricRow`; ``threshold`` is the critical threshold for
+    a critical row and the warning threshold otherwise. Performance rows cover every
+    metric of the task; only the configured metric has ``primary=True`` (the alert
+    policy ignores the others).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Annotated, Any, TypeAlias
+
+import numpy as np
+import numpy.typing as npt
+from driftline.schemas.monitor import AlertKind, MonitorConfig
+from pydantic import BaseModel, ConfigDict, Field
+
+from .fdr import benjamini_hochberg
+from .performance import (
+    BinaryCounts,
+    MulticlassCounts,
+    RegressionCounts,
+    assess_degradation,
+    performance_counts,
+)
+from .profiles import (
+    CategoricalCounts,
+    CategoricalProfile,
+    FeatureCounts,
+    ModelProfile,
+    NumericCounts,
+    NumericProfile,
+    build_profile,  # noqa: F401 - used by the doctests
+)
+from .quality import assess_quality
+from .statistics import DriftResult, DriftStatistic, _bin_points, get_statistic
+from .verdict import SEVERITY_RANK, Verdict
+
+__all__ = [
+    "MetricRow",
+    "WindowData",
+    "WindowReport",
+    "aggregate_window",
+    "drift_result",
+    "evaluate_window",
+]
+
+PerformanceCountsField: TypeAlias = Annotated[
+    BinaryCounts | MulticlassCounts | RegressionCounts, Field(discriminator="kind")
+]
+
+
+class WindowData(BaseModel):
+    """Aggregates of one window, over a profile's frozen bins.
+
+    Examples
+    --------
+    >>> d = WindowData(n_events=2, features={"x": NumericCounts(counts=(0, 2, 0))})
+    >>> (d + d).n_events, (d + d).features["x"].counts
+    (4, (0, 4, 0))
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    n_events: int = Field(ge=0)
+    features: dict[str, FeatureCounts] = {}
+    prediction: FeatureCounts | None = None
+    score: NumericCounts | None = None
+    performance: PerformanceCountsField | None = None
+    concept_drift: dict[str, int] = {}
+
+    def __add__(self, other: WindowData) -> WindowData:
+        """Merge two partial aggregates of the same window."""
+
+        def add(a: Any, b: Any) -> Any:
+            if a is None:
+                return b
+            if b is None:
+                return a
+            return a + b
+
+        features = dict(self.features)
+        for name, counts in other.features.items():
+            features[name] = add(features.get(name), counts)
+        drift = dict(self.concept_drift)
+        for name, hits in other.concept_drift.items():
+            drift[name] = drift.get(name, 0) + hits
+        return WindowData(
+            n_events=self.n_events + other.n_events,
+            features=features,
+            prediction=add(self.prediction, other.prediction),
+            score=add(self.score, other.score),
+            performance=add(self.performance, other.performance),
+            concept_drift=drift,
+        )
+
+
+class MetricRow(BaseModel):
+    """One metric of one window (a row of ``window_metrics``).
+
+    Examples
+    --------
+    >>> row = MetricRow(kind="data_drift", metric="psi", feature="x", value=0.3,
+    ...                 warning=0.1, critical=0.25, threshold=0.25, status="critical", n=500)
+    >>> row.is_bad
+    True
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    kind: AlertKind
+    metric: str
+    feature: str | None = None
+    value: float | None
+    p_value: float | None = None
+    q_value: float | None = None
+    reference: float | None = None
+    warning: float
+    critical: float
+    threshold: float
+    status: Verdict
+    n: int = Field(ge=0)
+    label_coverage: float | None = None
+    primary: bool = True
+
+    @property
+    def is_bad(self) -> bool:
+        """Whether the row is ``warning`` or ``critical``."""
+        return self.status in ("warning", "critical")
+
+
+class WindowReport(BaseModel):
+    """All metric rows of one window of one model version.
+
+    Examples
+    --------
+    >>> rep = WindowReport(model_id="m", model_version="v1", window_start=0.0,
+    ...                    window_end=60.0, n_events=0, rows=())
+    >>> rep.status("data_drift")
+    'insufficient'
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    model_id: str
+    model_version: str
+    window_start: float
+    window_end: float
+    revision: int = Field(default=0, ge=0)
+    n_events: int = Field(ge=0)
+    rows: tuple[MetricRow, ...]
+
+    def select(self, kind: str | None = None, feature: str | None = None) -> list[MetricRow]:
+        """Rows of a kind (and feature), in report order."""
+        return [
+            r
+            for r in self.rows
+            if (kind is None or r.kind == kind) and (feature is None or r.feature == feature)
+        ]
+
+    def status(self, kind: str, feature: str | None = None) -> Verdict:
+        """Worst status of the primary rows of a kind (and feature)."""
+        out: Verdict = "insufficient"
+        for row in self.select(kind, feature):
+            if row.primary and SEVERITY_RANK[row.status] > SEVERITY_RANK[out]:
+                out = row.status
+        return out
+
+    def bad_rows(self) -> list[MetricRow]:
+        """Primary rows with status warning or critical."""
+        return [r for r in self.rows if r.primary and r.is_bad]
+
+
+def aggregate_window(
+    profile: ModelProfile,
+    *,
+    features: Mapping[str, npt.ArrayLike],
+    predictions: npt.ArrayLike | None = None,
+    scores: npt.ArrayLike | None = None,
+    labels: npt.ArrayLike | None = None,
+    positive_label: str = "1",
+    concept_drift: Mapping[str, int] | None = None,
+) -> WindowData:
+    """Aggregate a window's raw arrays over the profile's bins.
+
+    Parameters
+    ----------
+    profile
+        The reference profile (its bins and its task).
+    features
+        Column name to values; columns absent from the profile are ignored.
+    predictions, scores, labels
+        Optional arrays aligned with the rows; a null label marks an unlabelled row.
+    concept_drift
+        Online detector name to drifts it detected in the window.
+    """
+    sizes = {np.asarray(v).reshape(-1).size for v in features.values()}
+    n_events = max(sizes) if sizes else 0
+    counts: dict[str, Any] = {}
+    for name, prof in profile.features.items():
+        if name in features:
+            counts[name] = prof.histogram(features[name])
+    prediction = score = perf = None
+    if predictions is not None:
+        n_events = max(n_events, np.asarray(predictions).reshape(-1).size)
+        if profile.prediction is not None:
+            prediction = profile.prediction.histogram(predictions)
+        if labels is not None:
+            perf = performance_counts(profile.task, predictions, labels, scores, positive_label)
+    if scores is not None and profile.score is not None:
+        score = profile.score.histogram(scores)
+    return WindowData(
+        n_events=n_events,
+        features=counts,
+        prediction=prediction,
+        score=score,
+        performance=perf,
+        concept_drift=dict(concept_drift or {}),
+    )
+
+
+def drift_result(
+    statistic: DriftStatistic,
+    profile: NumericProfile | CategoricalProfile,
+    counts: NumericCounts | CategoricalCounts | None,
+) -> DriftResult:
+    """Run a statistic on a window's aggregate of one column against its profile.
+
+    Examples
+    --------
+    >>> prof = NumericProfile(edges=(0.0, 1.0), reference_counts=(0, 100, 0),
+    ...                       bin_means=(0.0, 0.5, 1.0), count=100, null_count=0)
+    >>> drift_result(get_statistic("psi"), prof, NumericCounts(counts=(0, 60, 40))).verdict
+    'critical'
+    """
+    if counts is None:
+        return statistic.insufficient(profile.count, 0)
+    if isinstance(profile, NumericProfile) and isinstance(counts, NumericCounts):
+        if len(counts.counts) != profile.n_bins:
+            raise ValueError(f"{profile.name}: window histogram does not match the profile bins")
+        return statistic.compare(
+            profile.reference_counts,
+            counts.counts,
+            reference_points=profile.bin_means,
+            current_points=_bin_points(counts.counts, counts.sums, profile.bin_means),
+            scale=profile.scale,
+        )
+    if isinstance(profile, CategoricalProfile) and isinstance(counts, CategoricalCounts):
+        return statistic.compare(profile.reference_counts, profile.vector(counts), ordered=False)
+    raise TypeError(f"{profile.name}: profile and window aggregate differ in kind")
+
+
+def _gate(
+    kind: AlertKind,
+    named: list[tuple[str, DriftResult]],
+    min_samples: int,
+    fdr: float,
+) -> list[MetricRow]:
+    """Apply min-samples and Benjamini-Hochberg to one family of drift results."""
+    enough = [
+        r.n_current >= min_samples and r.n_reference >= min_samples and r.verdict != "insufficient"
+        for _, r in named
+    ]
+    p = np.array(
+        [
+            r.p_value if ok and r.p_value is not None else np.nan
+            for (_, r), ok in zip(named, enough, strict=True)
+        ],
+        dtype=np.float64,
+    )
+    q = benjamini_hochberg(p)
+    rows = []
+    for (name, res), ok, qv in zip(named, enough, q.tolist(), strict=True):
+        status: Verdict
+        if not ok:
+            status = "insufficient"
+        elif res.p_value is None or qv <= fdr:
+            status = res.verdict
+        else:
+            status = "ok"
+        rows.append(
+            MetricRow(
+                kind=kind,
+                metric=res.statistic,
+                feature=name,
+                value=res.value,
+                p_value=res.p_value,
+                q_value=None if np.isnan(qv) else qv,
+                warning=res.warning,
+                critical=res.critical,
+                threshold=res.critical if status == "critical" else res.warning,
+                status=status,
+                n=res.n_current,
+            )
+        )
+    return rows
+
+
+def evaluate_window(
+    profile: ModelProfile,
+    config: MonitorConfig,
+    data: WindowData,
+    *,
+    window_start: float,
+    window_end: float,
+    revision: int = 0,
+) -> WindowReport:
+    """Evaluate one window: data drift, prediction drift, data quality, performance.
+
+    Parameters
+    ----------
+    profile
+        Reference profile of the model version.
+    config
+        The model's monitor config. The profile decides which features are evaluated;
+        a feature whose kind differs between the two is an error.
+    data
+        The window's aggregates (from :func:`aggregate_window` or from the store).
+    window_start, window_end
+        Window bounds, epoch seconds.
+    revision
+        Revision number of this evaluation of the window.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> cfg = MonitorConfig(model_id="m", features={"x": "numeric", "y": "numeric"})
+    >>> prof = build_profile("m", "v1", features={"x": rng.normal(size=5000),
+    ...     "y": rng.normal(size=5000)}, kinds=cfg.features)
+    >>> data = aggregate_window(prof, features={"x": rng.normal(1, 1, 2000),
+    ...                                         "y": rng.normal(size=2000)})
+    >>> rep = evaluate_window(prof, cfg, data, window_start=0.0, window_end=3600.0)
+    >>> rep.status("data_drift", "x"), rep.status("data_drift", "y")
+    ('critical', 'ok')
+    """
+    drift = config.drift
+    mismatched = sorted(
+        name
+        for name, fprof in profile.features.items()
+        if name in config.features and config.features[name] != fprof.kind
+    )
+    if mismatched:
+        raise ValueError(f"config and profile disagree on the kind of features {mismatched}")
+    rows: list[MetricRow] = []
+
+    feature_results: list[tuple[str, DriftResult]] = []
+    for name, fprof in profile.features.items():
+        method = drift.numeric if fprof.kind == "numeric" else drift.categorical
+        stat = get_statistic(method.method, warning=method.warning, critical=method.critical)
+        feature_results.append((name, drift_result(stat, fprof, data.features.get(name))))
+    rows += _gate("data_drift", feature_results, drift.min_samples, drift.fdr)
+
+    pm = drift.prediction
+    pred_results: list[tuple[str, DriftResult]] = []
+    if profile.prediction is not None:
+        stat = get_statistic(pm.method, warning=pm.warning, critical=pm.critical)
+        pred_results.append(("prediction", drift_result(stat, profile.prediction, data.prediction)))
+    if profile.score is not None:
+        stat = get_statistic(pm.method, warning=pm.warning, critical=pm.critical)
+        pred_results.append(("score", drift_result(stat, profile.score, data.score)))
+    rows += _gate("prediction_drift", pred_results, drift.min_samples, drift.fdr)
+
+    for name, fprof in profile.features.items():
+        counts = data.features.get(name) or fprof.empty_counts()
+        for q in assess_quality(fprof, counts, config.quality, min_samples=drift.min_samples):
+            rows.append(
+                MetricRow(
+                    kind="data_quality",
+                    metric=q.metric,
+                    feature=name,
+                    value=q.value,
+                    reference=q.reference,
+                    warning=q.warning,
+                    critical=q.critical,
+                    threshold=q.critical if q.verdict == "critical" else q.warning,
+                    status=q.verdict,
+                    n=q.n,
+                )
+            )
+
+    rows += _performance_rows(profile, config, data)
+
+    for name, hits in sorted(data.concept_drift.items()):
+        status: Verdict = "critical" if hits > 0 else "ok"
+        rows.append(
+            MetricRow(
+                kind="concept_drift",
+                metric=name,
+                value=float(hits),
+                warning=1.0,
+                critical=1.0,
+                threshold=1.0,
+                status=status,
+                n=data.performance.n_labelled if data.performance is not None else 0,
+            )
+        )
+    return WindowReport(
+        model_id=profile.model_id,
+        model_version=profile.model_version,
+        window_start=window_start,
+        window_end=window_end,
+        revision=revision,
+        n_events=data.n_events,
+        rows=tuple(rows),
+    )
+
+
+def _performance_rows(
+    profile: ModelProfile, config: MonitorConfig, data: WindowData
+) -> list[MetricRow]:
+    pc = config.performance
+    primary = config.performance_metric
+    ref = profile.reference_performance
+    missing = MetricRow(
+        kind="performance",
+        metric=primary,
+        value=None,
+        warning=pc.warning_drop,
+        critical=pc.critical_drop,
+        threshold=pc.warning_drop,
+        status="insufficient",
+        n=data.performance.n_labelled if data.performance is not None else 0,
+        label_coverage=_coverage(data.performance),
+        reference=ref.metrics[primary].value if ref and primary in ref.metrics else None,
+    )
+    if data.performance is None:
+        return [missing]
+    rows = []
+    for name, estimate in data.performance.metrics().items():
+        res = assess_degradation(
+            estimate,
+            ref.metrics.get(name) if ref is not None else None,
+            warning_drop=pc.warning_drop,
+            critical_drop=pc.critical_drop,
+            min_labels=pc.min_labels,
+            significance=pc.significance,
+        )
+        rows.append(
+            MetricRow(
+                kind="performance",
+                metric=name,
+                value=res.value,
+                p_value=res.p_value,
+                reference=res.reference,
+                warning=res.warning,
+                critical=res.critical,
+                threshold=res.critical if res.verdict == "critical" else res.warning,
+                status=res.verdict,
+                n=res.n_labelled,
+                label_coverage=res.label_coverage,
+                primary=name == primary,
+            )
+        )
+    if not any(r.primary for r in rows):
+        rows.append(missing)
+    return rows
+
+
+def _coverage(counts: BinaryCounts | MulticlassCounts | RegressionCounts | None) -> float:
+    if counts is None or counts.n_predicted == 0:
+        return 0.0
+    return counts.n_labelled / counts.n_predicted

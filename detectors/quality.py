@@ -1,0 +1,134 @@
+"""Data quality per window: null rate, out-of-reference-range rate, unseen-category rate.
+
+* ``null_rate`` = nulls / all values of the column in the window; it is judged by its
+  *increase* over the reference null rate, so a column that is often null in the
+  reference does not alert for being as null as usual.
+* ``out_of_range_rate`` (numeric) = values below the reference minimum or above its
+  maximum / non-null values, read off the profile's two open outer bins.
+* ``unseen_rate`` (categorical) = values of categories the reference never showed /
+  non-null values.
+
+Below ``min_samples`` values the verdict is ``insufficient``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from driftline.schemas.monitor import QualityConfig, QualityThreshold
+from pydantic import BaseModel, ConfigDict, Field
+
+from .profiles import CategoricalCounts, CategoricalProfile, NumericCounts, NumericProfile
+from .verdict import Verdict, grade
+
+__all__ = ["QualityMetric", "QualityResult", "assess_quality"]
+
+QualityMetric = Literal["null_rate", "out_of_range_rate", "unseen_rate"]
+
+
+class QualityResult(BaseModel):
+    """One data-quality rate of one column in one window.
+
+    ``reference`` is the reference rate (0 for range and unseen rates); the verdict
+    grades ``value - reference`` against ``warning``/``critical``.
+
+    Examples
+    --------
+    >>> prof = NumericProfile(edges=(0.0, 1.0), reference_counts=(0, 10, 0),
+    ...                       bin_means=(0.0, 0.5, 1.0), count=10, null_count=0)
+    >>> res = assess_quality(prof, NumericCounts(counts=(1, 7, 2), null_count=0),
+    ...                      QualityConfig(), min_samples=5)
+    >>> [(r.metric, r.value, r.verdict) for r in res]
+    [('null_rate', 0.0, 'ok'), ('out_of_range_rate', 0.3, 'critical')]
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    metric: QualityMetric
+    feature: str
+    value: float = Field(ge=0, le=1)
+    reference: float = Field(ge=0, le=1)
+    warning: float
+    critical: float
+    verdict: Verdict
+    n: int = Field(ge=0)
+
+
+def _rate(
+    metric: QualityMetric,
+    feature: str,
+    bad: int,
+    n: int,
+    reference: float,
+    threshold: QualityThreshold,
+    min_samples: int,
+) -> QualityResult:
+    value = bad / n if n > 0 else 0.0
+    verdict: Verdict = (
+        "insufficient"
+        if n < min_samples or n == 0
+        else grade(value - reference, threshold.warning, threshold.critical)
+    )
+    return QualityResult(
+        metric=metric,
+        feature=feature,
+        value=value,
+        reference=reference,
+        warning=threshold.warning,
+        critical=threshold.critical,
+        verdict=verdict,
+        n=n,
+    )
+
+
+def assess_quality(
+    profile: NumericProfile | CategoricalProfile,
+    counts: NumericCounts | CategoricalCounts,
+    config: QualityConfig,
+    *,
+    min_samples: int = 1,
+    feature: str | None = None,
+) -> list[QualityResult]:
+    """Quality rates of one column of a window against its reference profile.
+
+    Parameters
+    ----------
+    profile
+        The column's reference profile.
+    counts
+        The window's histogram over the profile's bins (or category counts).
+    config
+        Thresholds.
+    min_samples
+        Fewer values than this give ``insufficient``.
+    feature
+        Column name (default: the profile's name).
+    """
+    name = profile.name if feature is None else feature
+    ref_total = profile.count + profile.null_count
+    ref_null = profile.null_count / ref_total if ref_total else 0.0
+    out = [
+        _rate(
+            "null_rate",
+            name,
+            counts.null_count,
+            counts.total,
+            ref_null,
+            config.null_rate,
+            min_samples,
+        )
+    ]
+    if isinstance(profile, NumericProfile) and isinstance(counts, NumericCounts):
+        bad = profile.out_of_range(counts) if profile.has_range_bins else 0
+        n = counts.n if profile.has_range_bins else 0
+        out.append(
+            _rate("out_of_range_rate", name, bad, n, 0.0, config.out_of_range_rate, min_samples)
+        )
+    elif isinstance(profile, CategoricalProfile) and isinstance(counts, CategoricalCounts):
+        vec = profile.vector(counts)
+        out.append(
+            _rate("unseen_rate", name, int(vec[-1]), counts.n, 0.0, config.unseen_rate, min_samples)
+        )
+    else:
+        raise TypeError("profile and counts must both be numeric or both categorical")
+    return out

@@ -1,0 +1,535 @@
+"""The monitor config: one YAML document per model (DESIGN §3).
+
+Every model here is frozen and rejects unknown keys. :meth:`MonitorConfig.from_yaml`
+reads a file or a YAML string and raises :class:`MonitorConfigError` whose message
+names the key path of every problem, for example ``drift.numeric.methd: unknown key``.
+Keys left out take the defaults below. Durations are written ``30s``, ``10m``,
+``1h`` or ``1d`` (a bare number is seconds) and are stored as float seconds.
+
+Example
+-------
+>>> cfg = MonitorConfig.from_yaml('''
+... model_id: credit
+... task: binary_classification
+... features: {income: numeric, region: categorical}
+... window: 1h
+... drift:
+...   numeric: {method: ks}
+... retrain: {on: [performance]}
+... ''')
+>>> cfg.window_seconds, cfg.allowed_lateness_seconds
+(3600.0, 600.0)
+>>> cfg.drift.numeric.method, cfg.drift.numeric.warning, cfg.drift.numeric.critical
+('ks', 0.1, 0.2)
+>>> cfg.retrain.on
+('performance',)
+>>> bad = "model_id: m\\nfeatures: {x: numeric}\\ndrift: {numeric: {methd: psi}}"
+>>> try:
+...     MonitorConfig.from_yaml(bad)
+... except MonitorConfigError as exc:
+...     print(exc)
+invalid monitor config:
+  drift.numeric.methd: unknown key
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal, TypeAlias
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+__all__ = [
+    "ALERT_KINDS",
+    "CATEGORICAL_METHODS",
+    "DEFAULT_THRESHOLDS",
+    "DRIFT_METHODS",
+    "TASK_METRICS",
+    "AlertKind",
+    "AlertingConfig",
+    "DriftConfig",
+    "DriftMethod",
+    "DriftMethodConfig",
+    "Duration",
+    "FeatureKind",
+    "MonitorConfig",
+    "MonitorConfigError",
+    "PerformanceConfig",
+    "PerformanceMetric",
+    "QualityConfig",
+    "QualityThreshold",
+    "ReferenceConfig",
+    "RetrainConfig",
+    "Severity",
+    "Task",
+    "parse_duration",
+]
+
+Task: TypeAlias = Literal["binary_classification", "multiclass", "regression"]
+FeatureKind: TypeAlias = Literal["numeric", "categorical"]
+DriftMethod: TypeAlias = Literal["psi", "jensen_shannon", "hellinger", "wasserstein", "ks", "chi2"]
+AlertKind: TypeAlias = Literal[
+    "data_drift", "prediction_drift", "performance", "data_quality", "concept_drift"
+]
+Severity: TypeAlias = Literal["warning", "critical"]
+PerformanceMetric: TypeAlias = Literal[
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "log_loss",
+    "macro_f1",
+    "mae",
+    "rmse",
+    "mape",
+]
+
+#: Every drift statistic, by its config name.
+DRIFT_METHODS: Final[tuple[str, ...]] = (
+    "psi",
+    "jensen_shannon",
+    "hellinger",
+    "wasserstein",
+    "ks",
+    "chi2",
+)
+#: Statistics that need no order on the values, so apply to categorical data.
+CATEGORICAL_METHODS: Final[frozenset[str]] = frozenset(
+    {"psi", "jensen_shannon", "hellinger", "chi2"}
+)
+#: ``(warning, critical)`` per method when the config leaves them out. They sit near the
+#: small-shift equivalents of PSI 0.1 / 0.25 (see ``driftline.detectors.statistics``).
+DEFAULT_THRESHOLDS: Final[Mapping[str, tuple[float, float]]] = {
+    "psi": (0.1, 0.25),
+    "jensen_shannon": (0.1, 0.2),
+    "hellinger": (0.1, 0.2),
+    "wasserstein": (0.3, 0.5),
+    "ks": (0.1, 0.2),
+    "chi2": (0.3, 0.5),
+}
+ALERT_KINDS: Final[tuple[str, ...]] = (
+    "data_drift",
+    "prediction_drift",
+    "performance",
+    "data_quality",
+    "concept_drift",
+)
+#: Performance metrics each task computes; the first is the default ``performance.metric``.
+TASK_METRICS: Final[Mapping[str, tuple[str, ...]]] = {
+    "binary_classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
+    "multiclass": ("accuracy", "macro_f1"),
+    "regression": ("mae", "rmse", "mape"),
+}
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
+_UNIT_SECONDS: Final[Mapping[str, float]] = {
+    "": 1.0,
+    "s": 1.0,
+    "m": 60.0,
+    "h": 3600.0,
+    "d": 86400.0,
+}
+
+
+def parse_duration(value: object) -> float:
+    """Parse a duration into seconds.
+
+    Parameters
+    ----------
+    value
+        A non-negative number of seconds, or a string ``<number><unit>`` with unit
+        ``s``, ``m``, ``h`` or ``d`` (no unit means seconds).
+
+    Returns
+    -------
+    float
+        The duration in seconds.
+
+    Raises
+    ------
+    ValueError
+        When the value is not a duration.
+
+    Examples
+    --------
+    >>> parse_duration("30s"), parse_duration("10m"), parse_duration("1h"), parse_duration("1d")
+    (30.0, 600.0, 3600.0, 86400.0)
+    >>> parse_duration(90)
+    90.0
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 10m, 1h or 1d")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if match is None:
+            raise ValueError(
+                f"invalid duration {value!r}: use a number and a unit s, m, h or d "
+                "(e.g. 30s, 10m, 1h, 1d)"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise ValueError(f"invalid duration {value!r}: use e.g. 30s, 10m, 1h or 1d")
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"invalid duration {value!r}: must be finite and non-negative")
+    return seconds
+
+
+#: A duration in seconds, accepting ``30s``/``10m``/``1h``/``1d`` or a number.
+Duration: TypeAlias = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class DriftMethodConfig(_Frozen):
+    """Drift statistic and thresholds for one kind of column.
+
+    ``warning``/``critical`` left out take the method's defaults (:data:`DEFAULT_THRESHOLDS`).
+
+    Examples
+    --------
+    >>> DriftMethodConfig(method="hellinger").critical
+    0.2
+    """
+
+    method: DriftMethod = "psi"
+    warning: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    critical: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _fill_defaults(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):
+            method = data.get("method", "psi")
+            if isinstance(method, str) and method in DEFAULT_THRESHOLDS:
+                warning, critical = DEFAULT_THRESHOLDS[method]
+                data = {"warning": warning, "critical": critical, **data}
+        return data
+
+    @model_validator(mode="after")
+    def _ordered(self) -> DriftMethodConfig:
+        if self.warning > self.critical:
+            raise ValueError(f"warning ({self.warning}) must not exceed critical ({self.critical})")
+        return self
+
+
+class DriftConfig(_Frozen):
+    """Drift methods per column kind, minimum samples and the false-discovery rate.
+
+    Examples
+    --------
+    >>> DriftConfig().min_samples, DriftConfig().fdr
+    (200, 0.05)
+    """
+
+    numeric: DriftMethodConfig = DriftMethodConfig()
+    categorical: DriftMethodConfig = DriftMethodConfig()
+    prediction: DriftMethodConfig = DriftMethodConfig()
+    min_samples: int = Field(default=200, ge=1)
+    fdr: float = Field(default=0.05, gt=0, lt=1)
+
+
+class PerformanceConfig(_Frozen):
+    """The performance metric that alerts, and its degradation rules.
+
+    ``warning_drop``/``critical_drop`` are absolute drops for scores in [0, 1]
+    (accuracy, precision, recall, f1, roc_auc, macro_f1) and relative increases for
+    error metrics (log_loss, mae, rmse, mape). ``metric`` left out is the task's first
+    metric in :data:`TASK_METRICS`.
+
+    Examples
+    --------
+    >>> PerformanceConfig().min_labels
+    100
+    """
+
+    metric: PerformanceMetric | None = None
+    warning_drop: float = Field(default=0.03, ge=0, allow_inf_nan=False)
+    critical_drop: float = Field(default=0.05, ge=0, allow_inf_nan=False)
+    min_labels: int = Field(default=100, ge=1)
+    significance: float = Field(default=0.05, gt=0, lt=1)
+    positive_label: str = "1"
+
+    @field_validator("positive_label", mode="before")
+    @classmethod
+    def _label_text(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return str(value).lower()
+        if isinstance(value, float) and value.is_integer():
+            return str(int(value))
+        if isinstance(value, int | float):
+            return str(value)
+        return value
+
+    @model_validator(mode="after")
+    def _ordered(self) -> PerformanceConfig:
+        if self.warning_drop > self.critical_drop:
+            raise ValueError(
+                f"warning_drop ({self.warning_drop}) must not exceed "
+                f"critical_drop ({self.critical_drop})"
+            )
+        return self
+
+
+class QualityThreshold(_Frozen):
+    """Warning and critical levels for one data-quality rate (fractions of the window).
+
+    Examples
+    --------
+    >>> QualityThreshold(warning=0.01, critical=0.1).critical
+    0.1
+    """
+
+    warning: float = Field(ge=0, le=1)
+    critical: float = Field(ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> QualityThreshold:
+        if self.warning > self.critical:
+            raise ValueError(f"warning ({self.warning}) must not exceed critical ({self.critical})")
+        return self
+
+
+class QualityConfig(_Frozen):
+    """Data-quality thresholds.
+
+    The null rate is judged by its increase over the reference null rate; the
+    out-of-reference-range and unseen-category rates are zero in the reference.
+
+    Examples
+    --------
+    >>> QualityConfig().null_rate.warning
+    0.05
+    """
+
+    null_rate: QualityThreshold = QualityThreshold(warning=0.05, critical=0.2)
+    out_of_range_rate: QualityThreshold = QualityThreshold(warning=0.05, critical=0.2)
+    unseen_rate: QualityThreshold = QualityThreshold(warning=0.05, critical=0.2)
+
+
+class AlertingConfig(_Frozen):
+    """Alert policy: bad windows in a row before an alert opens, and its cooldown.
+
+    Examples
+    --------
+    >>> AlertingConfig(cooldown="30m").cooldown_seconds
+    1800.0
+    """
+
+    consecutive_windows: int = Field(default=1, ge=1)
+    cooldown: Duration = 7200.0
+
+    @property
+    def cooldown_seconds(self) -> float:
+        """The cooldown in seconds."""
+        return self.cooldown
+
+
+class RetrainConfig(_Frozen):
+    """Retrain policy: which alert kinds ask for a retrain, and when.
+
+    Examples
+    --------
+    >>> RetrainConfig().on, RetrainConfig().cooldown_seconds
+    (('performance', 'data_drift'), 21600.0)
+    """
+
+    on: tuple[AlertKind, ...] = ("performance", "data_drift")
+    min_labelled_rows: int = Field(default=1000, ge=0)
+    cooldown: Duration = 21600.0
+    severity: Severity = "critical"
+
+    @property
+    def cooldown_seconds(self) -> float:
+        """The cooldown in seconds."""
+        return self.cooldown
+
+
+class ReferenceConfig(_Frozen):
+    """Where the reference comes from: a file of events or a model version's training data.
+
+    Examples
+    --------
+    >>> ReferenceConfig(path="ref.jsonl").path
+    'ref.jsonl'
+    """
+
+    path: str | None = None
+    model_version: str | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> ReferenceConfig:
+        if (self.path is None) == (self.model_version is None):
+            raise ValueError("give exactly one of path or model_version")
+        return self
+
+
+class MonitorConfig(_Frozen):
+    """The monitor config of one model.
+
+    Examples
+    --------
+    >>> cfg = MonitorConfig(model_id="m", features={"x": "numeric"})
+    >>> cfg.task, cfg.window_seconds, cfg.performance_metric, cfg.bins
+    ('binary_classification', 3600.0, 'accuracy', 10)
+    """
+
+    model_id: str = Field(min_length=1)
+    task: Task = "binary_classification"
+    features: dict[str, FeatureKind] = Field(min_length=1)
+    window: Duration = 3600.0
+    allowed_lateness: Duration = 600.0
+    reference: ReferenceConfig | None = None
+    bins: int = Field(default=10, ge=2, le=1000)
+    drift: DriftConfig = DriftConfig()
+    performance: PerformanceConfig = PerformanceConfig()
+    quality: QualityConfig = QualityConfig()
+    alerting: AlertingConfig = AlertingConfig()
+    retrain: RetrainConfig = RetrainConfig()
+
+    @field_validator("window")
+    @classmethod
+    def _positive_window(cls, value: float) -> float:
+        if value <= 0:
+            raise ValueError("window must be longer than 0 seconds")
+        return value
+
+    @field_validator("features")
+    @classmethod
+    def _feature_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not name.strip():
+                raise ValueError("feature names must not be empty")
+        return value
+
+    @model_validator(mode="after")
+    def _task_rules(self) -> MonitorConfig:
+        if self.drift.categorical.method not in CATEGORICAL_METHODS:
+            raise ValueError(
+                f"drift.categorical.method: {self.drift.categorical.method!r} needs ordered "
+                f"values; categorical columns take one of {sorted(CATEGORICAL_METHODS)}"
+            )
+        metric = self.performance.metric
+        if metric is not None and metric not in TASK_METRICS[self.task]:
+            raise ValueError(
+                f"performance.metric: {metric!r} is not a {self.task} metric "
+                f"(choose from {list(TASK_METRICS[self.task])})"
+            )
+        if self.task != "regression" and self.drift.prediction.method not in CATEGORICAL_METHODS:
+            raise ValueError(
+                f"drift.prediction.method: {self.drift.prediction.method!r} needs ordered "
+                f"values, but {self.task} predictions are classes; choose one of "
+                f"{sorted(CATEGORICAL_METHODS)}"
+            )
+        return self
+
+    @property
+    def window_seconds(self) -> float:
+        """Window size in seconds."""
+        return self.window
+
+    @property
+    def allowed_lateness_seconds(self) -> float:
+        """Allowed lateness in seconds."""
+        return self.allowed_lateness
+
+    @property
+    def performance_metric(self) -> str:
+        """The metric that alerts: ``performance.metric`` or the task's default."""
+        return self.performance.metric or TASK_METRICS[self.task][0]
+
+    @classmethod
+    def from_yaml(cls, source: str | Path) -> MonitorConfig:
+        """Load a config from a YAML file path or a YAML string.
+
+        Parameters
+        ----------
+        source
+            A :class:`~pathlib.Path`, a path string naming an existing file, or YAML text.
+
+        Raises
+        ------
+        MonitorConfigError
+            When the YAML does not parse or the config is invalid; the message names
+            the key path of each problem.
+        """
+        if isinstance(source, Path):
+            text = source.read_text(encoding="utf-8")
+        elif "\n" not in source and (
+            source.strip().endswith((".yaml", ".yml")) or Path(source).is_file()
+        ):
+            text = Path(source).read_text(encoding="utf-8")
+        else:
+            text = source
+        try:
+            data = yaml.load(text, Loader=_Loader)
+        except yaml.YAMLError as exc:
+            raise MonitorConfigError([f"<yaml>: {exc}"]) from exc
+        if not isinstance(data, dict):
+            raise MonitorConfigError(["<root>: expected a mapping of keys"])
+        return cls.from_mapping(data)
+
+    @classmethod
+    def from_mapping(cls, data: Mapping[str, Any]) -> MonitorConfig:
+        """Validate a mapping, raising :class:`MonitorConfigError` with key paths."""
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise MonitorConfigError(_messages(exc)) from None
+
+
+class MonitorConfigError(ValueError):
+    """An invalid monitor config; ``problems`` holds one ``key.path: reason`` line each."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = tuple(problems)
+        super().__init__("invalid monitor config:\n" + "\n".join(f"  {p}" for p in problems))
+
+
+def _messages(exc: ValidationError) -> list[str]:
+    out: list[str] = []
+    for err in exc.errors(include_url=False):
+        loc = [str(part) for part in err["loc"] if not str(part).startswith("function-")]
+        path = ".".join(loc)
+        msg = str(err["msg"])
+        if msg.startswith("Value error, "):
+            msg = msg[len("Value error, ") :]
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key"
+        elif err["type"] == "missing":
+            msg = "required key is missing"
+        elif err["type"] == "literal_error":
+            msg = f"{err.get('input')!r} is not allowed: {msg}"
+        out.append(f"{path}: {msg}" if path else msg)
+    return out
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that reads only true/false as booleans, so ``on:`` stays a key."""
+
+
+_Loader.yaml_implicit_resolvers = {
+    first: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool",
+    re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+    list("tTfF"),
+)
