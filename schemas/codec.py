@@ -6,7 +6,11 @@ Two ways in:
 * :func:`decode_rows` is the ingest fast path. It turns a ``prediction_batch``
   into :class:`PredictionColumns` (numpy arrays, one per column) without
   building a Python object per row, and single events into the same columns
-  of length one. It accepts exactly what :func:`decode` accepts.
+  of length one. It accepts a prediction or feedback event exactly when
+  :func:`decode` does, and a batch it refuses is validated again by the
+  models, so that the error is the one :func:`decode` raises. Timestamps given
+  as epoch seconds keep their full precision in the columns, where the models
+  round them to microseconds.
 
 Every failure is a :class:`DecodeError` whose ``reason`` is a short stable code
 (for the DLQ headers and metrics) and whose message names what is wrong.
@@ -173,12 +177,22 @@ def _reject_constant(name: str) -> Any:
     raise DecodeError("non_finite", f"{name} is not allowed: numbers must be finite")
 
 
+def _size(data: bytes | str, max_bytes: int) -> int:
+    """Length in bytes (UTF-8 for text), encoding text only when it could matter."""
+    if isinstance(data, str) and max_bytes < 4 * len(data) and len(data) <= max_bytes:
+        return len(data.encode("utf-8", "surrogatepass"))
+    return len(data)
+
+
 def _load(data: bytes | str, max_bytes: int) -> Any:
-    if len(data) > max_bytes:
-        raise DecodeError("oversized", f"message of {len(data)} bytes exceeds {max_bytes} bytes")
+    size = _size(data, max_bytes)
+    if size > max_bytes:
+        raise DecodeError("oversized", f"message of {size} bytes exceeds {max_bytes} bytes")
     try:
         return orjson.loads(data)
     except orjson.JSONDecodeError as error:
+        if "infinity" in str(error):  # a literal such as 1e999
+            raise DecodeError("non_finite", f"number too large, not finite: {error}") from None
         # orjson refuses NaN/Infinity silently as syntax; say so when that is the cause.
         try:
             json.loads(data, parse_constant=_reject_constant)
@@ -198,21 +212,31 @@ def _object(data: bytes | str, max_bytes: int) -> dict[str, Any]:
 
 # --------------------------------------------------------------------------- pydantic path
 
-_VALUE_REASONS = (
-    ("NaN and infinite", "non_finite"),
-    ("out of range", "timestamp_out_of_range"),
-    ("unequal lengths", "unequal_columns"),
-    ("empty batch", "empty_batch"),
-)
+#: Error kinds that only say "not this type": a union reports one per member.
+_TYPE_KINDS = ("_type", "_parsing", "none_required")
 
 
-def _reason_of(error: ValidationError) -> DecodeError:
-    first = error.errors(include_url=False)[0]
+def _is_type_error(kind: str) -> bool:
+    return kind.endswith(_TYPE_KINDS)
+
+
+def _reason_of(error: ValidationError, obj: Any) -> DecodeError:
+    errors = error.errors(include_url=False)
+    first = errors[0]
+    where = _field_path(first, obj)
+    if _is_type_error(first["type"]):
+        # The members of a union fail at the same place; the member that took the
+        # input's type and failed on a constraint says what is really wrong.
+        for other in errors[1:]:
+            if not _is_type_error(other["type"]) and _field_path(other, obj) == where:
+                first = other
+                break
     kind = first["type"]
-    where = _field_path(first["loc"])
-    message = first["msg"]
-    if kind in ("union_tag_invalid",):
-        tag = first.get("input", {}).get("type") if isinstance(first.get("input"), dict) else None
+    message = first["msg"].removeprefix("Value error, ")
+    at = "" if where == "event" else f"{where}: "  # checks of the whole event name their fields
+    if kind == "union_tag_invalid":
+        given = first.get("input")
+        tag = given.get("type") if isinstance(given, dict) else None
         return DecodeError("unknown_type", f"unknown event type {tag!r}")
     if kind == "union_tag_not_found":
         return DecodeError("missing_field", "missing field 'type'")
@@ -220,44 +244,41 @@ def _reason_of(error: ValidationError) -> DecodeError:
         return DecodeError("missing_field", f"missing field {where!r}")
     if kind == "extra_forbidden":
         return DecodeError("unknown_field", f"unknown field {where!r}")
-    if kind in ("too_long",) and where.split(".")[-1] in _BATCH_COLUMNS:
-        return DecodeError("too_many_rows", f"{where}: {message}")
+    if (
+        kind == "too_long"
+        and isinstance(first.get("input"), list)
+        and first.get("ctx", {}).get("max_length") == MAX_BATCH_ROWS
+    ):
+        return DecodeError("too_many_rows", f"{at}{message}")
     if kind == "finite_number":
-        return DecodeError("non_finite", f"{where}: NaN and infinite numbers are not allowed")
-    if kind == "value_error":
-        for fragment, reason in _VALUE_REASONS:
-            if fragment in message:
-                return DecodeError(reason, f"{where}: {message.removeprefix('Value error, ')}")
-        return DecodeError("invalid_value", f"{where}: {message.removeprefix('Value error, ')}")
-    if kind.endswith("_type") or kind.endswith("_parsing"):
-        return DecodeError("wrong_type", f"{where}: {message}")
-    return DecodeError("invalid_value", f"{where}: {message}")
+        return DecodeError("non_finite", f"{at}NaN and infinite numbers are not allowed")
+    if kind in REASONS:  # raised by the models' own checks with a reason code as type
+        return DecodeError(kind, f"{at}{message}")
+    if _is_type_error(kind):
+        return DecodeError("wrong_type", f"{at}{message}")
+    return DecodeError("invalid_value", f"{at}{message}")
 
 
-_BATCH_COLUMNS = frozenset(
-    {"event_ids", "timestamps", "predictions", "scores", "latency_ms", "labels"}
-)
+def _field_path(error: Mapping[str, Any], obj: Any) -> str:
+    """``features.income.3``: pydantic's location without its union and key tags.
 
-
-_TAGS = frozenset(
-    {
-        "prediction",
-        "prediction_batch",
-        "feedback",
-        "feedback_batch",
-        "alert",
-        "retrain_request",
-        "model_version",
-    }
-)
-
-
-def _field_path(location: tuple[int | str, ...]) -> str:
-    """``features.income.3`` from pydantic's location, without union and validator noise."""
-    parts = [str(part) for part in location]
-    if parts and parts[0] in _TAGS:
-        parts = parts[1:]
-    parts = [part for part in parts if "[" not in part]
+    The location is walked through the input itself, so a part is kept only
+    when it is a key or an index of the input (or the field found missing);
+    schema tags such as ``constrained-str`` or ``[key]`` are dropped.
+    """
+    location = error["loc"][1:]  # the first part is the event type (the union's tag)
+    parts: list[str] = []
+    node = obj
+    for i, part in enumerate(location):
+        is_key = isinstance(node, dict) and isinstance(part, str) and part in node
+        is_index = (
+            isinstance(node, list | tuple) and isinstance(part, int) and 0 <= part < len(node)
+        )
+        if is_key or is_index:
+            node = node[part]
+        elif not (i == len(location) - 1 and error["type"] in ("missing", "extra_forbidden")):
+            continue
+        parts.append(str(part))
     return ".".join(parts) or "event"
 
 
@@ -268,7 +289,7 @@ def validate(obj: Any) -> Event:
     try:
         return event_adapter.validate_python(obj)
     except ValidationError as error:
-        raise _reason_of(error) from None
+        raise _reason_of(error, obj) from None
 
 
 def decode(data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Event:
@@ -297,185 +318,146 @@ def encode(event: Event) -> bytes:
 
 
 # --------------------------------------------------------------------------- fast path
+#
+# The fast path only decides whether a batch is valid and, if so, builds its
+# columns with one C-level pass per column (type sets, numpy conversions).
+# When it refuses a batch, the pydantic path validates it again: that gives the
+# same error as decode(), and the same columns should the fast path ever refuse
+# a batch that the models accept.
 
 _BATCH_REQUIRED = frozenset(
     {"type", "model_id", "model_version", "event_ids", "timestamps", "features", "predictions"}
 )
 _BATCH_ALLOWED = _BATCH_REQUIRED | {"scores", "latency_ms", "segment"}
-_NUMBER_TYPES = (int, float, bool)
+_NUMBERS = frozenset({int, float, bool})
+_PLAIN_NUMBERS = frozenset({int, float})
+_STRINGS = frozenset({str})
+_NONE = type(None)
 
 
-def _identifier(obj: Mapping[str, Any], name: str) -> str:
-    value = obj[name]
-    if not isinstance(value, str):
-        raise DecodeError("wrong_type", f"{name} must be a string")
-    if not 1 <= len(value) <= MAX_ID_LENGTH:
-        raise DecodeError("invalid_value", f"{name} must have 1 to {MAX_ID_LENGTH} characters")
+class _RefusedError(Exception):
+    """The fast path does not take this batch; the pydantic path decides and explains."""
+
+
+def _identifier(value: Any) -> str:
+    if type(value) is not str or not 1 <= len(value) <= MAX_ID_LENGTH:
+        raise _RefusedError("identifier")
     return value
 
 
-def _as_list(value: Any, name: str, rows: int | None) -> list[Any]:
-    if not isinstance(value, list):
-        raise DecodeError("wrong_type", f"{name} must be a list")
-    if len(value) > MAX_BATCH_ROWS:
-        raise DecodeError(
-            "too_many_rows", f"{name} has {len(value)} rows, at most {MAX_BATCH_ROWS}"
-        )
+def _column(value: Any, rows: int) -> list[Any]:
+    if type(value) is not list or len(value) != rows:
+        raise _RefusedError("column")
     return value
 
 
-def _string_array(values: list[Any], name: str, max_length: int, min_length: int) -> np.ndarray:
-    array = np.array(values) if values else np.array([], dtype=str)
-    if array.ndim != 1 or (array.dtype.kind != "U" and len(values)):
-        bad = next((i for i, value in enumerate(values) if not isinstance(value, str)), 0)
-        raise DecodeError("wrong_type", f"{name}[{bad}] must be a string")
-    if len(values):
-        lengths = np.char.str_len(array)
-        if lengths.min() < min_length or lengths.max() > max_length:
-            bad = int(np.flatnonzero((lengths < min_length) | (lengths > max_length))[0])
-            raise DecodeError(
-                "invalid_value",
-                f"{name}[{bad}] must have {min_length} to {max_length} characters",
-            )
-    return array.astype(object)
+def _objects(values: list[Any]) -> np.ndarray:
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
 
 
-def _number_array(values: list[Any], name: str) -> np.ndarray:
-    """Numbers (booleans as 0/1) to float64, or :class:`DecodeError`."""
-    array = np.array(values)
-    if array.ndim != 1 or array.dtype.kind not in "biuf":
-        for i, value in enumerate(values):
-            if not isinstance(value, _NUMBER_TYPES):
-                raise DecodeError("wrong_type", f"{name}[{i}] must be a number")
-        array = np.array([float(value) for value in values])
-    result = array.astype(np.float64)
-    if not np.isfinite(result).all():
-        bad = int(np.flatnonzero(~np.isfinite(result))[0])
-        raise DecodeError("non_finite", f"{name}[{bad}]: NaN and infinite numbers are not allowed")
-    return result
+def _strings(values: list[Any], min_length: int, max_length: int, kinds: set[type]) -> np.ndarray:
+    """Strings (``kinds`` is their type set; ``None`` allowed if in it) as an object array."""
+    present = filter(None, values) if _NONE in kinds else values
+    lengths = np.fromiter(map(len, present), np.intp)
+    if len(lengths) and (lengths.min() < min_length or lengths.max() > max_length):
+        raise _RefusedError("string length")
+    return _objects(values)
 
 
-def _time_array(values: list[Any], name: str) -> np.ndarray:
-    array = np.array(values)
-    if array.ndim == 1 and array.dtype.kind in "iuf":
-        seconds = array.astype(np.float64)
-    else:
-        seconds = np.empty(len(values), dtype=np.float64)
-        for i, value in enumerate(values):
-            try:
-                seconds[i] = _parse_time(value).timestamp()
-            except ValueError as error:
-                reason = "timestamp_out_of_range" if "out of range" in str(error) else "wrong_type"
-                raise DecodeError(reason, f"{name}[{i}]: {error}") from None
+def _floats(values: list[Any]) -> np.ndarray:
+    """Numbers (``None`` becomes NaN) as float64, refusing infinities."""
+    array = np.array(values, dtype=np.float64)
+    if np.isinf(array).any():
+        raise _RefusedError("not finite")
+    return array
+
+
+def _times(values: list[Any]) -> np.ndarray:
+    kinds = set(map(type, values))
+    if kinds <= _PLAIN_NUMBERS:
+        seconds = np.array(values, dtype=np.float64)
+        if not ((seconds >= EARLIEST_EPOCH) & (seconds < LATEST_EPOCH)).all():
+            raise _RefusedError("timestamp out of range")
         return seconds
-    outside = ~((seconds >= EARLIEST_EPOCH) & (seconds < LATEST_EPOCH))
-    if outside.any():
-        bad = int(np.flatnonzero(outside)[0])
-        raise DecodeError(
-            "timestamp_out_of_range",
-            f"{name}[{bad}]: timestamp {values[bad]!r} out of range (years 2000 to 2199)",
-        )
-    return seconds
+    if bool in kinds:
+        raise _RefusedError("boolean timestamp")
+    try:  # RFC 3339 strings: parsed one by one, as the models do
+        return np.array([_parse_time(value).timestamp() for value in values], dtype=np.float64)
+    except ValueError:
+        raise _RefusedError("timestamp") from None
 
 
-def _feature_column(values: list[Any], name: str) -> tuple[np.ndarray, bool]:
-    """A feature column as (array, is_numeric); nulls become NaN or None."""
-    array = np.array(values) if values else np.array([], dtype=np.float64)
-    if array.ndim == 1 and array.dtype.kind in "biuf":
-        return _number_array(values, name), True
-    if array.ndim == 1 and array.dtype.kind == "U":
-        return _string_array(values, name, MAX_VALUE_LENGTH, 0), False
-    kinds = {type(value) for value in values}
-    kinds.discard(type(None))
-    if kinds <= {int, float, bool}:
-        numbers = np.array(
-            [math.nan if value is None else float(value) for value in values], dtype=np.float64
-        )
-        present = np.array([value is not None for value in values])
-        if not np.isfinite(numbers[present]).all():
-            raise DecodeError("non_finite", f"{name}: NaN and infinite numbers are not allowed")
-        return numbers, True
-    if kinds <= {str}:
-        too_long = [i for i, v in enumerate(values) if v is not None and len(v) > MAX_VALUE_LENGTH]
-        if too_long:
-            raise DecodeError(
-                "invalid_value", f"{name}[{too_long[0]}] longer than {MAX_VALUE_LENGTH} characters"
-            )
-        return np.array(values, dtype=object), False
-    odd = [
-        i for i, v in enumerate(values) if v is not None and not isinstance(v, str | float | int)
-    ]
-    if odd:
-        raise DecodeError("wrong_type", f"{name}[{odd[0]}] must be a number, a string or null")
-    raise DecodeError("wrong_type", f"{name} mixes numbers and strings; use one kind per feature")
+def _segment(value: Any) -> dict[str, str]:
+    if value is None:
+        return {}
+    if type(value) is not dict or len(value) > 64:
+        raise _RefusedError("segment")
+    for key, item in value.items():
+        if not 1 <= len(key) <= MAX_ID_LENGTH or type(item) is not str:
+            raise _RefusedError("segment")
+        if len(item) > MAX_VALUE_LENGTH:
+            raise _RefusedError("segment")
+    return dict(value)
 
 
 def _prediction_batch(obj: dict[str, Any]) -> PredictionColumns:
+    """Columns of a ``prediction_batch`` object, or :class:`_RefusedError`."""
     keys = obj.keys()
-    unknown = sorted(keys - _BATCH_ALLOWED)
-    if unknown:
-        raise DecodeError("unknown_field", f"unknown field {unknown[0]!r}")
-    missing = sorted(_BATCH_REQUIRED - keys)
-    if missing:
-        raise DecodeError("missing_field", f"missing field {missing[0]!r}")
-    model_id = _identifier(obj, "model_id")
-    model_version = _identifier(obj, "model_version")
-    raw_ids = _as_list(obj["event_ids"], "event_ids", None)
+    if not (_BATCH_REQUIRED <= keys <= _BATCH_ALLOWED):
+        raise _RefusedError("fields")
+    model_id = _identifier(obj["model_id"])
+    model_version = _identifier(obj["model_version"])
+    raw_ids = obj["event_ids"]
+    if type(raw_ids) is not list or not 1 <= len(raw_ids) <= MAX_BATCH_ROWS:
+        raise _RefusedError("event_ids")
     rows = len(raw_ids)
-    if rows == 0:
-        raise DecodeError("empty_batch", "empty batch: event_ids has no rows")
-    columns: dict[str, list[Any]] = {
-        "timestamps": _as_list(obj["timestamps"], "timestamps", rows),
-        "predictions": _as_list(obj["predictions"], "predictions", rows),
-    }
+    kinds = set(map(type, raw_ids))
+    if kinds != _STRINGS:
+        raise _RefusedError("event_ids")
+    event_ids = _strings(raw_ids, 1, MAX_ID_LENGTH, kinds)
+    timestamps = _times(_column(obj["timestamps"], rows))
     features = obj["features"]
-    if not isinstance(features, dict):
-        raise DecodeError("wrong_type", "features must be an object of name to column")
-    if len(features) > MAX_FEATURES:
-        raise DecodeError(
-            "invalid_value", f"features has {len(features)} names, at most {MAX_FEATURES}"
-        )
-    for name, column in features.items():
-        if not 1 <= len(name) <= MAX_ID_LENGTH:
-            raise DecodeError("invalid_value", f"feature name {name[:40]!r} has a bad length")
-        columns[f"features.{name}"] = _as_list(column, f"features.{name}", rows)
-    for optional in ("scores", "latency_ms"):
-        if obj.get(optional) is not None:
-            columns[optional] = _as_list(obj[optional], optional, rows)
-    odd = sorted(name for name, column in columns.items() if len(column) != rows)
-    if odd:
-        detail = ", ".join(f"{name} has {len(columns[name])}" for name in odd)
-        raise DecodeError(
-            "unequal_columns",
-            f"batch columns have unequal lengths: event_ids has {rows}, {detail}",
-        )
-    event_ids = _string_array(raw_ids, "event_ids", MAX_ID_LENGTH, 1)
-    timestamps = _time_array(columns["timestamps"], "timestamps")
+    if type(features) is not dict or len(features) > MAX_FEATURES:
+        raise _RefusedError("features")
     numeric: dict[str, np.ndarray] = {}
     categorical: dict[str, np.ndarray] = {}
     for name, column in features.items():
-        values, is_numeric = _feature_column(column, f"features.{name}")
-        (numeric if is_numeric else categorical)[name] = values
-    predictions = columns["predictions"]
+        if not 1 <= len(name) <= MAX_ID_LENGTH:
+            raise _RefusedError("feature name")
+        values = _column(column, rows)
+        kinds = set(map(type, values))
+        if kinds - {_NONE} <= _NUMBERS:
+            numeric[name] = _floats(values)
+        elif kinds - {_NONE} == _STRINGS:
+            categorical[name] = _strings(values, 0, MAX_VALUE_LENGTH, kinds)
+        else:
+            raise _RefusedError("feature column")
+    predictions = _column(obj["predictions"], rows)
+    kinds = set(map(type, predictions))
     prediction_value = prediction_class = None
-    sample = np.array(predictions)
-    if sample.ndim == 1 and sample.dtype.kind == "U":
-        prediction_class = _string_array(predictions, "predictions", MAX_VALUE_LENGTH, 0)
+    if kinds <= _NUMBERS:
+        prediction_value = _floats(predictions)
+    elif kinds == _STRINGS:
+        prediction_class = _strings(predictions, 0, MAX_VALUE_LENGTH, kinds)
     else:
-        prediction_value = _number_array(predictions, "predictions")
+        raise _RefusedError("predictions")
     score = latency = None
-    if "scores" in columns:
-        score = _plain_number_array(columns["scores"], "scores")
-        outside = (score < 0) | (score > 1)
-        if outside.any():
-            bad = int(np.flatnonzero(outside)[0])
-            raise DecodeError("invalid_value", f"scores[{bad}] must be between 0 and 1")
-    if "latency_ms" in columns:
-        latency = _plain_number_array(columns["latency_ms"], "latency_ms")
-        if (latency < 0).any():
-            bad = int(np.flatnonzero(latency < 0)[0])
-            raise DecodeError("invalid_value", f"latency_ms[{bad}] must be at least 0")
-    segment = _segment(obj.get("segment"))
+    if obj.get("scores") is not None:
+        values = _column(obj["scores"], rows)
+        if not set(map(type, values)) <= _PLAIN_NUMBERS:
+            raise _RefusedError("scores")
+        score = np.array(values, dtype=np.float64)
+        if not ((score >= 0.0) & (score <= 1.0)).all():
+            raise _RefusedError("scores")
+    if obj.get("latency_ms") is not None:
+        values = _column(obj["latency_ms"], rows)
+        if not set(map(type, values)) <= _PLAIN_NUMBERS:
+            raise _RefusedError("latency_ms")
+        latency = _floats(values)
+        if (latency < 0.0).any():
+            raise _RefusedError("latency_ms")
     return PredictionColumns(
         model_id=model_id,
         model_version=model_version,
@@ -487,29 +469,55 @@ def _prediction_batch(obj: dict[str, Any]) -> PredictionColumns:
         prediction_class=prediction_class,
         score=score,
         latency_ms=latency,
-        segment=segment,
+        segment=_segment(obj.get("segment")),
     )
 
 
-def _plain_number_array(values: list[Any], name: str) -> np.ndarray:
-    """Numbers without booleans (scores, latencies) to float64."""
-    if any(isinstance(value, bool) for value in values):
-        bad = next(i for i, value in enumerate(values) if isinstance(value, bool))
-        raise DecodeError("wrong_type", f"{name}[{bad}] must be a number, not a boolean")
-    return _number_array(values, name)
+def _batch_rows(obj: dict[str, Any]) -> PredictionColumns:
+    """The fast path, falling back on the models for the verdict and the error."""
+    try:
+        return _prediction_batch(obj)
+    except (_RefusedError, ValueError, TypeError, OverflowError):
+        pass
+    event = validate(obj)  # raises the DecodeError that decode() raises
+    if not isinstance(event, PredictionBatchEvent):  # pragma: no cover - type is checked
+        raise DecodeError("unknown_type", f"expected a prediction_batch, got {event.type}")
+    return _batch_columns(event)
 
 
-def _segment(value: Any) -> dict[str, str]:
-    if value is None:
-        return {}
-    if not isinstance(value, dict) or len(value) > 64:
-        raise DecodeError("wrong_type", "segment must be an object of at most 64 strings")
-    for key, item in value.items():
-        if not isinstance(item, str):
-            raise DecodeError("wrong_type", f"segment.{key} must be a string")
-        if not 1 <= len(key) <= MAX_ID_LENGTH or len(item) > MAX_VALUE_LENGTH:
-            raise DecodeError("invalid_value", f"segment.{key[:40]} has a bad length")
-    return value
+def _kind_column(values: list[Any]) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(numbers, None) or (None, strings) for a validated column of one kind."""
+    if any(isinstance(value, str) for value in values):
+        return None, _objects(values)
+    return np.array(values, dtype=np.float64), None
+
+
+def _batch_columns(event: PredictionBatchEvent) -> PredictionColumns:
+    """Columns of a validated batch model (a row at a time: not the fast path)."""
+    numeric: dict[str, np.ndarray] = {}
+    categorical: dict[str, np.ndarray] = {}
+    for name, column in event.features.items():
+        numbers, strings = _kind_column(column)
+        if numbers is not None:
+            numeric[name] = numbers
+        elif strings is not None:
+            categorical[name] = strings
+    prediction_value, prediction_class = _kind_column(event.predictions)
+    return PredictionColumns(
+        model_id=event.model_id,
+        model_version=event.model_version,
+        event_ids=_objects(event.event_ids),
+        timestamps=np.array([moment.timestamp() for moment in event.timestamps]),
+        numeric=numeric,
+        categorical=categorical,
+        prediction_value=prediction_value,
+        prediction_class=prediction_class,
+        score=None if event.scores is None else np.array(event.scores, dtype=np.float64),
+        latency_ms=None
+        if event.latency_ms is None
+        else np.array(event.latency_ms, dtype=np.float64),
+        segment=dict(event.segment or {}),
+    )
 
 
 def _single_prediction(event: PredictionEvent) -> PredictionColumns:
@@ -544,15 +552,13 @@ def _feedback(event: FeedbackEvent | FeedbackBatchEvent) -> FeedbackColumns:
         ids, times, labels = [event.event_id], [event.timestamp], [event.label]
     else:
         ids, times, labels = event.event_ids, event.timestamps, event.labels
-    is_class = any(isinstance(label, str) for label in labels)
-    if is_class and not all(isinstance(label, str) for label in labels):
-        raise DecodeError("wrong_type", "labels mixes numbers and strings; use one kind")
+    label_value, label_class = _kind_column(labels)  # one kind: the models check it
     return FeedbackColumns(
         model_id=event.model_id,
-        event_ids=np.array(ids, dtype=object),
+        event_ids=_objects(ids),
         timestamps=np.array([moment.timestamp() for moment in times], dtype=np.float64),
-        label_value=None if is_class else np.array(labels, dtype=np.float64),
-        label_class=np.array(labels, dtype=object) if is_class else None,
+        label_value=label_value,
+        label_class=label_class,
     )
 
 
@@ -561,7 +567,7 @@ def rows_of(event: Event) -> PredictionColumns | FeedbackColumns:
     if isinstance(event, PredictionEvent):
         return _single_prediction(event)
     if isinstance(event, PredictionBatchEvent):
-        return _prediction_batch(event.model_dump(mode="json"))
+        return _batch_columns(event)
     if isinstance(event, FeedbackEvent | FeedbackBatchEvent):
         return _feedback(event)
     raise DecodeError("unknown_type", f"{event.type} events carry no prediction or feedback rows")
@@ -572,6 +578,9 @@ def decode_rows(
 ) -> PredictionColumns | FeedbackColumns:
     """Decode an ingest message into columns; the fast path for ``prediction_batch``.
 
+    Accepts a prediction or feedback event exactly when :func:`decode` does and
+    then raises the same error; other event types are ``unknown_type`` here.
+
     Raises
     ------
     DecodeError
@@ -579,7 +588,7 @@ def decode_rows(
     """
     obj = _object(data, max_bytes)
     if obj.get("type") == "prediction_batch":
-        return _prediction_batch(obj)
+        return _batch_rows(obj)
     return rows_of(validate(obj))
 
 
@@ -601,7 +610,7 @@ def decode_ingest(data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES)
     obj = _object(data, max_bytes)
     kind = obj.get("type")
     if kind == "prediction_batch":
-        return _prediction_batch(obj)
+        return _batch_rows(obj)
     event = validate(obj)
     if isinstance(event, PredictionEvent | FeedbackEvent):
         return event

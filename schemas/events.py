@@ -12,6 +12,7 @@ is rejected as out of range.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
@@ -25,6 +26,7 @@ from pydantic import (
     TypeAdapter,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 __all__ = [
     "MAX_BATCH_ROWS",
@@ -57,32 +59,53 @@ LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 EARLIEST_EPOCH = EARLIEST.timestamp()
 LATEST_EPOCH = LATEST.timestamp()
 
+#: RFC 3339 date-time (ASCII digits only); the offset is optional here so that a
+#: missing one gets its own message.
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ][0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{1,9})?"
+    r"(?:[Zz]|[+-][0-9]{2}:[0-9]{2})?"
+)
+
+
+def _out_of_range(value: Any) -> PydanticCustomError:
+    # Errors with a reason code of the wire codec as their type (see codec.REASONS).
+    return PydanticCustomError(
+        "timestamp_out_of_range",
+        "timestamp {value} out of range (years 2000 to 2199)",
+        {"value": repr(value)},
+    )
+
 
 def _parse_time(value: Any) -> datetime:
     if isinstance(value, bool):
         raise ValueError("timestamp must be an RFC 3339 string or epoch seconds, not a boolean")
     if isinstance(value, int | float):
-        if not math.isfinite(value):
-            raise ValueError("timestamp must be finite")
+        if isinstance(value, float) and not math.isfinite(value):
+            raise PydanticCustomError("non_finite", "timestamp must be finite")
         if not EARLIEST_EPOCH <= value < LATEST_EPOCH:
-            raise ValueError(f"timestamp {value!r} out of range (years 2000 to 2199)")
+            raise _out_of_range(value)
         return datetime.fromtimestamp(value, tz=UTC)
     if isinstance(value, datetime):
         moment = value
     elif isinstance(value, str):
         if len(value) > 64:
             raise ValueError("timestamp string longer than 64 characters")
+        if _RFC3339.fullmatch(value) is None:
+            raise ValueError(f"timestamp {value!r} is not RFC 3339")
         try:
-            moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+            moment = datetime.fromisoformat(value[:-1] + "+00:00" if value[-1] in "Zz" else value)
         except ValueError:
             raise ValueError(f"timestamp {value!r} is not RFC 3339") from None
     else:
         raise ValueError("timestamp must be an RFC 3339 string or epoch seconds")
     if moment.tzinfo is None:
         raise ValueError(f"timestamp {value!r} has no time zone offset (RFC 3339 requires one)")
-    moment = moment.astimezone(UTC)
+    try:
+        moment = moment.astimezone(UTC)
+    except OverflowError:  # year 1 or 9999 shifted past the calendar
+        raise _out_of_range(value) from None
     if not EARLIEST <= moment < LATEST:
-        raise ValueError(f"timestamp {value!r} out of range (years 2000 to 2199)")
+        raise _out_of_range(value)
     return moment
 
 
@@ -97,7 +120,7 @@ def to_epoch_seconds(moment: datetime) -> float:
 
 def _finite(value: float) -> float:
     if not math.isfinite(value):
-        raise ValueError("NaN and infinite numbers are not allowed")
+        raise PydanticCustomError("non_finite", "NaN and infinite numbers are not allowed")
     return value
 
 
@@ -152,20 +175,35 @@ class PredictionEvent(_Event):
     segment: Segment | None = None
 
 
+def _one_kind(name: str, column: list[Any]) -> None:
+    """Refuse a column that mixes numbers and strings (columns are stored as one kind)."""
+    kinds = set(map(type, column))
+    if str in kinds and float in kinds:
+        message = "{name} mixes numbers and strings; use one kind per column"
+        raise PydanticCustomError("wrong_type", message, {"name": name})
+
+
 def _check_columns(lengths: dict[str, int]) -> int:
     """Return the common length of batch columns or raise naming the odd ones."""
     rows = lengths.get("event_ids", 0)
     if rows == 0:
-        raise ValueError("empty batch: event_ids has no rows")
+        raise PydanticCustomError("empty_batch", "empty batch: event_ids has no rows")
     odd = sorted(name for name, length in lengths.items() if length != rows)
     if odd:
         detail = ", ".join(f"{name} has {lengths[name]}" for name in odd)
-        raise ValueError(f"batch columns have unequal lengths: event_ids has {rows}, {detail}")
+        raise PydanticCustomError(
+            "unequal_columns",
+            "batch columns have unequal lengths: event_ids has {rows}, {detail}",
+            {"rows": rows, "detail": detail},
+        )
     return rows
 
 
 class PredictionBatchEvent(_Event):
     """Many predictions of one model version, as columns of equal length.
+
+    A feature column holds numbers or strings, never both (nulls are allowed in
+    either); so does ``predictions``.
 
     Examples
     --------
@@ -203,6 +241,9 @@ class PredictionBatchEvent(_Event):
         if self.latency_ms is not None:
             lengths["latency_ms"] = len(self.latency_ms)
         _check_columns(lengths)
+        for name, column in self.features.items():
+            _one_kind(f"features.{name}", column)
+        _one_kind("predictions", self.predictions)
         return self
 
     @property
@@ -230,6 +271,8 @@ class FeedbackEvent(_Event):
 class FeedbackBatchEvent(_Event):
     """Labels of many predictions of one model, as columns of equal length.
 
+    ``labels`` holds numbers or strings, never both.
+
     Examples
     --------
     >>> FeedbackBatchEvent(model_id="credit", event_ids=["a"], timestamps=[1767225600],
@@ -252,6 +295,7 @@ class FeedbackBatchEvent(_Event):
                 "labels": len(self.labels),
             }
         )
+        _one_kind("labels", self.labels)
         return self
 
     @property
