@@ -331,6 +331,20 @@ def test_missing_features_are_null_in_the_batch(
     assert message.decode()["features"] == {"x": [1.0, None, 3.0], "y": [None, "b", None]}
 
 
+def test_a_feature_that_is_a_number_in_one_row_and_a_string_in_another_splits_the_batch(
+    make_logger: Callable[..., PredictionLogger], memory: MemoryProducer
+) -> None:
+    logger = make_logger()
+    logger.log("e1", {"y": 1.0}, 1, timestamp=T0)
+    logger.log("e2", {"y": "b"}, 1, timestamp=T0)
+    logger.log("e3", {"y": None}, 1, timestamp=T0)
+    logger.flush(1.0)
+    columns = sorted(str(m.decode()["features"]["y"]) for m in memory.messages)
+    assert columns == sorted(["[1.0, None]", "['b']"])
+    for message in memory.messages:
+        event_adapter.validate_python(message.decode())
+
+
 def test_large_batches_are_split_to_fit_max_message_bytes(
     make_logger: Callable[..., PredictionLogger], memory: MemoryProducer
 ) -> None:
@@ -405,10 +419,17 @@ def test_encoded_batches_round_trip(
         )
         for i, (features, prediction, score) in enumerate(rows)
     ]
-    key = prediction_batch_key(events[0])
-    assert key != SINGLE
+    groups: dict[Any, list[PredictionEvent]] = {}
+    for event in events:
+        groups.setdefault(prediction_batch_key(event), []).append(event)
+    assert SINGLE not in groups
+    messages = [
+        message
+        for key, members in groups.items()
+        for message in encode_predictions(members, key, max_bytes)
+    ]
     decoded: list[PredictionEvent] = []
-    for message in encode_predictions(events, key, max_bytes):
+    for message in messages:
         batch = event_adapter.validate_python(orjson.loads(message.payload))
         assert isinstance(batch, PredictionBatchEvent) and batch.rows == message.rows
         for j in range(batch.rows):
@@ -427,7 +448,7 @@ def test_encoded_batches_round_trip(
         e.model_copy(update={"features": {k: v for k, v in e.features.items() if v is not None}})
         for e in events
     ]
-    assert decoded == expected
+    assert sorted(decoded, key=lambda e: e.event_id) == sorted(expected, key=lambda e: e.event_id)
 
 
 # -- bounded wait and drops -----------------------------------------------------------------
@@ -640,18 +661,20 @@ def test_feedback_batches(memory: MemoryProducer) -> None:
         "credit", bootstrap_servers=SERVERS, producer_factory=memory, batch_rows=4
     )
     for i in range(10):
-        logger.log(f"e{i}", "yes" if i % 2 else 0, timestamp=T0 + i)
+        logger.log(f"e{i}", i % 2, timestamp=T0 + i)
+    logger.log("s0", "yes", timestamp=T0 + 20)  # a string label never shares a numeric column
     assert logger.flush(1.0) == 0
     batches = [event_adapter.validate_python(m.decode()) for m in memory.messages]
     assert all(isinstance(b, FeedbackBatchEvent) for b in batches)
-    assert [b.rows for b in batches] == [4, 4, 2]
+    assert sorted(b.rows for b in batches) == [1, 2, 4, 4]
     first = memory.messages[0].decode()
     assert first == {
         "type": "feedback_batch",
         "model_id": "credit",
         "event_ids": ["e0", "e1", "e2", "e3"],
         "timestamps": [T0, T0 + 1, T0 + 2, T0 + 3],
-        "labels": [0.0, "yes", 0.0, "yes"],
+        "labels": [0.0, 1.0, 0.0, 1.0],
     }
-    assert logger.stats.rows_delivered == 10
+    assert [b.labels for b in batches if b.rows == 1] == [["yes"]]
+    assert logger.stats.rows_delivered == 11
     logger.close()

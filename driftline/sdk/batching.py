@@ -40,6 +40,7 @@ __all__ = [
     "EncodedMessage",
     "encode_feedback",
     "encode_predictions",
+    "feedback_batch_key",
     "prediction_batch_key",
 ]
 
@@ -65,14 +66,16 @@ def prediction_batch_key(event: PredictionEvent) -> Hashable:
     ...     timestamp=1767225600, features={"x": 1.0}, prediction=1, score=0.5,
     ...     segment={"region": "eu"})
     >>> prediction_batch_key(event)
-    ((('region', 'eu'),), True, False)
+    ((('region', 'eu'),), True, False, False)
     >>> prediction_batch_key(event.model_copy(update={"scores": {"a": 1.0}})) == SINGLE
     True
     """
     if event.scores is not None:
         return SINGLE
     segment = None if event.segment is None else tuple(sorted(event.segment.items()))
-    return (segment, event.score is not None, event.latency_ms is not None)
+    # A batch column holds one kind, so numeric and string predictions never share one.
+    kind = isinstance(event.prediction, str)
+    return (segment, event.score is not None, event.latency_ms is not None, kind)
 
 
 def _single(event: PredictionEvent) -> bytes:
@@ -176,9 +179,29 @@ def encode_predictions(
     if key == SINGLE:
         return [EncodedMessage(_single(row), 1) for row in rows]
     out: list[EncodedMessage] = []
-    for group, names in _feature_groups(rows):
-        _fit(group, partial(_prediction_batch, names=names), max_bytes, out)
+    for same_kinds in _split_by_feature_kind(rows):
+        for group, names in _feature_groups(same_kinds):
+            _fit(group, partial(_prediction_batch, names=names), max_bytes, out)
     return out
+
+
+def _split_by_feature_kind(rows: Sequence[PredictionEvent]) -> list[list[PredictionEvent]]:
+    """Groups in which no feature is a number in one row and a string in another.
+
+    A batch column holds one kind; a null fits either. Rows keep their order
+    within a group.
+    """
+    groups: list[tuple[dict[str, bool], list[PredictionEvent]]] = []
+    for row in rows:
+        kinds = {name: isinstance(v, str) for name, v in row.features.items() if v is not None}
+        for known, members in groups:
+            if all(known.get(name, text) == text for name, text in kinds.items()):
+                known.update(kinds)
+                members.append(row)
+                break
+        else:
+            groups.append((kinds, [row]))
+    return [members for _, members in groups]
 
 
 def _feedback_batch(rows: Sequence[FeedbackEvent]) -> bytes:
@@ -191,6 +214,18 @@ def _feedback_batch(rows: Sequence[FeedbackEvent]) -> bytes:
             "labels": [row.label for row in rows],
         }
     )
+
+
+def feedback_batch_key(event: FeedbackEvent) -> Hashable:
+    """The key under which a label may share a batch: its kind (number or string).
+
+    Examples
+    --------
+    >>> feedback_batch_key(FeedbackEvent(event_id="e", model_id="m", timestamp=1767225600,
+    ...     label="yes"))
+    True
+    """
+    return isinstance(event.label, str)
 
 
 def encode_feedback(rows: Sequence[FeedbackEvent], max_bytes: int) -> list[EncodedMessage]:

@@ -40,6 +40,7 @@ from driftline.sdk.batching import (
     EncodedMessage,
     encode_feedback,
     encode_predictions,
+    feedback_batch_key,
     prediction_batch_key,
 )
 from driftline.sdk.producers import ProducerFactory, ProducerLike, kafka_producer_factory
@@ -727,7 +728,7 @@ max_block_seconds, producer_config, producer_factory
         return self._accept(row)
 
     def _batch_key(self, row: FeedbackEvent) -> Hashable:
-        return None
+        return feedback_batch_key(row)
 
     def _encode(self, key: Hashable, rows: list[FeedbackEvent]) -> list[EncodedMessage]:
         return encode_feedback(rows, self._max_payload)
