@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
@@ -148,6 +149,8 @@ class IngestStats:
     """
 
     messages: int = 0
+    first_received: float | None = None
+    last_stored: float | None = None
     prediction_rows: int = 0
     feedback_rows: int = 0
     dead_letters: Counter[str] = field(default_factory=Counter)
@@ -189,14 +192,24 @@ class Ingestor:
             if outcome.feedback is not None:
                 self.store.insert_arrow("feedback", outcome.feedback)
 
-    async def handle(self, messages: Sequence[RawMessage]) -> IngestOutcome:
-        """Decode, store and dead-letter one group; return when all of it is durable."""
-        outcome = route_messages(messages, self.max_bytes)
+    def route(self, messages: Sequence[RawMessage]) -> IngestOutcome:
+        """Decode one group (CPU work, on the caller's thread)."""
+        if self.stats.first_received is None:
+            self.stats.first_received = time.time()
+        return route_messages(messages, self.max_bytes)
+
+    async def persist(self, outcome: IngestOutcome, messages: int) -> None:
+        """Make one decoded group durable: dead letters delivered, rows inserted.
+
+        The insert runs on a worker thread (chDB and clickhouse-connect release
+        the GIL), so the caller can decode the next group meanwhile.
+        """
         deliveries = [await self.send_dead_letter(letter) for letter in outcome.dead_letters]
         await asyncio.to_thread(self._insert, outcome)
         for delivery in deliveries:
             await delivery  # type: ignore[misc]
-        self.stats.messages += len(messages)
+        self.stats.last_stored = time.time()
+        self.stats.messages += messages
         self.stats.prediction_rows += outcome.prediction_rows
         self.stats.feedback_rows += outcome.feedback_rows
         for letter in outcome.dead_letters:
@@ -209,4 +222,9 @@ class Ingestor:
                 letter.message.position.offset,
                 letter.error.message,
             )
+
+    async def handle(self, messages: Sequence[RawMessage]) -> IngestOutcome:
+        """Decode and store one group; return when all of it is durable."""
+        outcome = self.route(messages)
+        await self.persist(outcome, len(messages))
         return outcome

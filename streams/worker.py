@@ -27,7 +27,7 @@ from driftline.store.migrations import migrate
 from driftline.store.rows import KafkaPosition
 
 from .app import create_app
-from .ingest import DeadLetter, Ingestor, RawMessage, dead_letter_headers
+from .ingest import DeadLetter, IngestOutcome, Ingestor, RawMessage, dead_letter_headers
 
 __all__ = ["WORKER_FILE", "build_worker", "run_worker"]
 
@@ -67,8 +67,26 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
     batch, within = settings.ingest_batch_messages, settings.ingest_flush_seconds
 
     async def consume(stream: faust.StreamT) -> None:
-        async for events in stream.take_events(batch, within=within):
-            await ingestor.handle([_raw_message(event) for event in events])
+        # Two groups in flight: group k+1 is decoded while group k is inserted.
+        # A group's offsets are acknowledged only after its rows are stored and
+        # its dead letters delivered, in order, so a crash re-reads, never skips.
+        storing: asyncio.Task[None] | None = None
+        async for events in stream.noack_take(batch, within=within):
+            outcome = ingestor.route([_raw_message(event) for event in events])
+            if storing is not None:
+                await storing
+            storing = asyncio.create_task(store_then_ack(stream, events, outcome))
+
+    async def store_then_ack(
+        stream: faust.StreamT, events: list[faust.types.EventT], outcome: IngestOutcome
+    ) -> None:
+        try:
+            await ingestor.persist(outcome, len(events))
+            for event in events:
+                await stream.ack(event)
+        except BaseException:
+            log.exception("storing a group failed")
+            raise
 
     app.agent(topics.predictions, name="ingest-predictions")(consume)
     app.agent(topics.feedback, name="ingest-feedback")(consume)
@@ -91,6 +109,8 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
         return web.json(
             {
                 "messages": stats.messages,
+                "first_received": stats.first_received,
+                "last_stored": stats.last_stored,
                 "prediction_rows": stats.prediction_rows,
                 "feedback_rows": stats.feedback_rows,
                 "dead_letters": dict(stats.dead_letters),
