@@ -252,7 +252,9 @@ def main() -> None:
 
     print()
     print(f"{'measure':<58}{'rate':>14}")
-    print(f"{'worker, prediction_batch (1,000 rows x 10 features)':<58}{batched_rate:>10,.0f} rows/s")
+    print(
+        f"{'worker, prediction_batch (1,000 rows x 10 features)':<58}{batched_rate:>10,.0f} rows/s"
+    )
     print(f"{'worker, single prediction events':<58}{single_rate:>10,.0f} rows/s")
     print(f"{'raw aiokafka getmany, same single-event topic':<58}{raw:>10,.0f} msg/s")
     print(f"{'empty Faust agent (take_events), same topic':<58}{empty:>10,.0f} msg/s")

@@ -14,7 +14,9 @@ class TopicError(RuntimeError):
     """Topics could not be created or listed."""
 
 
-def client_config(settings: Settings, bootstrap_servers: str) -> dict[str, str]:
+def client_config(
+    settings: Settings, bootstrap_servers: str
+) -> dict[str, str | int | float | bool]:
     """librdkafka configuration: bootstrap servers plus the security passthrough.
 
     Examples

@@ -31,7 +31,9 @@ __all__ = [
     "Ingestor",
     "RawMessage",
     "dead_letter_headers",
+    "group_bounds",
     "route_messages",
+    "warm_up",
 ]
 
 log = logging.getLogger(__name__)
@@ -61,7 +63,8 @@ class DeadLetter:
 
     Examples
     --------
-    >>> letter = DeadLetter(RawMessage(b"x", KafkaPosition("t", 2, 9)), DecodeError("invalid_json", "bad"))
+    >>> raw = RawMessage(b"x", KafkaPosition("t", 2, 9))
+    >>> letter = DeadLetter(raw, DecodeError("invalid_json", "bad"))
     >>> dict(dead_letter_headers(letter))["driftline.error.class"]
     b'invalid_json'
     """
@@ -138,6 +141,47 @@ def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutc
     )
 
 
+def group_bounds(messages: Sequence[RawMessage], max_bytes: int) -> list[tuple[int, int]]:
+    """Cut messages into consecutive ``[start, stop)`` groups of about ``max_bytes`` each.
+
+    Examples
+    --------
+    >>> where = KafkaPosition("t", 0, 0)
+    >>> group_bounds([RawMessage(b"x" * 10, where)] * 5, 25)
+    [(0, 3), (3, 5)]
+    >>> group_bounds([], 25)
+    []
+    """
+    bounds: list[tuple[int, int]] = []
+    start = size = 0
+    for index, message in enumerate(messages):
+        size += len(message.value or b"")
+        if size >= max_bytes:
+            bounds.append((start, index + 1))
+            start, size = index + 1, 0
+    if start < len(messages):
+        bounds.append((start, len(messages)))
+    return bounds
+
+
+_WARM_UP = (
+    b'{"type": "prediction_batch", "model_id": "m", "model_version": "v",'
+    b' "event_ids": ["a"], "timestamps": [1767225600], "features": {"x": [1.0], "c": ["u"]},'
+    b' "predictions": [1], "scores": [0.5], "latency_ms": [1.0]}',
+    b'{"type": "prediction", "event_id": "b", "model_id": "m", "model_version": "v",'
+    b' "timestamp": 1767225600, "features": {"x": 1.0, "c": "u", "n": null},'
+    b' "prediction": "y", "scores": {"y": 1.0}, "segment": {"s": "t"}}',
+    b'{"type": "feedback", "event_id": "a", "model_id": "m", "timestamp": 1767225600, "label": 1}',
+)
+
+
+def warm_up() -> None:
+    """Route a few valid messages once, so that lazy imports of Arrow (and what it
+    pulls in) happen at start, not inside the first group of real traffic."""
+    where = KafkaPosition("warm-up", 0, 0)
+    route_messages([RawMessage(value, where) for value in _WARM_UP], 1 << 20)
+
+
 @dataclass
 class IngestStats:
     """Running totals of one ingest shell.
@@ -184,6 +228,7 @@ class Ingestor:
         self.max_bytes = max_bytes
         self.stats = IngestStats()
         self._store_lock = threading.Lock()
+        warm_up()
 
     def _insert(self, outcome: IngestOutcome) -> None:
         with self._store_lock:

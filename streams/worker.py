@@ -12,9 +12,10 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Awaitable
+import signal
+from collections.abc import Awaitable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import faust
 import orjson
@@ -27,7 +28,14 @@ from driftline.store.migrations import migrate
 from driftline.store.rows import KafkaPosition
 
 from .app import create_app
-from .ingest import DeadLetter, IngestOutcome, Ingestor, RawMessage, dead_letter_headers
+from .ingest import (
+    DeadLetter,
+    Ingestor,
+    IngestOutcome,
+    RawMessage,
+    dead_letter_headers,
+    group_bounds,
+)
 
 __all__ = ["WORKER_FILE", "build_worker", "run_worker"]
 
@@ -35,19 +43,28 @@ log = logging.getLogger(__name__)
 
 #: Name of the file in the data directory that advertises a running worker.
 WORKER_FILE = "worker.json"
+#: Bytes of messages decoded and inserted as one group (pipelining granularity).
+GROUP_BYTES = 4 * 1024 * 1024
+#: Tries to store a group before the worker stops without acknowledging it.
+STORE_ATTEMPTS = 5
 
 
 def _raw_message(event: faust.types.EventT) -> RawMessage:
     message = event.message
-    headers = message.headers or []
-    if isinstance(headers, dict):
-        headers = list(headers.items())
+    given: Any = message.headers or []
+    pairs = given.items() if isinstance(given, dict) else given
     return RawMessage(
         value=message.value,
         position=KafkaPosition(message.topic, message.partition, message.offset),
-        headers=[(str(name), bytes(value or b"")) for name, value in headers],
+        headers=[(str(name), _as_bytes(value)) for name, value in pairs],
         key=message.key,
     )
+
+
+def _as_bytes(value: bytes | str | None) -> bytes:
+    if value is None:
+        return b""
+    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, Ingestor]:
@@ -66,27 +83,38 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
     ingestor = Ingestor(store, send_dead_letter, settings.max_message_bytes)
     batch, within = settings.ingest_batch_messages, settings.ingest_flush_seconds
 
-    async def consume(stream: faust.StreamT) -> None:
-        # Two groups in flight: group k+1 is decoded while group k is inserted.
-        # A group's offsets are acknowledged only after its rows are stored and
-        # its dead letters delivered, in order, so a crash re-reads, never skips.
+    async def consume(source: faust.StreamT) -> None:
+        stream = cast(faust.Stream, source)  # noack_take is on the class, not on StreamT
+        # A take is cut into groups of about GROUP_BYTES; group k+1 is decoded while
+        # group k is inserted on a thread. A group's offsets are acknowledged only
+        # after its rows are stored and its dead letters delivered, in order, so a
+        # crash re-reads, never skips (duplicates are removed by event_id).
         storing: asyncio.Task[None] | None = None
         async for events in stream.noack_take(batch, within=within):
-            outcome = ingestor.route([_raw_message(event) for event in events])
-            if storing is not None:
-                await storing
-            storing = asyncio.create_task(store_then_ack(stream, events, outcome))
+            messages = [_raw_message(event) for event in events]
+            for start, stop in group_bounds(messages, GROUP_BYTES):
+                outcome = ingestor.route(messages[start:stop])
+                if storing is not None:
+                    await storing
+                storing = asyncio.create_task(store_then_ack(stream, events[start:stop], outcome))
 
     async def store_then_ack(
-        stream: faust.StreamT, events: list[faust.types.EventT], outcome: IngestOutcome
+        stream: faust.Stream, events: Sequence[faust.types.EventT], outcome: IngestOutcome
     ) -> None:
-        try:
-            await ingestor.persist(outcome, len(events))
-            for event in events:
-                await stream.ack(event)
-        except BaseException:
-            log.exception("storing a group failed")
-            raise
+        for attempt in range(STORE_ATTEMPTS):
+            try:
+                await ingestor.persist(outcome, len(events))
+                break
+            except StoreError:
+                log.exception("storing %d messages failed (attempt %d)", len(events), attempt + 1)
+                await asyncio.sleep(0.5 * 2**attempt)
+        else:
+            # Nothing of this group is acknowledged: stop, and a restart re-reads it.
+            log.critical("the store keeps failing; stopping the worker")
+            os.kill(os.getpid(), signal.SIGTERM)
+            return
+        for event in events:
+            await stream.ack(event)
 
     app.agent(topics.predictions, name="ingest-predictions")(consume)
     app.agent(topics.feedback, name="ingest-feedback")(consume)

@@ -23,9 +23,7 @@ from driftline.store.remote import WorkerReader
 T = TypeVar("T")
 
 
-def wait_for(
-    probe: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str
-) -> T:
+def wait_for(probe: Callable[[], T], done: Callable[[T], bool], timeout: float, what: str) -> T:
     """Poll ``probe`` until ``done(value)``; fail naming ``what`` and the last value."""
     deadline = time.monotonic() + timeout
     value = probe()

@@ -46,8 +46,13 @@ def prediction_batch(prefix: str, rows: int) -> dict[str, Any]:
 
 
 def feedback(event_id: str, label: int) -> dict[str, Any]:
-    return {"type": "feedback", "event_id": event_id, "model_id": "credit",
-            "timestamp": T0 + 3600, "label": label}
+    return {
+        "type": "feedback",
+        "event_id": event_id,
+        "model_id": "credit",
+        "timestamp": T0 + 3600,
+        "label": label,
+    }
 
 
 def feedback_batch(prefix: str, rows: int) -> dict[str, Any]:
@@ -107,8 +112,12 @@ def test_single_and_batched_events_are_stored_exactly_once(worker_factory, produ
     send(producer, topics.predictions, singles + batches)
     send(producer, topics.feedback, labels + label_batches)
     resent = len(singles) + len(batches) + len(labels) + len(label_batches)
-    wait_for(lambda: worker.health()["messages"], lambda n: n >= before + resent, 60,
-             "the resent messages to be read")
+    wait_for(
+        lambda: worker.health()["messages"],
+        lambda n: n >= before + resent,
+        60,
+        "the resent messages to be read",
+    )
     assert counts(worker) == expected
     assert worker.scalar("SELECT uniqExact(event_id) FROM predictions") == 3300
 
@@ -117,10 +126,15 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("invalid_json", b'{"type": "prediction", '),
     ("not_an_object", b"[1, 2, 3]"),
     ("wrong_type", orjson.dumps({**prediction("w", 1), "prediction": [1]})),
-    ("missing_field", orjson.dumps({k: v for k, v in prediction("m", 1).items()
-                                    if k != "model_id"})),
-    ("non_finite", b'{"type": "feedback", "event_id": "n", "model_id": "credit", '
-                   b'"timestamp": 1767225600, "label": NaN}'),
+    (
+        "missing_field",
+        orjson.dumps({k: v for k, v in prediction("m", 1).items() if k != "model_id"}),
+    ),
+    (
+        "non_finite",
+        b'{"type": "feedback", "event_id": "n", "model_id": "credit", '
+        b'"timestamp": 1767225600, "label": NaN}',
+    ),
     ("unknown_type", b'{"type": "predictions", "event_id": "u"}'),
     ("unequal_columns", orjson.dumps({**prediction_batch("uneq", 3), "predictions": [1, 0]})),
     ("oversized", orjson.dumps(prediction_batch("big", 3000))),
@@ -128,11 +142,27 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("timestamp_out_of_range", orjson.dumps({**prediction("t", 1), "timestamp": 86400})),
     ("empty_batch", orjson.dumps(prediction_batch("empty", 0))),
     ("invalid_value", orjson.dumps({**prediction("p", 1), "score": 1.5})),
-    ("unknown_type", orjson.dumps({  # a valid event, but not one for an ingest topic
-        "type": "alert", "alert_id": "a", "model_id": "credit", "model_version": "v1",
-        "kind": "data_drift", "feature": "income", "window_start": T0, "window_end": T0 + 60,
-        "statistic": "psi", "value": 0.4, "threshold": 0.25, "p_value": None,
-        "severity": "critical", "opened_at": T0 + 120})),
+    (
+        "unknown_type",
+        orjson.dumps(
+            {  # a valid event, but not one for an ingest topic
+                "type": "alert",
+                "alert_id": "a",
+                "model_id": "credit",
+                "model_version": "v1",
+                "kind": "data_drift",
+                "feature": "income",
+                "window_start": T0,
+                "window_end": T0 + 60,
+                "statistic": "psi",
+                "value": 0.4,
+                "threshold": 0.25,
+                "p_value": None,
+                "severity": "critical",
+                "opened_at": T0 + 120,
+            }
+        ),
+    ),
 ]
 
 
@@ -158,8 +188,12 @@ def test_bad_messages_go_to_the_dlq_with_reason_and_good_ones_around_them_are_st
         assert headers["driftline.error.message"]
         assert headers["driftline.source.topic"].decode() == topics.predictions
         assert int(headers["driftline.source.offset"]) >= 0
-    wait_for(lambda: worker.scalar("SELECT count() FROM predictions FINAL"),
-             lambda n: n == len(BAD_MESSAGES) + 1, 30, "the good messages")
+    wait_for(
+        lambda: worker.scalar("SELECT count() FROM predictions FINAL"),
+        lambda n: n == len(BAD_MESSAGES) + 1,
+        30,
+        "the good messages",
+    )
     assert worker.health()["dead_letters"] == {
         reason: sum(1 for r, _ in BAD_MESSAGES if r == reason) for reason, _ in BAD_MESSAGES
     }
@@ -177,10 +211,25 @@ def test_events_produced_with_kcat_from_a_jsonl_file_are_ingested(
     events_file = tmp_path / "events.jsonl"
     events_file.write_bytes(b"\n".join(lines) + b"\n")
     subprocess.run(
-        [*command, "-P", "-b", broker.bootstrap_servers, "-t", worker.settings.topics.predictions,
-         "-l", str(events_file)],
-        check=True, env=kcat_env(tmp_path), timeout=60, capture_output=True,
+        [
+            *command,
+            "-P",
+            "-b",
+            broker.bootstrap_servers,
+            "-t",
+            worker.settings.topics.predictions,
+            "-l",
+            str(events_file),
+        ],
+        check=True,
+        env=kcat_env(tmp_path),
+        timeout=60,
+        capture_output=True,
     )
-    wait_for(lambda: worker.scalar("SELECT count() FROM predictions FINAL"),
-             lambda n: n == 250, 60, "kcat's events")
+    wait_for(
+        lambda: worker.scalar("SELECT count() FROM predictions FINAL"),
+        lambda n: n == 250,
+        60,
+        "kcat's events",
+    )
     assert worker.scalar("SELECT countIf(event_id LIKE 'kb-%') FROM predictions FINAL") == 200

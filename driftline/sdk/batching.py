@@ -51,7 +51,13 @@ SINGLE: Hashable = ("single",)
 
 
 class EncodedMessage(NamedTuple):
-    """One Kafka message value and the number of rows it carries."""
+    """One Kafka message value and the number of rows it carries.
+
+    Examples
+    --------
+    >>> EncodedMessage(b"{}", 0).rows
+    0
+    """
 
     payload: bytes
     rows: int

@@ -62,7 +62,13 @@ def kafka_producer_factory(config: dict[str, Any]) -> ProducerLike:
 
 @dataclass(frozen=True, slots=True)
 class ProducedMessage:
-    """A message given to :class:`MemoryProducer`."""
+    """A message given to :class:`MemoryProducer`.
+
+    Examples
+    --------
+    >>> ProducedMessage("t", b"k", b'{"a": 1}').decode()
+    {'a': 1}
+    """
 
     topic: str
     key: bytes

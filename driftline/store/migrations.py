@@ -158,7 +158,8 @@ def migrate(store: Store, raw_ttl_days: int = 0) -> list[int]:
         for statement in migration.statements:
             store.command(statement)
         store.command(
-            "INSERT INTO schema_migrations (version, name) VALUES ({version:UInt32}, {name:String})",
+            "INSERT INTO schema_migrations (version, name) "
+            "VALUES ({version:UInt32}, {name:String})",
             {"version": migration.version, "name": migration.name},
         )
         applied.append(migration.version)

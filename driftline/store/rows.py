@@ -68,7 +68,7 @@ class _MapColumn:
         self.values: list[Any] = []
 
     def add_dense(self, names: list[str], matrix: np.ndarray, present: np.ndarray) -> None:
-        """Rows of ``matrix`` (rows × names) where ``present`` is true."""
+        """Rows of ``matrix`` (rows by names) where ``present`` is true."""
         codes = self.keys.codes_of(names)
         self.counts.append(present.sum(axis=1))
         self.key_codes.append(np.broadcast_to(codes, present.shape)[present])
@@ -173,7 +173,8 @@ class PredictionRows(_Rows):
     >>> from driftline.schemas.codec import decode_rows
     >>> rows = PredictionRows()
     >>> rows.add(decode_rows(b'{"type": "prediction_batch", "model_id": "m",'
-    ...     b' "model_version": "v1", "event_ids": ["a", "b"], "timestamps": [1767225600, 1767225601],'
+    ...     b' "model_version": "v1", "event_ids": ["a", "b"],'
+    ...     b' "timestamps": [1767225600, 1767225601],'
     ...     b' "features": {"x": [1.5, null], "c": ["eu", "us"]}, "predictions": [0, 1]}'),
     ...     KafkaPosition("t", 0, 7))
     >>> table = rows.build()
