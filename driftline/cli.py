@@ -45,21 +45,29 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 # --------------------------------------------------------------------------- commands
 
 
+class _Stop(Exception):
+    """Raised by a signal handler to leave a blocking wait."""
+
+
+def _raise_stop(signum: int, frame: Any) -> None:
+    raise _Stop(signum)
+
+
 def cmd_broker(args: argparse.Namespace) -> int:
     """Run the embedded broker until SIGINT/SIGTERM."""
     from .broker import EmbeddedBroker
 
     broker = EmbeddedBroker(port=args.port).start()
     print(f"tansu broker listening on {broker.bootstrap_servers}", flush=True)
-
-    def stop(signum: int, frame: Any) -> None:
+    signal.signal(signal.SIGINT, _raise_stop)
+    signal.signal(signal.SIGTERM, _raise_stop)
+    try:
+        code = broker.wait()
+    except _Stop:
+        # stop outside the handler: a wait inside it would deadlock on the interrupted one
         broker.stop()
-        raise SystemExit(0)
-
-    signal.signal(signal.SIGINT, stop)
-    signal.signal(signal.SIGTERM, stop)
-    code = broker.wait()
-    return 0 if code in (0, -signal.SIGTERM, -signal.SIGINT) else code
+        return 0
+    return code
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
@@ -136,6 +144,18 @@ def cmd_db_query(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Replay recorded events through the monitoring core."""
+    from .backtest import BacktestInputError, run_backtest
+
+    try:
+        summary = run_backtest(args.monitor, args.reference, args.events, args.out)
+    except BacktestInputError as error:
+        raise CommandError(str(error), EXIT_BAD_INPUT) from None
+    print(summary.model_dump_json(indent=2))
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the embedded stack with synthetic traffic."""
     from .demo import run_demo
@@ -172,6 +192,12 @@ def _parser() -> argparse.ArgumentParser:
     add("worker", cmd_worker, "run the ingest worker (Faust)")
     demo = add("demo", cmd_demo, "the whole loop on the embedded stack with synthetic traffic")
     demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+
+    backtest = add("backtest", cmd_backtest, "replay JSONL events through the monitoring core")
+    backtest.add_argument("--monitor", type=Path, required=True, help="monitor YAML")
+    backtest.add_argument("--reference", type=Path, required=True, help="reference JSONL")
+    backtest.add_argument("--events", type=Path, required=True, help="monitored JSONL")
+    backtest.add_argument("--out", type=Path, required=True, help="output directory")
 
     topics = commands.add_parser("topics", help="Kafka topics").add_subparsers(
         dest="topics_command", required=True, metavar="ACTION"

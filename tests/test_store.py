@@ -1,0 +1,185 @@
+"""The store on real chDB: migrations, deduplication, parameters, read-only checks, locking."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+import pytest
+from driftline.schemas.codec import decode_ingest
+
+from driftline.settings import Settings
+from driftline.store import (
+    MIGRATIONS,
+    EmbeddedStore,
+    ReadOnlyQueryError,
+    Store,
+    StoreError,
+    StoreLockedError,
+    check_read_only,
+    migrate,
+    open_store,
+)
+from driftline.store.migrations import applied_versions
+from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
+
+T0 = 1_767_225_600
+
+
+@pytest.fixture(params=["chdb", pytest.param("server", marks=pytest.mark.clickhouse_server)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """The same tests on chDB and, when DRIFTLINE_CLICKHOUSE_URL is set, on a server."""
+    if request.param == "chdb":
+        opened: Store = EmbeddedStore(tmp_path / "chdb", "driftline")
+    else:
+        url = os.environ.get("DRIFTLINE_CLICKHOUSE_URL", "")
+        if not url:
+            pytest.skip("DRIFTLINE_CLICKHOUSE_URL is not set")
+        from driftline.store.server import ServerStore
+
+        database = f"driftline_test_{uuid.uuid4().hex[:8]}"
+        opened = ServerStore(url, database)
+    migrate(opened)
+    yield opened
+    if request.param == "server":
+        opened.command(f"DROP DATABASE IF EXISTS {opened.database}")
+    opened.close()
+
+
+def batch(prefix: str, rows: int) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "prediction_batch",
+            "model_id": "credit",
+            "model_version": "v1",
+            "event_ids": [f"{prefix}{i}" for i in range(rows)],
+            "timestamps": [T0 + i for i in range(rows)],
+            "features": {"x": [float(i) for i in range(rows)], "c": ["a"] * rows},
+            "predictions": [1] * rows,
+        }
+    )
+
+
+def insert_predictions(store: Store, message: bytes, offset: int) -> None:
+    rows = PredictionRows()
+    rows.add(decode_ingest(message), KafkaPosition("p", 0, offset))  # type: ignore[arg-type]
+    store.insert_arrow("predictions", rows.build())
+
+
+def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "db", "driftline")
+    try:
+        assert migrate(store) == [m.version for m in MIGRATIONS]
+        assert migrate(store) == []
+        assert applied_versions(store) == {m.version for m in MIGRATIONS}
+        tables = {row["name"] for row in store.query("SHOW TABLES")}
+        assert {
+            "predictions",
+            "feedback",
+            "window_metrics",
+            "alerts",
+            "model_versions",
+            "reference_profiles",
+            "watermarks",
+        } <= tables
+    finally:
+        store.close()
+    reopened = EmbeddedStore(tmp_path / "db", "driftline")  # persisted on disk
+    try:
+        assert migrate(reopened) == []
+    finally:
+        reopened.close()
+
+
+def test_raw_ttl_is_applied_when_configured(store: Store) -> None:
+    migrate(store, raw_ttl_days=30)
+    create = store.query("SHOW CREATE TABLE predictions")[0]
+    assert "TTL" in str(create) and "30" in str(create)
+
+
+def test_raw_rows_are_deduplicated_by_event_id(store: Store) -> None:
+    insert_predictions(store, batch("e", 100), 0)
+    insert_predictions(store, batch("e", 100), 1)  # redelivered after a crash
+    insert_predictions(store, batch("f", 10), 2)
+    assert store.query("SELECT count() AS n FROM predictions FINAL") == [{"n": 110}]
+    feedback = FeedbackRows()
+    message = orjson.dumps(
+        {
+            "type": "feedback_batch",
+            "model_id": "credit",
+            "event_ids": ["e1", "e1", "e2"],
+            "timestamps": [T0] * 3,
+            "labels": [1, 1, 0],
+        }
+    )
+    feedback.add(decode_ingest(message), KafkaPosition("f", 0, 0))  # type: ignore[arg-type]
+    store.insert_arrow("feedback", feedback.build())
+    assert store.query("SELECT count() AS n FROM feedback FINAL") == [{"n": 2}]
+
+
+def test_parameters_carry_values_never_sql(store: Store) -> None:
+    insert_predictions(store, batch("e", 5), 0)
+    hostile = "e1' OR '1'='1"
+    rows = store.query(
+        "SELECT count() AS n FROM predictions FINAL WHERE event_id = {id:String}", {"id": hostile}
+    )
+    assert rows == [{"n": 0}]
+    rows = store.query(
+        "SELECT count() AS n FROM predictions FINAL WHERE event_id = {id:String}", {"id": "e1"}
+    )
+    assert rows == [{"n": 1}]
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "DROP TABLE predictions",
+        "INSERT INTO predictions SELECT * FROM predictions",
+        "SELECT 1; DROP TABLE predictions",
+        "SELECT 1 INTO OUTFILE 'x'",
+        "ALTER TABLE predictions DELETE WHERE 1",
+        "  optimize table predictions",
+    ],
+)
+def test_read_only_check_refuses_writes(sql: str) -> None:
+    with pytest.raises(ReadOnlyQueryError):
+        check_read_only(sql)
+
+
+@pytest.mark.parametrize(
+    "sql", ["SELECT 1", "with x as (select 1) select * from x", "SHOW TABLES", "DESCRIBE alerts"]
+)
+def test_read_only_check_accepts_reads(sql: str) -> None:
+    assert check_read_only(sql + ";") == sql
+
+
+def test_a_second_owner_of_the_directory_is_refused_with_a_clear_error(tmp_path: Path) -> None:
+    first = EmbeddedStore(tmp_path / "chdb", "driftline")
+    try:
+        with pytest.raises(StoreLockedError, match="in use by another process"):
+            EmbeddedStore(tmp_path / "chdb", "driftline")
+    finally:
+        first.close()
+
+
+def test_sql_errors_name_the_problem(store: Store) -> None:
+    with pytest.raises(StoreError, match="no_such_column"):
+        store.query("SELECT no_such_column FROM predictions")
+
+
+def test_open_store_picks_chdb_without_a_url(tmp_path: Path) -> None:
+    store = open_store(Settings(data_dir=tmp_path))
+    try:
+        assert isinstance(store, EmbeddedStore)
+        assert (tmp_path / "chdb").is_dir()
+    finally:
+        store.close()
+
+
+def test_open_store_reports_an_unreachable_server() -> None:
+    settings = Settings(clickhouse_url="http://127.0.0.1:9")
+    with pytest.raises(StoreError, match="cannot reach ClickHouse"):
+        open_store(settings)
