@@ -45,12 +45,12 @@ def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
 # --------------------------------------------------------------------------- commands
 
 
-class _Stop(Exception):
+class _StopSignal(Exception):  # noqa: N818 - a signal, not an error
     """Raised by a signal handler to leave a blocking wait."""
 
 
 def _raise_stop(signum: int, frame: Any) -> None:
-    raise _Stop(signum)
+    raise _StopSignal(signum)
 
 
 def cmd_broker(args: argparse.Namespace) -> int:
@@ -63,7 +63,7 @@ def cmd_broker(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, _raise_stop)
     try:
         code = broker.wait()
-    except _Stop:
+    except _StopSignal:
         # stop outside the handler: a wait inside it would deadlock on the interrupted one
         broker.stop()
         return 0
