@@ -191,7 +191,7 @@ def _parser() -> argparse.ArgumentParser:
     broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (default 9092)")
     add("worker", cmd_worker, "run the ingest worker (Faust)")
     demo = add("demo", cmd_demo, "the whole loop on the embedded stack with synthetic traffic")
-    demo.add_argument("--duration", type=float, default=60.0, help="seconds of traffic")
+    demo.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
 
     backtest = add("backtest", cmd_backtest, "replay JSONL events through the monitoring core")
     backtest.add_argument("--monitor", type=Path, required=True, help="monitor YAML")
