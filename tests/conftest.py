@@ -11,10 +11,17 @@ from pathlib import Path
 import pytest
 from confluent_kafka import Producer
 from e2e_support import WorkerProcess
+from hypothesis import settings
 
 from driftline.broker import EmbeddedBroker, free_port
 from driftline.kafka import create_topics
 from driftline.settings import Settings
+
+# CI runs the property tests with a fixed seed so that a red run can be reproduced;
+# locally they explore new examples on every run.
+settings.register_profile("ci", derandomize=True, deadline=None, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(scope="session")

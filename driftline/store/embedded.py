@@ -84,6 +84,9 @@ class EmbeddedStore:
 
         Timestamp columns travel as int64 microseconds and are converted by
         ClickHouse: chDB's ``Python()`` reads Arrow timestamps several times slower.
+        ``optimize_on_insert`` is off: deduplicating each inserted block as a merge
+        would (ReplacingMergeTree) more than doubles the insert time, and readers
+        deduplicate with ``FINAL`` anyway.
         """
         targets, sources = [], []
         for index, column in enumerate(data.schema):
@@ -97,7 +100,8 @@ class EmbeddedStore:
         arrow_rows = data  # noqa: F841 - chDB's Python() reads this local by name
         self._run(
             f"INSERT INTO {table} ({', '.join(targets)}) "
-            f"SELECT {', '.join(sources)} FROM Python(arrow_rows)"
+            f"SELECT {', '.join(sources)} FROM Python(arrow_rows) "
+            "SETTINGS optimize_on_insert = 0"
         )
 
     def close(self) -> None:

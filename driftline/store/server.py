@@ -61,7 +61,7 @@ class ServerStore:
     def insert_arrow(self, table: str, data: pa.Table) -> None:
         """Insert an Arrow table by column name."""
         try:
-            self._client.insert_arrow(table, data)
+            self._client.insert_arrow(table, data, settings={"optimize_on_insert": 0})
         except Exception as error:
             raise StoreError(str(error).strip()) from None
 
