@@ -6,7 +6,8 @@ message handled to the last one stored (so group joins are not counted):
 * rows/s stored by a ``driftline worker`` process for ``prediction_batch``
   messages (1,000 rows x 10 features each) and for single ``prediction`` messages;
 * the raw aiokafka consume rate of the same single-event topic;
-* the rate of an empty Faust agent (``take_events`` doing nothing) on that topic.
+* the rate of an empty Faust agent (``take_events`` doing nothing) on that topic,
+  on the same event loop as the worker (uvloop when installed).
 
 Run: ``.venv/bin/python bench/ingest.py [--batches 300] [--singles 60000]``
 """
@@ -176,6 +177,8 @@ async def _aiokafka_rate(bootstrap: str, topic: str, count: int) -> float:
 EMPTY_AGENT = textwrap.dedent(
     """
     import sys, time, json, faust
+    from driftline.streams.worker import use_uvloop
+    use_uvloop()  # the same event loop as the worker, for a fair comparison
     bootstrap, topic, count, out = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
     app = faust.App("bench-empty-" + str(time.time_ns()), broker="kafka://" + bootstrap,
         store="memory://", web_enabled=False, consumer_auto_offset_reset="earliest",

@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal, TypeAlias
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -118,23 +117,12 @@ def to_epoch_seconds(moment: datetime) -> float:
     return moment.timestamp()
 
 
-def _finite(value: float) -> float:
-    if not math.isfinite(value):
-        raise PydanticCustomError("non_finite", "NaN and infinite numbers are not allowed")
-    return value
-
-
-def _bool_as_number(value: Any) -> Any:
-    return float(value) if isinstance(value, bool) else value
-
-
 Timestamp = Annotated[datetime, BeforeValidator(_parse_time)]
 Identifier = Annotated[str, StringConstraints(min_length=1, max_length=MAX_ID_LENGTH)]
 Text = Annotated[str, StringConstraints(max_length=MAX_VALUE_LENGTH)]
-#: A finite number; booleans count as 0 and 1, numeric strings are not numbers.
-FiniteFloat = Annotated[
-    float, BeforeValidator(_bool_as_number), Field(strict=True), AfterValidator(_finite)
-]
+#: A finite number (checked natively by pydantic-core); booleans count as 0 and 1. In
+#: the unions below a numeric string stays a string: smart unions prefer the exact type.
+FiniteFloat = Annotated[float, Field(allow_inf_nan=False)]
 Probability = Annotated[float, Field(strict=True, ge=0.0, le=1.0)]
 NonNegative = Annotated[float, Field(strict=True, ge=0.0)]
 #: A feature value: a number, a string (categorical) or null (missing).

@@ -37,7 +37,7 @@ from .ingest import (
     group_bounds,
 )
 
-__all__ = ["WORKER_FILE", "build_worker", "run_worker"]
+__all__ = ["WORKER_FILE", "build_worker", "run_worker", "use_uvloop"]
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +153,22 @@ def _locked_query(ingestor: Ingestor, sql: str) -> list[dict[str, Any]]:
         return ingestor.store.query(sql)
 
 
+def use_uvloop() -> bool:
+    """Run asyncio on uvloop when it is installed (the ``fast`` extra); say whether it is."""
+    try:
+        import uvloop
+    except ImportError:
+        return False
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())
+    return True
+
+
 def run_worker(settings: Settings) -> int:
     """Run the worker until SIGINT/SIGTERM; start the embedded broker when none is configured."""
     from driftline.broker import EmbeddedBroker
 
+    use_uvloop()
     broker = None
     bootstrap = settings.kafka_bootstrap_servers
     if settings.embedded_broker:
