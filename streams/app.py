@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 import faust
 
 from driftline.settings import Settings
 
-__all__ = ["StreamTopics", "create_app"]
+__all__ = ["StreamTopics", "create_app", "faust_credentials"]
 
 
 @dataclass(frozen=True)
@@ -18,6 +19,44 @@ class StreamTopics:
     predictions: faust.TopicT
     feedback: faust.TopicT
     dlq: faust.TopicT
+
+
+def faust_credentials(settings: Settings) -> faust.types.auth.CredentialsT | None:
+    """The Kafka security settings as Faust (aiokafka) credentials, or ``None`` for plaintext.
+
+    Examples
+    --------
+    >>> faust_credentials(Settings()) is None
+    True
+    >>> type(faust_credentials(Settings(kafka_security_protocol="SASL_PLAINTEXT",
+    ...     kafka_sasl_mechanism="PLAIN", kafka_sasl_username="u",
+    ...     kafka_sasl_password="p"))).__name__
+    'SASLCredentials'
+    """
+    protocol = settings.kafka_security_protocol
+    if protocol == "PLAINTEXT":
+        return None
+    context = None
+    if protocol in ("SSL", "SASL_SSL"):
+        context = ssl.create_default_context(
+            cafile=str(settings.kafka_ssl_cafile) if settings.kafka_ssl_cafile else None
+        )
+        if settings.kafka_ssl_certfile is not None:
+            password = settings.kafka_ssl_key_password
+            context.load_cert_chain(
+                str(settings.kafka_ssl_certfile),
+                str(settings.kafka_ssl_keyfile) if settings.kafka_ssl_keyfile else None,
+                password.get_secret_value() if password else None,
+            )
+    if protocol == "SSL":
+        return faust.SSLCredentials(context)
+    password = settings.kafka_sasl_password
+    return faust.SASLCredentials(
+        username=settings.kafka_sasl_username,
+        password=password.get_secret_value() if password else None,
+        ssl_context=context,
+        mechanism=settings.kafka_sasl_mechanism or "PLAIN",
+    )
 
 
 def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, StreamTopics]:
@@ -32,7 +71,7 @@ def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, S
     app = faust.App(
         f"{settings.topic_prefix}-worker",
         broker=f"kafka://{bootstrap_servers}",
-        broker_credentials=None,
+        broker_credentials=faust_credentials(settings),
         store="memory://",
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
