@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -233,3 +234,25 @@ def test_events_produced_with_kcat_from_a_jsonl_file_are_ingested(
         "kcat's events",
     )
     assert worker.scalar("SELECT countIf(event_id LIKE 'kb-%') FROM predictions FINAL") == 200
+
+
+def test_a_worker_killed_mid_stream_and_restarted_stores_every_row_exactly_once(
+    worker_factory, producer
+) -> None:
+    worker = worker_factory()
+    topics = worker.settings.topics
+    batches = [prediction_batch(f"k{k}", 1000) for k in range(150)]
+    labels = [feedback_batch(f"k{k}", 1000) for k in range(150)]
+    send(producer, topics.predictions, batches[:50])
+    wait_for(lambda: counts(worker)[0], lambda n: n == 50_000, 60, "the first third")
+    send(producer, topics.predictions, batches[50:])
+    send(producer, topics.feedback, labels)
+    # SIGKILL as soon as the worker is storing the rest: whatever it had read but not
+    # yet acknowledged must be read again after the restart, and nothing twice.
+    wait_for(lambda: worker.health()["prediction_rows"], lambda n: n > 50_000, 60, "more rows")
+    assert worker.stop(signal.SIGKILL) == -signal.SIGKILL
+    restarted = worker.start()
+    expected = (150_000, 150_000)
+    wait_for(lambda: counts(restarted), lambda got: got == expected, 120, "every row once")
+    assert restarted.scalar("SELECT uniqExact(event_id) FROM predictions") == 150_000
+    assert restarted.scalar("SELECT uniqExact(event_id) FROM feedback") == 150_000
