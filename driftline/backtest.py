@@ -137,6 +137,7 @@ __all__ = [
     "BacktestInputError",
     "BacktestSummary",
     "MetricLine",
+    "reference_profile",
     "run_backtest",
 ]
 
@@ -1226,6 +1227,23 @@ def _load_config(monitor_path: Path) -> MonitorConfig:
         raise BacktestInputError(f"{monitor_path}: {error}") from None
     except (OSError, UnicodeDecodeError) as error:
         raise BacktestInputError(f"cannot read monitor file {monitor_path}: {error}") from None
+
+
+def reference_profile(
+    monitor_path: Path | str, reference_path: Path | str
+) -> tuple[MonitorConfig, ModelProfile]:
+    """The monitor config and the reference profile built from a reference JSONL file.
+
+    The same reading and profiling as :func:`run_backtest`, so that a profile
+    stored for the streaming monitor is the one a backtest compares against.
+
+    Raises
+    ------
+    BacktestInputError
+        On a bad monitor file or a bad reference line (naming the file and line).
+    """
+    config = _load_config(Path(monitor_path))
+    return config, _profile(config, _read(Path(reference_path), "reference", config))
 
 
 def run_backtest(

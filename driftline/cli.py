@@ -156,6 +156,38 @@ def cmd_backtest(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_reference_load(args: argparse.Namespace) -> int:
+    """Build a reference profile from a JSONL file and store it."""
+    from .backtest import BacktestInputError, reference_profile
+    from .store import StoreError, migrate, open_store
+    from .store.profiles import save_profile
+    from .store.remote import WorkerReader, running_worker
+
+    settings = _settings(args)
+    try:
+        _, profile = reference_profile(args.monitor, args.file)
+    except BacktestInputError as error:
+        raise CommandError(str(error), EXIT_BAD_INPUT) from None
+    try:
+        worker = running_worker(settings.data_dir) if settings.embedded_store else None
+        if worker is not None:
+            WorkerReader(int(worker["web_port"])).save_profile(profile.to_json())
+        else:
+            store = open_store(settings)
+            try:
+                migrate(store, settings.raw_ttl_days)
+                save_profile(store, profile)
+            finally:
+                store.close()
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    print(
+        f"stored the reference profile of {profile.model_id} {profile.model_version} "
+        f"({len(profile.features)} features)"
+    )
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the embedded stack with synthetic traffic."""
     from .demo import run_demo
@@ -198,6 +230,13 @@ def _parser() -> argparse.ArgumentParser:
     backtest.add_argument("--reference", type=Path, required=True, help="reference JSONL")
     backtest.add_argument("--events", type=Path, required=True, help="monitored JSONL")
     backtest.add_argument("--out", type=Path, required=True, help="output directory")
+
+    reference = commands.add_parser("reference", help="reference profiles").add_subparsers(
+        dest="reference_command", required=True, metavar="ACTION"
+    )
+    load = add("load", cmd_reference_load, "profile a reference JSONL file and store it", reference)
+    load.add_argument("--monitor", type=Path, required=True, help="monitor YAML")
+    load.add_argument("--file", type=Path, required=True, help="reference JSONL")
 
     topics = commands.add_parser("topics", help="Kafka topics").add_subparsers(
         dest="topics_command", required=True, metavar="ACTION"

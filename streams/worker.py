@@ -19,12 +19,14 @@ from typing import Any, cast
 
 import faust
 import orjson
+from driftline.detectors.profiles import ModelProfile
 
 from driftline.kafka import create_topics
 from driftline.settings import Settings
 from driftline.store import open_store
 from driftline.store.backend import ReadOnlyQueryError, StoreError, check_read_only
 from driftline.store.migrations import migrate
+from driftline.store.profiles import save_profile
 from driftline.store.rows import KafkaPosition
 
 from .app import create_app
@@ -131,6 +133,16 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
                 return self.bytes(str(error).encode(), status=400)
             return self.bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
 
+    @app.page("/reference")
+    class ReferencePage(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            try:
+                profile = ModelProfile.from_json(await request.read())
+            except ValueError as error:
+                return self.bytes(f"not a reference profile: {error}".encode(), status=400)
+            await asyncio.to_thread(_locked_save_profile, ingestor, profile)
+            return self.json({"model_id": profile.model_id, "version": profile.model_version})
+
     @app.page("/health")
     async def health(web: Any, request: Any) -> Any:
         stats = ingestor.stats
@@ -146,6 +158,11 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
         )
 
     return app, ingestor
+
+
+def _locked_save_profile(ingestor: Ingestor, profile: ModelProfile) -> None:
+    with ingestor._store_lock:
+        save_profile(ingestor.store, profile)
 
 
 def _locked_query(ingestor: Ingestor, sql: str) -> list[dict[str, Any]]:

@@ -1,4 +1,5 @@
-"""Read-only access to the store of a running worker, through its ``/query`` page.
+"""Access to the store of a running worker: read-only SQL on ``/query``, profiles on
+``/reference``.
 
 chDB allows one process per data directory, so while a worker owns the
 embedded store every other process (the CLI, tests, the report) reads through
@@ -45,21 +46,28 @@ class WorkerReader:
         self.url = f"http://{host}:{port}/query"
         self.timeout = timeout
 
-    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
-        """Rows of a read-only query (parameters are not supported over this path)."""
-        if parameters:
-            raise StoreError("the worker query page takes no parameters")
-        request = urllib.request.Request(self.url, data=sql.encode(), method="POST")
+    def _post(self, url: str, body: bytes) -> bytes:
+        request = urllib.request.Request(url, data=body, method="POST")
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                body = response.read()
+                return bytes(response.read())
         except urllib.error.HTTPError as error:
             message = error.read().decode(errors="replace")
             if error.code == 403:
                 raise ReadOnlyQueryError(message) from None
             raise StoreError(message) from None
         except OSError as error:
-            raise StoreError(f"worker at {self.url} did not answer: {error}") from None
+            raise StoreError(f"worker at {url} did not answer: {error}") from None
+
+    def save_profile(self, profile_json: str) -> None:
+        """Have the worker store a reference profile (JSON of a ``ModelProfile``)."""
+        self._post(self.url.removesuffix("/query") + "/reference", profile_json.encode())
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a read-only query (parameters are not supported over this path)."""
+        if parameters:
+            raise StoreError("the worker query page takes no parameters")
+        body = self._post(self.url, sql.encode())
         return [orjson.loads(line) for line in body.splitlines() if line]
 
     def close(self) -> None:
