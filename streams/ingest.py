@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import threading
 import time
 from collections import Counter
@@ -19,7 +20,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 from driftline.schemas.codec import DecodeError, FeedbackColumns, decode_ingest
-from driftline.schemas.events import FeedbackEvent
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
 
 from driftline.store.backend import Store
 from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
@@ -34,6 +35,7 @@ __all__ = [
     "group_bounds",
     "route_messages",
     "warm_up",
+    "watermark_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -100,6 +102,8 @@ class IngestOutcome:
     predictions: pa.Table | None
     feedback: pa.Table | None
     dead_letters: list[DeadLetter]
+    #: Latest prediction event time (epoch seconds) per (topic, partition) in the group.
+    watermarks: dict[tuple[str, int], float] = field(default_factory=dict)
 
     @property
     def prediction_rows(self) -> int:
@@ -121,6 +125,7 @@ def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutc
     predictions = PredictionRows()
     feedback = FeedbackRows()
     dead: list[DeadLetter] = []
+    watermarks: dict[tuple[str, int], float] = {}
     for message in messages:
         value = message.value
         try:
@@ -132,12 +137,47 @@ def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutc
             continue
         if isinstance(rows, FeedbackColumns | FeedbackEvent):
             feedback.add(rows, message.position)
-        else:
-            predictions.add(rows, message.position)
+            continue
+        predictions.add(rows, message.position)
+        latest = (
+            rows.timestamp.timestamp()
+            if isinstance(rows, PredictionEvent)
+            else float(rows.timestamps.max())
+        )
+        where = (message.position.topic, message.position.partition)
+        if latest > watermarks.get(where, -math.inf):
+            watermarks[where] = latest
     return IngestOutcome(
         predictions=predictions.build() if predictions.pending else None,
         feedback=feedback.build() if feedback.pending else None,
         dead_letters=dead,
+        watermarks=watermarks,
+    )
+
+
+def watermark_table(watermarks: dict[tuple[str, int], float]) -> pa.Table:
+    """Rows of the ``watermarks`` table: latest event time per topic partition, and now.
+
+    Readers take ``max(event_time)`` and ``max(updated_at)`` per partition, so rows
+    written by a worker that re-reads a partition after a rebalance never move a
+    watermark back.
+
+    Examples
+    --------
+    >>> watermark_table({("t", 0): 1767225600.5}).column("event_time").to_pylist()[0].isoformat()
+    '2026-01-01T00:00:00.500000+00:00'
+    """
+    micros = pa.timestamp("us", tz="UTC")
+    now = int(time.time() * 1_000_000)
+    return pa.table(
+        {
+            "topic": pa.array([topic for topic, _ in watermarks], pa.string()),
+            "partition": pa.array([partition for _, partition in watermarks], pa.int32()),
+            "event_time": pa.array(
+                [round(value * 1_000_000) for value in watermarks.values()], micros
+            ),
+            "updated_at": pa.array([now] * len(watermarks), micros),
+        }
     )
 
 
@@ -236,6 +276,9 @@ class Ingestor:
                 self.store.insert_arrow("predictions", outcome.predictions)
             if outcome.feedback is not None:
                 self.store.insert_arrow("feedback", outcome.feedback)
+            if outcome.watermarks:
+                # after the rows: a watermark never runs ahead of what is stored
+                self.store.insert_arrow("watermarks", watermark_table(outcome.watermarks))
 
     def route(self, messages: Sequence[RawMessage]) -> IngestOutcome:
         """Decode one group (CPU work, on the caller's thread)."""

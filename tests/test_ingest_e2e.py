@@ -108,6 +108,17 @@ def test_single_and_batched_events_are_stored_exactly_once(worker_factory, produ
     assert batch_row == {"features_null": ["region"], "batch_index": 5}
     assert worker.scalar("SELECT sum(label_value) FROM feedback FINAL") == 150 + 3 * 500
 
+    # Each prediction partition's watermark is the latest event time stored from it.
+    watermarks = worker.query(
+        "SELECT partition, max(event_time) AS t FROM watermarks GROUP BY partition "
+        "ORDER BY partition"
+    )
+    latest = worker.query(
+        "SELECT kafka_partition AS partition, max(timestamp) AS t FROM predictions "
+        "GROUP BY partition ORDER BY partition"
+    )
+    assert watermarks == latest and watermarks
+
     # Resending everything changes nothing once the worker has read it again.
     before = worker.health()["messages"]
     send(producer, topics.predictions, singles + batches)
