@@ -183,3 +183,19 @@ def test_open_store_reports_an_unreachable_server() -> None:
     settings = Settings(clickhouse_url="http://127.0.0.1:9")
     with pytest.raises(StoreError, match="cannot reach ClickHouse"):
         open_store(settings)
+
+
+HOSTILE = ["a\\b", "tab\there", "nl\nx", "q'uote", "x' OR 1=1 --", "nul\x00x", "é€", ""]
+
+
+@pytest.mark.parametrize("value", HOSTILE)
+def test_any_string_parameter_arrives_unchanged(store: Store, value: str) -> None:
+    assert store.query("SELECT {v:String} AS v", {"v": value}) == [{"v": value}]
+
+
+def test_array_parameters_arrive_unchanged(store: Store) -> None:
+    rows = store.query(
+        "SELECT {names:Array(String)} AS names, {edges:Array(Float64)} AS edges",
+        {"names": HOSTILE, "edges": [-1.5, 0.0, 2.25]},
+    )
+    assert rows == [{"names": HOSTILE, "edges": [-1.5, 0.0, 2.25]}]

@@ -3,16 +3,63 @@
 from __future__ import annotations
 
 import fcntl
+import itertools
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import orjson
 import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from .backend import StoreError
 
-__all__ = ["EmbeddedStore", "StoreLockedError"]
+__all__ = ["EmbeddedStore", "StoreLockedError", "parameter_text"]
+
+
+_ESCAPES = str.maketrans(
+    {"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r", "\0": "\\0", "\b": "\\b", "\f": "\\f"}
+)
+
+
+def _literal(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ",".join(_literal(item) for item in value) + "]"
+    text = str(value).translate(_ESCAPES).replace("'", "\\'")
+    return f"'{text}'"
+
+
+def parameter_text(value: Any) -> str:
+    """A query parameter as ClickHouse reads it: strings escaped, arrays as literals.
+
+    chDB hands parameters over as text in ClickHouse's escaped format, where a
+    backslash starts an escape and a raw tab or newline is refused; this makes
+    any Python string, number, ``None`` or list arrive unchanged.
+
+    Examples
+    --------
+    >>> parameter_text("a\\tb")
+    'a\\\\tb'
+    >>> parameter_text(["x'y", 1.5])
+    "['x\\\\'y',1.5]"
+    """
+    if isinstance(value, str):
+        return value.translate(_ESCAPES)
+    if value is None:
+        return "\\N"
+    if isinstance(value, list | tuple):
+        return _literal(list(value))
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    return str(value)
 
 
 class StoreLockedError(StoreError):
@@ -60,12 +107,18 @@ class EmbeddedStore:
         self._lock.write(str(os.getpid()))
         self._lock.flush()
         self._session = session.Session(str(self.path))
+        # Insert spool: tmpfs when there is one, else beside the data; private to us.
+        shm = Path("/dev/shm")
+        spool_root = shm if shm.is_dir() and os.access(shm, os.W_OK) else self.path
+        self._spool = Path(tempfile.mkdtemp(prefix="driftline-spool-", dir=spool_root))
+        self._spool_numbers = itertools.count()
         self._run(f"CREATE DATABASE IF NOT EXISTS {database}")
         self._run(f"USE {database}")
 
     def _run(self, sql: str, parameters: dict[str, Any] | None = None, fmt: str = "CSV") -> bytes:
+        params = {name: parameter_text(value) for name, value in (parameters or {}).items()}
         try:
-            result = self._session.query(sql, fmt, params=parameters or None)
+            result = self._session.query(sql, fmt, params=params or None)
         except Exception as error:
             raise StoreError(str(error).strip()) from None
         return bytes(result.bytes()) if result is not None else b""
@@ -82,8 +135,11 @@ class EmbeddedStore:
     def insert_arrow(self, table: str, data: pa.Table) -> None:
         """Insert an Arrow table by column name.
 
-        Timestamp columns travel as int64 microseconds and are converted by
-        ClickHouse: chDB's ``Python()`` reads Arrow timestamps several times slower.
+        The table goes to ClickHouse as an Arrow IPC stream in a private spool
+        file read by ``file()``: ClickHouse parses it natively without the GIL,
+        whereas chDB's ``Python()`` table function holds the GIL for most of an
+        insert and stalls the event loop that decodes the next batch. Timestamp
+        columns travel as int64 microseconds (converted by ClickHouse).
         ``optimize_on_insert`` is off: deduplicating each inserted block as a merge
         would (ReplacingMergeTree) more than doubles the insert time, and readers
         deduplicate with ``FINAL`` anyway.
@@ -97,18 +153,25 @@ class EmbeddedStore:
                 sources.append(f"fromUnixTimestamp64Micro(`{column.name}`, 'UTC')")
             else:
                 sources.append(f"`{column.name}`")
-        arrow_rows = data  # noqa: F841 - chDB's Python() reads this local by name
-        self._run(
-            f"INSERT INTO {table} ({', '.join(targets)}) "
-            f"SELECT {', '.join(sources)} FROM Python(arrow_rows) "
-            "SETTINGS optimize_on_insert = 0"
-        )
+        spool = self._spool / f"{table}-{next(self._spool_numbers)}.arrows"
+        try:
+            with pa.OSFile(str(spool), "wb") as sink, ipc.new_stream(sink, data.schema) as writer:
+                writer.write_table(data)
+            self._run(
+                f"INSERT INTO {table} ({', '.join(targets)}) "
+                f"SELECT {', '.join(sources)} FROM file({{spool:String}}, 'ArrowStream') "
+                "SETTINGS optimize_on_insert = 0",
+                {"spool": str(spool)},
+            )
+        finally:
+            spool.unlink(missing_ok=True)
 
     def close(self) -> None:
         """Close the chDB session and release the directory."""
         if self._session is not None:
             self._session.close()
             self._session = None  # type: ignore[assignment]
+            shutil.rmtree(self._spool, ignore_errors=True)
         if not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()
