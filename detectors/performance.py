@@ -480,7 +480,8 @@ class MulticlassCounts(_Frozen):
 
     def metrics(self) -> dict[str, MetricEstimate]:
         """accuracy and macro_f1 (mean F1 over classes that occur as label or prediction)."""
-        mat = np.asarray(self.matrix, dtype=np.int64).reshape(len(self.classes), -1)
+        k = len(self.classes)
+        mat = np.asarray(self.matrix, dtype=np.int64).reshape(k, k)  # (0, 0) without labels
         n = int(mat.sum())
         acc = _proportion("accuracy", int(np.trace(mat)) if n else 0, n, n, self.n_predicted)
         if n == 0:
@@ -488,7 +489,6 @@ class MulticlassCounts(_Frozen):
                 metric="macro_f1", value=None, n=0, n_labelled=0, n_predicted=self.n_predicted
             )
             return {"accuracy": acc, "macro_f1": f1}
-        k = mat.shape[0]
         value = float(_macro_f1(mat[None, :, :])[0])
         rng = np.random.default_rng(_BOOT_SEED)
         draws = rng.multinomial(n, mat.reshape(-1) / n, size=500).reshape(-1, k, k)

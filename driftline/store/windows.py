@@ -1,0 +1,853 @@
+"""Window aggregates computed in ClickHouse: the store's twin of ``aggregate_window``.
+
+When a window closes, the streaming monitor needs the window's
+:class:`~driftline.detectors.evaluate.WindowData`: histograms over the profile's
+frozen bins, category counts, the prediction and score distributions and the
+performance counts. They are aggregated here by ClickHouse (``GROUP BY`` window,
+``-Resample`` combinators, ``countIf``/``sumIf``), never by pulling raw rows into
+Python; Python only turns the few result rows into counts. The numbers equal those of
+:func:`~driftline.detectors.evaluate.aggregate_window` on the window's raw arrays
+(float sums up to summation order), taken as ``driftline backtest`` takes them:
+
+Rows
+    ``predictions FINAL`` (deduplicated by ``event_id``) of one model version whose
+    ``timestamp`` lies in ``[start, end)`` (microseconds; an event at ``end`` belongs to
+    the next window).
+Numeric features
+    A value in ``features_num`` that is finite is binned as in
+    :class:`~driftline.detectors.profiles.NumericProfile`: bin = number of edges
+    ``<= x`` (open outer bins), with per-bin sums. Everything else is null: a feature
+    in ``features_null``, absent from the row, or sent as a string.
+Categorical features
+    A string in ``features_cat`` is its own category; a number sent for a
+    categorical feature is the category of its canonical text (``1.0`` is ``"1"``, as
+    :func:`~driftline.detectors._coerce.category_string` writes it). Categories the
+    profile does not know keep their names (the profile sums them into its unseen
+    bucket). Null, absent and non-finite values count as nulls.
+Predictions
+    Classification: classes as canonical strings; regression: ``prediction_value``
+    (a string prediction is null). The profile's prediction kind must match the task.
+Scores (binary classification only)
+    ``score``, else the positive label's entry of ``class_scores``. As in the
+    backtest, a window without any finite score has no score histogram and its
+    performance counts have no score part (no ROC AUC, no log loss).
+Labels
+    The latest label of each ``event_id`` of the model (largest ``ingested_at``,
+    then Kafka offset and batch index), joined to the predictions with a ``LEFT
+    JOIN``; unlabelled rows count in ``n_predicted`` (label coverage).
+
+Every value travels as a query parameter. Strings (model id, version, feature names,
+the positive label) travel hex-encoded and are decoded by ``unhex`` in the query:
+chDB reads a ``String`` parameter in the escaped text format (a backslash starts an
+escape sequence) and builds no ``Array(String)`` from a Python list, while hex text
+means the same thing on every backend. No event content is ever formatted into SQL.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import numpy as np
+import numpy.typing as npt
+
+from ..detectors._coerce import category_array, category_string
+from ..detectors.evaluate import WindowData
+from ..detectors.performance import (
+    _LOG_EPS,
+    SCORE_BINS,
+    BinaryCounts,
+    MulticlassCounts,
+    PerformanceCounts,
+    RegressionCounts,
+)
+from ..detectors.profiles import (
+    CategoricalCounts,
+    CategoricalProfile,
+    ModelProfile,
+    NumericCounts,
+    NumericProfile,
+)
+from .backend import Store
+
+__all__ = ["label_counts", "window_data", "windows_data"]
+
+_MICROS: Final = 1_000_000
+_TASKS: Final = ("binary_classification", "multiclass", "regression")
+#: Above this many edges a bin is found with ``arrayCount`` instead of one comparison
+#: per edge (which is faster, but makes the query text grow with the edges).
+_INLINE_EDGES: Final = 64
+
+
+# --------------------------------------------------------------------------- parameters
+
+
+class _Params:
+    """Query parameters with generated placeholder names; returns the SQL that reads each."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def _name(self, value: Any) -> str:
+        name = f"p{len(self.values)}"
+        self.values[name] = value
+        return name
+
+    def string(self, value: str) -> str:
+        return f"unhex({{{self._name(value.encode('utf-8').hex())}:String}})"
+
+    def strings(self, values: Sequence[str]) -> str:
+        if not values:
+            raise ValueError("an empty list would read as one empty string")
+        packed = ",".join(value.encode("utf-8").hex() for value in values)
+        return f"arrayMap(h -> unhex(h), splitByChar(',', {{{self._name(packed)}:String}}))"
+
+    def number(self, value: float) -> str:
+        return f"{{{self._name(float(value))}:Float64}}"
+
+    def numbers(self, values: Sequence[float]) -> str:
+        return f"{{{self._name([float(v) for v in values])}:Array(Float64)}}"
+
+    def integer(self, value: int) -> str:
+        return f"{{{self._name(int(value))}:Int64}}"
+
+    def integers(self, values: Sequence[int]) -> str:
+        return f"{{{self._name([int(v) for v in values])}:Array(Int64)}}"
+
+
+@dataclass(frozen=True)
+class _Grid:
+    """Windows ``[origin + i * size, origin + (i + 1) * size)`` for the wanted ``i``."""
+
+    origin: int
+    size: int
+    wanted: tuple[int, ...]
+
+    @classmethod
+    def of(cls, starts: Iterable[float], size: float) -> tuple[_Grid, dict[int, float]]:
+        """The grid of ``starts`` and the start each window index stands for."""
+        if not (math.isfinite(size) and size > 0):
+            raise ValueError("window size must be a positive number of seconds")
+        size_us = round(size * _MICROS)
+        if size_us < 1:
+            raise ValueError("window size must be at least one microsecond")
+        given = {round(float(start) * _MICROS): float(start) for start in starts}
+        if not given:
+            raise ValueError("no window starts given")
+        origin = min(given)
+        index: dict[int, float] = {}
+        for micros, start in given.items():
+            step, rest = divmod(micros - origin, size_us)
+            if rest:
+                raise ValueError(
+                    f"window start {start} is not on the grid of the start {origin / _MICROS}"
+                    f" with windows of {size} s"
+                )
+            index[step] = start
+        return cls(origin, size_us, tuple(sorted(index))), index
+
+    @property
+    def low(self) -> int:
+        return self.origin + self.wanted[0] * self.size
+
+    @property
+    def high(self) -> int:
+        return self.origin + (self.wanted[-1] + 1) * self.size
+
+
+def _range_sql(
+    p: _Params, model_id: str, model_version: str, low: int, high: int, table: str = ""
+) -> str:
+    """Condition on ``predictions``: the version's rows with ``low <= timestamp < high`` (µs).
+
+    With ``FINAL``, ClickHouse applies ``WHERE`` after deduplication, so an event
+    re-sent with another version or timestamp counts where its latest copy says.
+    """
+    t = f"{table}." if table else ""
+    return (
+        f"{t}model_id = {p.string(model_id)} AND {t}model_version = {p.string(model_version)}"
+        f" AND {t}timestamp >= fromUnixTimestamp64Micro({p.integer(low)}, 'UTC')"
+        f" AND {t}timestamp < fromUnixTimestamp64Micro({p.integer(high)}, 'UTC')"
+    )
+
+
+def _labels_sql(p: _Params, model_id: str, model_version: str, low: int, high: int) -> str:
+    """The latest label of each event of the range (``label``: class and value, ``has_label``).
+
+    ``argMax`` over a tuple: a Nullable argument alone would skip the rows where it is
+    null, and so keep an older label whose other kind is set.
+    """
+    return f"""(
+        SELECT event_id,
+               argMax(tuple(label_class, label_value),
+                      tuple(ingested_at, kafka_offset, batch_index)) AS label,
+               toUInt8(1) AS has_label
+        FROM feedback
+        WHERE model_id = {p.string(model_id)} AND event_id IN (
+            SELECT event_id FROM predictions
+            WHERE {_range_sql(p, model_id, model_version, low, high)})
+        GROUP BY event_id
+    )"""
+
+
+def _rows_sql(
+    p: _Params,
+    grid: _Grid,
+    model_id: str,
+    model_version: str,
+    columns: Sequence[str],
+    *,
+    labels: bool = False,
+) -> str:
+    """Rows of the wanted windows (``w``: window index) with ``columns`` computed per row.
+
+    The table is ``p`` (``predictions FINAL``). With ``labels``, ``label_class``,
+    ``label_value`` and ``has_label`` (0 for an unlabelled row) come from the latest
+    label of each event.
+    """
+    join = ""
+    if labels:
+        latest = _labels_sql(p, model_id, model_version, grid.low, grid.high)
+        join = f"\n    LEFT JOIN {latest} AS l ON l.event_id = p.event_id"
+        columns = [
+            "tupleElement(l.label, 1) AS label_class",
+            "tupleElement(l.label, 2) AS label_value",
+            "l.has_label AS has_label",
+            *columns,
+        ]
+    origin, size = p.integer(grid.origin), p.integer(grid.size)
+    window = f"intDiv(toUnixTimestamp64Micro(p.timestamp) - {origin}, {size}) AS w"
+    select = ",\n           ".join([window, *columns])
+    where = _range_sql(p, model_id, model_version, grid.low, grid.high, "p")
+    return f"""
+    SELECT {select}
+    FROM predictions AS p FINAL{join}
+    WHERE {where} AND has({p.integers(grid.wanted)}, w)"""
+
+
+def _score_sql(p: _Params, positive_label: str) -> str:
+    """The row's positive-class score: ``score``, else ``class_scores[positive_label]``."""
+    label = p.string(positive_label)
+    return (
+        f"ifNull(coalesce(p.score, if(mapContains(p.class_scores, {label}),"
+        f" p.class_scores[{label}], NULL)), nan)"
+    )
+
+
+def _bin_sql(p: _Params, x: str, edges: Sequence[float]) -> str:
+    """Number of edges ``<= x`` (``x`` finite)."""
+    if not edges:
+        return "toUInt32(0)"
+    if len(edges) > _INLINE_EDGES:
+        return f"toUInt32(arrayCount(e -> e <= {x}, {p.numbers(edges)}))"
+    return "toUInt32(" + " + ".join(f"({x} >= {p.number(e)})" for e in edges) + ")"
+
+
+# --------------------------------------------------------------------------- result rows
+
+
+def _floats(values: Sequence[Any]) -> npt.NDArray[np.float64]:
+    """Floats of a result column; ``None`` (how JSON writes NaN and inf) becomes NaN."""
+    return np.array(values, dtype=np.float64)
+
+
+def _counts(values: Sequence[Any]) -> npt.NDArray[np.int64]:
+    return np.array([int(v) for v in values], dtype=np.int64)
+
+
+def _histogram(counts: Sequence[Any], sums: Sequence[Any], n: int) -> NumericCounts:
+    c = _counts(counts)
+    s = _floats(sums)
+    return NumericCounts(
+        counts=tuple(c.tolist()),
+        null_count=n - int(c.sum()),
+        sums=tuple(s.tolist()) if bool(np.isfinite(s).all()) else None,
+    )
+
+
+def _classes(text: Sequence[str | None], numbers: Sequence[Any]) -> tuple[npt.NDArray[Any], Any]:
+    """Canonical class strings (``""`` where null) and the null mask of text/number pairs."""
+    number_text, number_null = category_array(_floats(numbers))
+    text_arr = np.array(text, dtype=object)
+    text_null = np.asarray(text_arr == None, dtype=bool)  # noqa: E711 - elementwise test
+    text_arr[text_null] = ""
+    strings = np.where(text_null, number_text, text_arr.astype(str))
+    null = text_null & number_null
+    return np.where(null, "", strings).astype(str), null
+
+
+def _group_counts(
+    keys: npt.NDArray[np.int64], categories: npt.NDArray[np.str_], counts: npt.NDArray[np.int64]
+) -> dict[int, dict[str, int]]:
+    """Counts per key and category (summed over repeats), categories in sorted order."""
+    out: dict[int, dict[str, int]] = {}
+    if keys.size == 0:
+        return out
+    order = np.lexsort((categories, keys))
+    k, c, n = keys[order], categories[order], counts[order]
+    new = np.ones(k.size, dtype=bool)
+    new[1:] = (k[1:] != k[:-1]) | (c[1:] != c[:-1])
+    first = np.flatnonzero(new)
+    totals = np.add.reduceat(n, first)
+    k, c = k[first], c[first]
+    bounds = np.flatnonzero(np.diff(k)) + 1
+    for key, cats, sums in zip(
+        np.split(k, bounds), np.split(c, bounds), np.split(totals, bounds), strict=True
+    ):
+        out[int(key[0])] = dict(zip(cats.tolist(), sums.tolist(), strict=True))
+    return out
+
+
+# --------------------------------------------------------------------------- the queries
+
+
+@dataclass
+class _Window:
+    """What the queries found for one window."""
+
+    n_events: int = 0
+    numeric: dict[str, NumericCounts] = field(default_factory=dict)
+    categories: dict[str, dict[str, int]] = field(default_factory=dict)
+    prediction: CategoricalCounts | None = None
+    performance: PerformanceCounts | None = None
+
+
+def _numeric_query(
+    store: Store,
+    grid: _Grid,
+    model_id: str,
+    model_version: str,
+    columns: dict[str, tuple[str | None, tuple[float, ...]]],
+    positive_label: str,
+) -> dict[int, dict[str, NumericCounts]]:
+    """Histograms of numeric columns per window.
+
+    ``columns`` maps a result key to ``(feature name or None, edges)``; ``None`` stands
+    for the row expression given by the key itself (``score``, ``prediction``).
+    """
+    p = _Params()
+    inner: list[str] = []
+    aggregates = ["count() AS n"]
+    for t, (key, (name, edges)) in enumerate(columns.items()):
+        x = f"x{t}"
+        if name is not None:
+            inner.append(f"indexOf(mapKeys(p.features_num), {p.string(name)}) AS i{t}")
+            inner.append(f"mapValues(p.features_num)[i{t}] AS {x}")
+            present = f"i{t} > 0 AND isFinite({x})"
+        else:
+            if key == "score":
+                value = _score_sql(p, positive_label)
+            else:
+                value = "ifNull(p.prediction_value, nan)"
+            inner.append(f"{value} AS {x}")
+            present = f"isFinite({x})"
+        bins = len(edges) + 1
+        inner.append(f"if({present}, {_bin_sql(p, x, edges)}, {bins}) AS b{t}")
+        aggregates.append(f"countResample(0, {bins}, 1)(b{t}) AS c{t}")
+        aggregates.append(f"sumResample(0, {bins}, 1)({x}, b{t}) AS s{t}")
+    source = _rows_sql(p, grid, model_id, model_version, inner)
+    sql = f"SELECT w, {', '.join(aggregates)} FROM ({source}\n) GROUP BY w"
+    out: dict[int, dict[str, NumericCounts]] = {}
+    for row in store.query(sql, p.values):
+        n = int(row["n"])
+        out[int(row["w"])] = {
+            key: _histogram(row[f"c{t}"], row[f"s{t}"], n) for t, key in enumerate(columns)
+        }
+    return out
+
+
+def _categorical_query(
+    store: Store, grid: _Grid, model_id: str, model_version: str, names: Sequence[str]
+) -> dict[int, dict[str, dict[str, int]]]:
+    """Category counts of categorical features per window (numbers as canonical text)."""
+    p = _Params()
+    k = len(names)
+    listed = p.strings(names)
+    text_codes = f"range(1, {k + 1})"
+    number_codes = f"range({k + 1}, {2 * k + 1})"
+    items = (
+        f"arrayFilter(t -> t.1 > 0 AND (t.1 <= {k} OR isFinite(t.3)), arrayConcat("
+        f"arrayMap((key, v) -> (transform(key, names, {text_codes}, 0), v, toFloat64(0)),"
+        " mapKeys(p.features_cat), mapValues(p.features_cat)),"
+        f" arrayMap((key, v) -> (transform(key, names, {number_codes}, 0), '', v),"
+        " mapKeys(p.features_num), mapValues(p.features_num)))) AS items"
+    )
+    source = _rows_sql(p, grid, model_id, model_version, [f"{listed} AS names", items])
+    sql = f"""
+    SELECT w, item.1 AS f, item.2 AS text, item.3 AS number, count() AS n
+    FROM ({source}
+    ) ARRAY JOIN items AS item
+    GROUP BY w, f, text, number"""
+    rows = store.query(sql, p.values)
+    out: dict[int, dict[str, dict[str, int]]] = {}
+    if not rows:
+        return out
+    w = _counts([r["w"] for r in rows])
+    f = _counts([r["f"] for r in rows])
+    is_number = f > k
+    strings, _ = _classes(
+        [None if number else r["text"] for r, number in zip(rows, is_number.tolist(), strict=True)],
+        [r["number"] for r in rows],
+    )
+    column = np.where(is_number, f - k, f) - 1
+    # One key per (window, feature): windows are small integers, features < k.
+    grouped = _group_counts(w * k + column, strings, _counts([r["n"] for r in rows]))
+    for key, counts in grouped.items():
+        window, feature = divmod(key, k)
+        out.setdefault(window, {})[names[feature]] = counts
+    return out
+
+
+def _positive_number(positive_label: str) -> float | None:
+    """The number whose canonical text is ``positive_label``, if there is one."""
+    try:
+        value = float(positive_label)
+    except ValueError:
+        return None
+    return value if category_string(value) == positive_label else None
+
+
+def _classification_query(
+    store: Store,
+    grid: _Grid,
+    model_id: str,
+    model_version: str,
+    *,
+    binary: bool,
+    positive_label: str,
+) -> list[dict[str, Any]]:
+    """Rows per window, prediction and label, with score histograms and log-loss sums."""
+    p = _Params()
+    columns = [
+        "p.prediction_class AS pc",
+        "p.prediction_value AS pv",
+        f"{_score_sql(p, positive_label)} AS sx",
+    ]
+    scored = ""
+    if binary:
+        number = _positive_number(positive_label)
+        label = p.string(positive_label)
+        is_positive = f"ifNull(label_class = {label}, 0)"
+        if number is not None:
+            is_positive += f" OR ifNull(label_value = {p.number(number)}, 0)"
+        low, high = p.number(_LOG_EPS), p.number(1 - _LOG_EPS)
+        columns += [
+            "has_label AND (label_class IS NOT NULL OR isFinite(ifNull(label_value, nan)))"
+            " AND isFinite(sx) AS scored",
+            "if(scored, greatest(least(sx, 1.), 0.), 0.) AS sc",
+            f"if(scored, least(toUInt32(sc * {SCORE_BINS}), {SCORE_BINS - 1}),"
+            f" {SCORE_BINS}) AS sbin",
+            f"{is_positive} AS y",
+            f"least(greatest(sc, {low}), {high}) AS clipped",
+            "-if(y, log(clipped), log1p(-clipped)) AS loss",
+        ]
+        scored = (
+            ", countIf(scored) AS n_scored,"
+            f" countResample(0, {SCORE_BINS}, 1)(sbin) AS hist,"
+            " sumIf(loss, scored) AS loss_sum, sumIf(loss * loss, scored) AS loss_sq_sum"
+        )
+    source = _rows_sql(p, grid, model_id, model_version, columns, labels=True)
+    sql = f"""
+    SELECT w, pc, pv, label_class AS lc, label_value AS lv, has_label, count() AS n,
+           countIf(isFinite(sx)) AS finite_scores{scored}
+    FROM ({source}
+    ) GROUP BY w, pc, pv, lc, lv, has_label"""
+    return store.query(sql, p.values)
+
+
+def _regression_query(
+    store: Store, grid: _Grid, model_id: str, model_version: str
+) -> list[dict[str, Any]]:
+    """Error moment sums per window."""
+    p = _Params()
+    columns = [
+        "ifNull(p.prediction_value, nan) AS pv",
+        "ifNull(label_value, nan) AS lv",
+        "has_label AND isFinite(lv) AND isFinite(pv) AS ok",
+        "pv - lv AS err",
+        "ok AND lv != 0 AS pct_ok",
+        "abs(err / lv) AS pct",
+    ]
+    source = _rows_sql(p, grid, model_id, model_version, columns, labels=True)
+    sql = f"""
+    SELECT w, count() AS n, countIf(ok) AS m,
+           sumIf(abs(err), ok) AS abs_sum, sumIf(err * err, ok) AS sq_sum,
+           sumIf((err * err) * (err * err), ok) AS quad_sum,
+           countIf(pct_ok) AS n_pct, sumIf(pct, pct_ok) AS pct_sum,
+           sumIf(pct * pct, pct_ok) AS pct_sq_sum
+    FROM ({source}
+    ) GROUP BY w"""
+    return store.query(sql, p.values)
+
+
+def _total(value: Any) -> float:
+    """A sum of non-negative terms; ``None`` (how JSON writes inf) or NaN: it overflowed."""
+    total = math.nan if value is None else float(value)
+    return math.inf if math.isnan(total) else total
+
+
+def _regression_counts(row: Mapping[str, Any]) -> RegressionCounts:
+    return RegressionCounts(
+        n_predicted=int(row["n"]),
+        n=int(row["m"]),
+        abs_sum=_total(row["abs_sum"]),
+        sq_sum=_total(row["sq_sum"]),
+        quad_sum=_total(row["quad_sum"]),
+        n_pct=int(row["n_pct"]),
+        pct_sum=_total(row["pct_sum"]),
+        pct_sq_sum=_total(row["pct_sq_sum"]),
+    )
+
+
+def _classification_windows(
+    rows: list[dict[str, Any]], *, binary: bool, positive_label: str
+) -> dict[int, tuple[int, int, dict[str, int], int, PerformanceCounts]]:
+    """Per window: rows, finite scores, prediction counts, null predictions, performance."""
+    out: dict[int, tuple[int, int, dict[str, int], int, PerformanceCounts]] = {}
+    if not rows:
+        return out
+    w = _counts([r["w"] for r in rows])
+    n = _counts([r["n"] for r in rows])
+    finite = _counts([r["finite_scores"] for r in rows])
+    pred, pred_null = _classes([r["pc"] for r in rows], [r["pv"] for r in rows])
+    label, label_null = _classes([r["lc"] for r in rows], [r["lv"] for r in rows])
+    labelled = (_counts([r["has_label"] for r in rows]) > 0) & ~label_null
+    predicted = _group_counts(w[~pred_null], pred[~pred_null], n[~pred_null])
+    if binary:
+        n_scored = _counts([r["n_scored"] for r in rows])
+        hist = np.array([r["hist"] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+        loss = _floats([r["loss_sum"] for r in rows])
+        loss_sq = _floats([r["loss_sq_sum"] for r in rows])
+    for window in np.unique(w).tolist():
+        mine = w == window
+        total, n_finite = int(n[mine].sum()), int(finite[mine].sum())
+        nulls = int(n[mine & pred_null].sum())
+        lab = mine & labelled
+        perf: PerformanceCounts
+        if binary:
+            p_pos = pred[lab] == positive_label
+            y_pos = label[lab] == positive_label
+            weights = n[lab]
+            tp = int(weights[p_pos & y_pos].sum())
+            fp = int(weights[p_pos & ~y_pos].sum())
+            fn = int(weights[~p_pos & y_pos].sum())
+            tn = int(weights.sum()) - tp - fp - fn
+            extra: dict[str, Any] = {}
+            if n_finite:
+                hists, positive = hist[lab], y_pos
+                extra = {
+                    "n_scored": int(n_scored[lab].sum()),
+                    "score_positive": tuple(hists[positive].sum(axis=0).tolist()),
+                    "score_negative": tuple(hists[~positive].sum(axis=0).tolist()),
+                    "log_loss_sum": float(loss[lab].sum()),
+                    "log_loss_sq_sum": float(loss_sq[lab].sum()),
+                }
+            perf = BinaryCounts(
+                positive_label=positive_label,
+                n_predicted=total,
+                tp=tp,
+                fp=fp,
+                tn=tn,
+                fn=fn,
+                **extra,
+            )
+        else:
+            y, pr, weights = label[lab], pred[lab], n[lab]
+            classes, inverse = np.unique(np.concatenate([y, pr]), return_inverse=True)
+            k = classes.size
+            yi, pi = inverse[: y.size], inverse[y.size :]
+            matrix = np.bincount(yi * k + pi, weights=weights, minlength=k * k)
+            perf = MulticlassCounts(
+                n_predicted=total,
+                classes=tuple(classes.tolist()),
+                matrix=tuple(tuple(row) for row in matrix.astype(np.int64).reshape(k, k).tolist()),
+            )
+        out[window] = (total, n_finite, predicted.get(window, {}), nulls, perf)
+    return out
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _check_task(profile: ModelProfile, task: str | None) -> str:
+    chosen = profile.task if task is None else task
+    if chosen not in _TASKS:
+        raise ValueError(f"unknown task {chosen!r}")
+    expected = "numeric" if chosen == "regression" else "categorical"
+    if profile.prediction is not None and profile.prediction.kind != expected:
+        raise ValueError(
+            f"a {chosen} model needs a {expected} prediction profile,"
+            f" this profile's is {profile.prediction.kind}"
+        )
+    return chosen
+
+
+def windows_data(
+    store: Store,
+    profile: ModelProfile,
+    *,
+    model_id: str,
+    model_version: str,
+    starts: Iterable[float],
+    size: float,
+    positive_label: str = "1",
+    task: str | None = None,
+) -> dict[float, WindowData]:
+    """Aggregates of many windows of one model version, each window in one query pass.
+
+    Parameters
+    ----------
+    store
+        The ClickHouse store holding ``predictions`` and ``feedback``.
+    profile
+        Reference profile: its features, frozen bins, prediction and score profiles.
+    model_id, model_version
+        The model version whose rows are aggregated.
+    starts
+        Window starts, epoch seconds, on one grid (each differs from the others by a
+        multiple of ``size``).
+    size
+        Window length, seconds; window ``s`` is ``[s, s + size)``.
+    positive_label
+        Positive class of a binary classifier (canonical text).
+    task
+        ``binary_classification``, ``multiclass`` or ``regression``; the profile's task
+        when ``None``.
+
+    Returns
+    -------
+    dict of float to WindowData
+        One entry per distinct start, empty windows included (``n_events == 0``).
+    """
+    chosen = _check_task(profile, task)
+    grid, start_of = _Grid.of(starts, size)
+    binary = chosen == "binary_classification"
+    numeric: dict[str, tuple[str | None, tuple[float, ...]]] = {}
+    categorical: list[str] = []
+    for name, fprof in profile.features.items():
+        if isinstance(fprof, NumericProfile):
+            numeric[f"feature:{name}"] = (name, fprof.edges)
+        else:
+            categorical.append(name)
+    if isinstance(profile.prediction, NumericProfile):
+        numeric["prediction"] = (None, profile.prediction.edges)
+    if binary and profile.score is not None:
+        numeric["score"] = (None, profile.score.edges)
+
+    found: dict[int, _Window] = {index: _Window() for index in start_of}
+    if numeric:
+        for index, hists in _numeric_query(
+            store, grid, model_id, model_version, numeric, positive_label
+        ).items():
+            found[index].numeric = hists
+    if categorical:
+        for index, counts in _categorical_query(
+            store, grid, model_id, model_version, categorical
+        ).items():
+            found[index].categories = counts
+    if chosen == "regression":
+        for row in _regression_query(store, grid, model_id, model_version):
+            window = found[int(row["w"])]
+            window.n_events = int(row["n"])
+            window.performance = _regression_counts(row)
+    else:
+        rows = _classification_query(
+            store,
+            grid,
+            model_id,
+            model_version,
+            binary=binary,
+            positive_label=positive_label,
+        )
+        per_window = _classification_windows(rows, binary=binary, positive_label=positive_label)
+        for index, (total, n_finite, predicted, nulls, perf) in per_window.items():
+            window = found[index]
+            window.n_events = total
+            window.performance = perf
+            if isinstance(profile.prediction, CategoricalProfile):
+                window.prediction = CategoricalCounts(counts=predicted, null_count=nulls)
+            if not n_finite:
+                window.numeric.pop("score", None)
+    return {
+        start_of[index]: _window_data(profile, chosen, window, positive_label)
+        for index, window in sorted(found.items())
+    }
+
+
+def _window_data(profile: ModelProfile, task: str, found: _Window, positive: str) -> WindowData:
+    """Fill in the parts of an empty (or partly empty) window as the raw path has them."""
+    n = found.n_events
+    features: dict[str, NumericCounts | CategoricalCounts] = {}
+    for name, fprof in profile.features.items():
+        if isinstance(fprof, NumericProfile):
+            features[name] = found.numeric.get(f"feature:{name}") or _empty(fprof, n)
+        else:
+            counts = found.categories.get(name, {})
+            features[name] = CategoricalCounts(
+                counts=counts, null_count=n - int(sum(counts.values()))
+            )
+    prediction: NumericCounts | CategoricalCounts | None = None
+    if isinstance(profile.prediction, NumericProfile):
+        prediction = found.numeric.get("prediction") or _empty(profile.prediction, n)
+    elif isinstance(profile.prediction, CategoricalProfile):
+        prediction = found.prediction or CategoricalCounts(counts={}, null_count=n)
+    performance = found.performance
+    if performance is None:
+        performance = {
+            "binary_classification": BinaryCounts(
+                positive_label=positive, n_predicted=0, tp=0, fp=0, tn=0, fn=0
+            ),
+            "multiclass": MulticlassCounts(n_predicted=0),
+            "regression": RegressionCounts(n_predicted=0, n=0),
+        }[task]
+    return WindowData(
+        n_events=n,
+        features=features,
+        prediction=prediction,
+        score=found.numeric.get("score"),
+        performance=performance,
+    )
+
+
+def _empty(profile: NumericProfile, n: int) -> NumericCounts:
+    """A histogram without values: ``n`` nulls (a window without a numeric value)."""
+    return NumericCounts(counts=(0,) * profile.n_bins, null_count=n, sums=(0.0,) * profile.n_bins)
+
+
+def window_data(
+    store: Store,
+    profile: ModelProfile,
+    *,
+    model_id: str,
+    model_version: str,
+    start: float,
+    end: float,
+    positive_label: str = "1",
+    task: str | None = None,
+) -> WindowData:
+    """Aggregates of one window ``[start, end)`` of one model version, computed in ClickHouse.
+
+    Equal to :func:`~driftline.detectors.evaluate.aggregate_window` on the window's raw
+    arrays (float sums up to summation order); see the module docstring for how rows,
+    nulls, categories, scores and labels are read.
+
+    Parameters
+    ----------
+    store
+        The ClickHouse store holding ``predictions`` and ``feedback``.
+    profile
+        Reference profile: its features, frozen bins, prediction and score profiles.
+    model_id, model_version
+        The model version whose rows are aggregated.
+    start, end
+        Window bounds, epoch seconds (``end`` excluded).
+    positive_label
+        Positive class of a binary classifier (canonical text).
+    task
+        ``binary_classification``, ``multiclass`` or ``regression``; the profile's task
+        when ``None``.
+
+    Returns
+    -------
+    WindowData
+        The window's aggregates (``n_events == 0`` for an empty window).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from driftline.detectors import build_profile
+    >>> from driftline.schemas.codec import decode_ingest
+    >>> from driftline.store import EmbeddedStore, migrate
+    >>> from driftline.store.rows import KafkaPosition, PredictionRows
+    >>> profile = build_profile("m", "v1", features={"x": [1.0, 2.0, 3.0]},
+    ...                         kinds={"x": "numeric"}, predictions=[0, 1, 1])
+    >>> rows = PredictionRows()
+    >>> rows.add(decode_ingest(b'{"type": "prediction_batch", "model_id": "m",'
+    ...     b' "model_version": "v1", "event_ids": ["a", "b", "c"],'
+    ...     b' "timestamps": [1767225600, 1767225601, 1767229200],'
+    ...     b' "features": {"x": [2.0, null, 9.0]}, "predictions": [1, 0, 1]}'),
+    ...     KafkaPosition("t", 0, 0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     store = EmbeddedStore(pathlib.Path(folder) / "db", "demo")
+    ...     _ = migrate(store)
+    ...     store.insert_arrow("predictions", rows.build())
+    ...     data = window_data(store, profile, model_id="m", model_version="v1",
+    ...                        start=1767225600.0, end=1767229200.0)
+    ...     store.close()
+    >>> data.n_events, data.features["x"].counts, data.features["x"].null_count
+    (2, (0, 0, 1, 0), 1)
+    >>> data.prediction.counts, data.performance.n_predicted, data.performance.n_labelled
+    ({'0': 1, '1': 1}, 2, 0)
+    """
+    if not end > start:
+        raise ValueError("a window ends after it starts")
+    return windows_data(
+        store,
+        profile,
+        model_id=model_id,
+        model_version=model_version,
+        starts=[start],
+        size=end - start,
+        positive_label=positive_label,
+        task=task,
+    )[float(start)]
+
+
+def label_counts(
+    store: Store,
+    *,
+    model_id: str,
+    model_version: str,
+    start: float,
+    end: float,
+    size: float,
+) -> dict[float, int]:
+    """Labelled predictions per window, for the windows holding predictions in ``[start, end)``.
+
+    Windows are epoch-aligned (``floor(t / size) * size``). A prediction counts as
+    labelled when a label for its ``event_id`` exists. The monitor re-evaluates a closed
+    window when its number rises; a label re-sent with another value does not raise it.
+
+    Parameters
+    ----------
+    store
+        The ClickHouse store.
+    model_id, model_version
+        The model version.
+    start, end
+        Range of prediction timestamps, epoch seconds (``end`` excluded).
+    size
+        Window length, seconds.
+
+    Returns
+    -------
+    dict of float to int
+        Window start to labelled predictions, for every window with a prediction.
+    """
+    if not end > start:
+        raise ValueError("a range ends after it starts")
+    if not (math.isfinite(size) and round(size * _MICROS) >= 1):
+        raise ValueError("window size must be at least one microsecond")
+    size_us = round(size * _MICROS)
+    p = _Params()
+    low, high = round(start * _MICROS), round(end * _MICROS)
+    sql = f"""
+    SELECT intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
+           countIf(l.has_label = 1) AS labelled
+    FROM predictions AS p FINAL
+    LEFT JOIN (
+        SELECT DISTINCT event_id, toUInt8(1) AS has_label
+        FROM feedback
+        WHERE model_id = {p.string(model_id)} AND event_id IN (
+            SELECT event_id FROM predictions
+            WHERE {_range_sql(p, model_id, model_version, low, high)})
+    ) AS l ON l.event_id = p.event_id
+    WHERE {_range_sql(p, model_id, model_version, low, high, "p")}
+    GROUP BY w
+    ORDER BY w"""
+    return {
+        int(row["w"]) * size_us / _MICROS: int(row["labelled"])
+        for row in store.query(sql, p.values)
+    }
