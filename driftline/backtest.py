@@ -81,7 +81,7 @@ import gc
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -137,6 +137,8 @@ __all__ = [
     "BacktestInputError",
     "BacktestSummary",
     "MetricLine",
+    "PolicyStep",
+    "policy_step",
     "reference_profile",
     "run_backtest",
 ]
@@ -1218,6 +1220,70 @@ def _triggers(policy: RetrainPolicy, decisions: Sequence[AlertDecision]) -> list
     ]
 
 
+@dataclass(frozen=True)
+class PolicyStep:
+    """What the alert and retrain policies decided on one window report.
+
+    Examples
+    --------
+    >>> step = PolicyStep(PolicyState(), (), (), None, "")
+    >>> step.alert_events, step.request is None
+    ((), True)
+    """
+
+    state: PolicyState
+    decisions: tuple[AlertDecision, ...]
+    #: One event per alert opened or escalated, in decision order.
+    alert_events: tuple[AlertEvent, ...]
+    request: RetrainRequestEvent | None
+    reason: str
+
+
+def policy_step(
+    config: MonitorConfig,
+    alert_policy: AlertPolicy,
+    retrain_policy: RetrainPolicy,
+    state: PolicyState,
+    report: WindowReport,
+    *,
+    now: float,
+    labelled_by_start: Mapping[float, int],
+) -> PolicyStep:
+    """Apply the alert policy, then the retrain policy, to one window report.
+
+    The per-window step shared by the backtest and the streaming monitor. A retrain
+    request asks for ``[earliest triggering window start - (consecutive_windows - 1) *
+    window, report window end)`` and counts the labelled rows of the windows in
+    ``labelled_by_start`` (window start to labelled predictions) in that range.
+    """
+    outcome = alert_policy.apply(state, report, now)
+    events = tuple(
+        _alert_event(d.alert) for d in outcome.decisions if d.action in ("open", "escalate")
+    )
+    triggers = _triggers(retrain_policy, outcome.decisions)
+    data_from = data_to = report.window_end
+    labelled = 0
+    if triggers:
+        run = (config.alerting.consecutive_windows - 1) * config.window_seconds
+        data_from = min(a.window_start for a in triggers) - run
+        labelled = sum(n for s, n in labelled_by_start.items() if data_from <= s < data_to)
+    decided = retrain_policy.decide(
+        outcome.state,
+        outcome.decisions,
+        labelled_rows=labelled,
+        now=now,
+        data_from=data_from,
+        data_to=data_to,
+    )
+    return PolicyStep(
+        state=decided.state,
+        decisions=outcome.decisions,
+        alert_events=events,
+        request=None if decided.request is None else _request_event(decided.request),
+        reason=decided.reason,
+    )
+
+
 def _load_config(monitor_path: Path) -> MonitorConfig:
     if not monitor_path.is_file():
         raise BacktestInputError(f"monitor file not found: {monitor_path}")
@@ -1289,34 +1355,25 @@ def run_backtest(
             default="insufficient",
         )
         window_status[worst] += 1
-        now = window.end + lateness
-        outcome = alert_policy.apply(state, report, now)
-        state = outcome.state
-        for decision in outcome.decisions:
+        step = policy_step(
+            config,
+            alert_policy,
+            retrain_policy,
+            state,
+            report,
+            now=window.end + lateness,
+            labelled_by_start=labelled_by_start,
+        )
+        state = step.state
+        for decision in step.decisions:
             actions[decision.action] += 1
             if decision.action in ("open", "escalate"):
                 final[decision.alert.alert_id] = decision.alert
-                alert_lines.append(_alert_event(decision.alert).model_dump_json().encode())
-        triggers = _triggers(retrain_policy, outcome.decisions)
-        data_from = data_to = window.end
-        labelled = 0
-        if triggers:
-            run = (config.alerting.consecutive_windows - 1) * size
-            data_from = min(a.window_start for a in triggers) - run
-            labelled = sum(n for s, n in labelled_by_start.items() if data_from <= s < data_to)
-        decided = retrain_policy.decide(
-            state,
-            outcome.decisions,
-            labelled_rows=labelled,
-            now=now,
-            data_from=data_from,
-            data_to=data_to,
-        )
-        state = decided.state
-        if decided.request is not None:
-            request_lines.append(_request_event(decided.request).model_dump_json().encode())
-        elif decided.reason != "no_trigger":
-            retrain_reasons[decided.reason] += 1
+        alert_lines.extend(event.model_dump_json().encode() for event in step.alert_events)
+        if step.request is not None:
+            request_lines.append(step.request.model_dump_json().encode())
+        elif step.reason != "no_trigger":
+            retrain_reasons[step.reason] += 1
 
     summary = BacktestSummary(
         model_id=config.model_id,

@@ -74,7 +74,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     """Run the ingest worker."""
     from driftline.streams.worker import run_worker
 
-    settings = _settings(args)
+    overrides = {} if args.monitors is None else {"monitors_dir": args.monitors}
+    settings = _settings(args, **overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     return run_worker(settings)
 
@@ -221,7 +222,13 @@ def _parser() -> argparse.ArgumentParser:
 
     broker = add("broker", cmd_broker, "run the embedded Kafka-protocol broker (tansu)")
     broker.add_argument("--port", type=int, default=9092, help="port on 127.0.0.1 (default 9092)")
-    add("worker", cmd_worker, "run the ingest worker (Faust)")
+    worker = add("worker", cmd_worker, "run the ingest worker (Faust) and the monitors")
+    worker.add_argument(
+        "--monitors",
+        type=Path,
+        default=None,
+        help="folder of monitor YAML files (default: DRIFTLINE_MONITORS_DIR)",
+    )
     demo = add("demo", cmd_demo, "the whole loop on the embedded stack with synthetic traffic")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
 

@@ -97,6 +97,25 @@ class Settings(BaseSettings):
     worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker HTTP port (0: any).")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
+    monitors_dir: Path | None = Field(
+        None, description="Folder of monitor YAML files (*.yaml) the worker evaluates."
+    )
+    monitor_interval_seconds: float = Field(
+        1.0, gt=0, le=3600, description="How often the leader closes windows."
+    )
+    idle_partition_seconds: float = Field(
+        10.0,
+        gt=0,
+        description="A predictions partition without new events for this long (processing "
+        "time) stops holding the global watermark back.",
+    )
+    late_data_horizon_seconds: float = Field(
+        172_800.0,
+        ge=0,
+        description="Closed windows whose end is this close to the watermark are "
+        "re-evaluated when late labels or predictions arrive.",
+    )
+
     @field_validator("topic_prefix")
     @classmethod
     def _valid_prefix(cls, value: str) -> str:

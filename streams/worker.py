@@ -38,6 +38,7 @@ from .ingest import (
     dead_letter_headers,
     group_bounds,
 )
+from .monitor import Monitor, load_monitors
 
 __all__ = ["WORKER_FILE", "build_worker", "run_worker", "use_uvloop"]
 
@@ -121,6 +122,8 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
     app.agent(topics.predictions, name="ingest-predictions")(consume)
     app.agent(topics.feedback, name="ingest-feedback")(consume)
 
+    monitor = _monitor(app, settings, ingestor)
+
     @app.page("/query")
     class QueryPage(faust.web.View):
         async def post(self, request: Any) -> Any:
@@ -154,10 +157,52 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
                 "prediction_rows": stats.prediction_rows,
                 "feedback_rows": stats.feedback_rows,
                 "dead_letters": dict(stats.dead_letters),
+                "monitors": sorted(monitor.monitors),
+                "watermark": monitor.watermark if monitor.watermark > -1e300 else None,
+                "windows_closed": monitor.windows_closed,
+                "revisions": monitor.revisions,
+                "alerts_sent": monitor.alerts_sent,
+                "retrain_requests_sent": monitor.requests_sent,
             }
         )
 
     return app, ingestor
+
+
+def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
+    """The monitor of ``settings.monitors_dir`` and the leader timer that drives it."""
+    names = settings.topics
+
+    def sender(name: str) -> Any:
+        topic = app.topic(name, value_type=bytes, value_serializer="raw", key_serializer="raw")
+
+        async def send(key: str, value: bytes) -> None:
+            delivery = await topic.send(key=key.encode(), value=value)
+            await delivery  # acknowledged by Kafka before the state that records it
+
+        return send
+
+    monitor = Monitor(
+        ingestor.store,
+        ingestor._store_lock,
+        load_monitors(settings.monitors_dir),
+        predictions_topic=names.predictions,
+        idle_seconds=settings.idle_partition_seconds,
+        horizon_seconds=settings.late_data_horizon_seconds,
+        send_alert=sender(names.alerts),
+        send_request=sender(names.retrain_requests),
+    )
+    if monitor.monitors:
+        log.info("monitoring %s", ", ".join(sorted(monitor.monitors)))
+
+        @app.timer(settings.monitor_interval_seconds, on_leader=True)
+        async def close_windows() -> None:
+            try:
+                await monitor.tick()
+            except Exception:  # a bad tick must not stop the timer; the next one retries
+                log.exception("closing windows failed")
+
+    return monitor
 
 
 def _locked_save_profile(ingestor: Ingestor, profile: ModelProfile) -> None:

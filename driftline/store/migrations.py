@@ -129,6 +129,26 @@ ORDER BY (model_id, version)""",
 ORDER BY (topic, partition)""",
         ),
     ),
+    Migration(
+        2,
+        "streaming monitor state and full metric rows",
+        (
+            """CREATE TABLE IF NOT EXISTS monitor_state (
+    model_id LowCardinality(String),
+    model_version LowCardinality(String),
+    seq UInt64,
+    state String,
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(seq)
+ORDER BY (model_id, model_version)""",
+            "ALTER TABLE window_metrics MODIFY COLUMN value Nullable(Float64)",
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS kind LowCardinality(String)"
+            " DEFAULT ''",
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS q_value Nullable(Float64)",
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS reference Nullable(Float64)",
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS primary Bool DEFAULT true",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -1,0 +1,245 @@
+"""End-to-end benchmark of the streaming monitor: tansu + one worker process + chDB.
+
+Run: ``.venv/bin/python bench/pipeline.py [--rows N] [--single-rows M] [--batch B]``
+
+Prints:
+
+* batched: rows/s from the first event produced to the last window's metrics in
+  ClickHouse (``prediction_batch`` messages of ``--batch`` rows, 10 numeric features,
+  1-minute windows, labels included);
+* single events: the same with one ``prediction`` message per row;
+* alert latency: from producing the event that moves the watermark past a drifted
+  window's end + allowed lateness to the alert read from ``<prefix>.alerts``.
+
+The worker runs with its defaults but a 0.2 s monitor interval and 0.2 s ingest flush.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import orjson
+from confluent_kafka import Consumer, Producer
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+
+from backtest_streams import _lines, monitor_yaml, simulate
+
+from driftline.backtest import reference_profile
+from driftline.broker import EmbeddedBroker, free_port
+from driftline.kafka import create_topics
+from driftline.settings import Settings
+from driftline.store.remote import WorkerReader
+
+WINDOW = 60.0
+T0 = 1_767_225_600.0
+
+
+def _wait(probe: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            value = probe()
+        except Exception:  # the worker may not answer yet
+            value = None
+        if value:
+            return value
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def _clock(at: float) -> bytes:
+    return orjson.dumps(
+        {
+            "type": "prediction",
+            "event_id": f"clock-{at}",
+            "model_id": "clock",
+            "model_version": "v0",
+            "timestamp": at,
+            "features": {},
+            "prediction": 0,
+        }
+    )
+
+
+def _windows_done(reader: WorkerReader, model: str, count: int) -> bool:
+    rows = reader.query(
+        "SELECT uniqExact(window_start) AS n FROM window_metrics "
+        f"WHERE model_id = '{model}'"  # a constant of this script
+    )
+    return int(rows[0]["n"]) >= count
+
+
+def run_stream(
+    producer: Producer,
+    reader: WorkerReader,
+    topics: Any,
+    model: str,
+    rows: int,
+    batch: int | None,
+    start: float,
+) -> float:
+    """Produce a stream of ``model``; return rows/s until its last window's metrics exist."""
+    n_windows = 10
+    stream = simulate(
+        n_windows=n_windows,
+        per_window=rows // n_windows,
+        window_seconds=WINDOW,
+        model_id=model,
+        id_prefix=f"{model}-",
+        start=start,
+    )
+    preds, feedback = _lines(stream, batch)
+    t0 = time.perf_counter()
+    for line in preds:
+        producer.produce(topics.predictions, line, key=model.encode())
+        producer.poll(0)
+    for line in feedback:
+        producer.produce(topics.feedback, line, key=model.encode())
+        producer.poll(0)
+    producer.produce(
+        topics.predictions, _clock(start + (n_windows + 1) * WINDOW + 10), key=model.encode()
+    )
+    producer.flush(60)
+    _wait(lambda: _windows_done(reader, model, n_windows), 600, f"{model} windows")
+    return stream.rows / (time.perf_counter() - t0)
+
+
+def alert_latency(
+    producer: Producer, reader: WorkerReader, topics: Any, bootstrap: str, repeat: int
+) -> list[float]:
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"bench-{uuid.uuid4().hex}",
+            "auto.offset.reset": "latest",
+        }
+    )
+    consumer.subscribe([topics.alerts])
+    while not consumer.assignment():
+        consumer.poll(0.2)
+    latencies = []
+    base = T0 + 3600.0
+    for i in range(repeat):
+        model = f"alert{i}"
+        stream = simulate(
+            n_windows=2,
+            per_window=2000,
+            window_seconds=WINDOW,
+            model_id=model,
+            id_prefix=f"{model}-",
+            start=base,
+            mean_shift={"x3": (1, 1.0)},
+        )
+        preds, _ = _lines(stream, 1000)
+        for line in preds:
+            producer.produce(topics.predictions, line, key=b"credit")
+        producer.flush(30)
+        _wait(lambda m=model: _windows_done(reader, m, 0) and _stored(reader, m), 60, "rows")
+        t0 = time.perf_counter()
+        producer.produce(topics.predictions, _clock(base + 2 * WINDOW + 10), key=b"credit")
+        producer.flush(10)
+        while True:
+            message = consumer.poll(0.05)
+            if (
+                message is not None
+                and not message.error()
+                and orjson.loads(message.value())["model_id"] == model
+            ):
+                latencies.append(time.perf_counter() - t0)
+                break
+            if time.perf_counter() - t0 > 60:
+                raise SystemExit("no alert within 60 s")
+        base += 3600.0
+    consumer.close()
+    return latencies
+
+
+def _stored(reader: WorkerReader, model: str) -> bool:
+    rows = reader.query(f"SELECT count() AS n FROM predictions WHERE model_id = '{model}'")
+    return int(rows[0]["n"]) >= 4000
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=500_000)
+    parser.add_argument("--single-rows", type=int, default=30_000)
+    parser.add_argument("--batch", type=int, default=1000)
+    parser.add_argument("--alerts", type=int, default=3)
+    args = parser.parse_args()
+
+    folder = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
+    monitors = folder / "monitors"
+    monitors.mkdir()
+    with EmbeddedBroker() as broker:
+        bootstrap = broker.bootstrap_servers
+        prefix = f"bench{uuid.uuid4().hex[:6]}"
+        port = free_port()
+        settings = Settings(
+            kafka_bootstrap_servers=bootstrap, topic_prefix=prefix, partitions=1, data_dir=folder
+        )
+        create_topics(settings, bootstrap)
+        models = ["batched", "single"] + [f"alert{i}" for i in range(args.alerts)]
+        ref = simulate(n_windows=1, per_window=5000, window_seconds=WINDOW, id_prefix="ref-")
+        ref_path = folder / "ref.jsonl"
+        ref_path.write_bytes(b"\n".join(_lines(ref, 1000)[0]) + b"\n")
+        text = monitor_yaml(ref, window="1m", allowed_lateness="10s")
+        (folder / "credit.yaml").write_text(text)
+        profile = reference_profile(folder / "credit.yaml", ref_path)[1]
+        profiles = []
+        for model in models:
+            monitor = monitors / f"{model}.yaml"
+            monitor.write_text(text.replace("model_id: credit", f"model_id: {model}"))
+            profiles.append(profile.model_copy(update={"model_id": model}))
+        env = {
+            **os.environ,
+            "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "DRIFTLINE_TOPIC_PREFIX": prefix,
+            "DRIFTLINE_PARTITIONS": "1",
+            "DRIFTLINE_DATA_DIR": str(folder / "data"),
+            "DRIFTLINE_WORKER_WEB_PORT": str(port),
+            "DRIFTLINE_INGEST_FLUSH_SECONDS": "0.2",
+            "DRIFTLINE_MONITOR_INTERVAL_SECONDS": "0.2",
+            "DRIFTLINE_MONITORS_DIR": str(monitors),
+            "DRIFTLINE_LOG_LEVEL": "WARNING",
+        }
+        env.pop("DRIFTLINE_CLICKHOUSE_URL", None)
+        log = open(folder / "worker.log", "wb")  # noqa: SIM115
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "driftline.cli", "worker"], env=env, stdout=log, stderr=log
+        )
+        reader = WorkerReader(port)
+        try:
+            _wait(lambda: reader.query("SELECT 1 AS x"), 60, "the worker")
+            for profile in profiles:
+                reader.save_profile(profile.to_json())
+            producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
+            topics = settings.topics
+            time.sleep(3)  # let the consumer group settle
+            batched = run_stream(producer, reader, topics, "batched", args.rows, args.batch, T0)
+            single = run_stream(
+                producer, reader, topics, "single", args.single_rows, None, T0 + 1200
+            )
+            latencies = alert_latency(producer, reader, topics, bootstrap, args.alerts)
+        finally:
+            worker.terminate()
+            worker.wait(30)
+            log.close()
+    print(f"batched ({args.batch} rows/message, {args.rows} rows): {batched:,.0f} rows/s")
+    print(f"single events ({args.single_rows} rows): {single:,.0f} rows/s")
+    print(
+        "alert latency (watermark past window end + lateness -> alert on Kafka): "
+        + ", ".join(f"{x:.2f}s" for x in latencies)
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,549 @@
+"""The streaming monitor: a leader timer that closes event-time windows.
+
+A thin shell around the pure core (DESIGN §2). Every tick the Faust leader:
+
+1. reads the **global watermark** from the ``watermarks`` table
+   (:func:`global_watermark`);
+2. for each monitored model (a ``*.yaml`` monitor config in ``monitors_dir``) and each
+   of its versions with predictions and a reference profile (the version's own, else
+   the model's newest), counts predictions and labels per window in ClickHouse and
+   decides which windows to evaluate (:func:`plan_windows`);
+3. aggregates those windows in ClickHouse (:func:`driftline.store.windows.windows_data`),
+   evaluates them (:func:`~driftline.detectors.evaluate.evaluate_window`) and applies the
+   alert and retrain policies (:func:`driftline.backtest.policy_step`, the step the
+   backtest runs), one window at a time, oldest first.
+
+Watermark rule
+    Per partition of the predictions topic the watermark is the largest prediction event
+    time stored (``max(event_time)``), and its last progress is ``max(updated_at)``
+    (processing time). The global watermark is the minimum over the *active* partitions:
+    a partition whose last progress is more than ``idle_partition_seconds`` old is idle
+    and ignored; a partition that never held a prediction has no row and is ignored. When
+    every partition is idle the global watermark is the largest partition watermark (the
+    stream is quiet; whatever it sent is stored). Predictions sent on the feedback topic
+    are stored but move no watermark.
+Closing
+    A window ``[s, s + W)`` closes when ``s + W + allowed_lateness <= watermark`` and it
+    holds predictions; it is evaluated as revision 0. To close the last windows of a
+    stream, send a prediction (of any model) whose event time is past their end plus the
+    allowed lateness.
+Late data
+    A closed window whose end is within ``late_data_horizon_seconds`` of the watermark is
+    evaluated again, as the next revision, when its number of predictions or of labelled
+    predictions rose since its last evaluation; the policy then sees the new report
+    (``now`` = the newest closed window's end + allowed lateness, so a replay gives the
+    same ``opened_at``). A window that was never closed and holds predictions older than
+    the newest closed window (late predictions) closes as revision 0 the same way.
+Exactly once
+    Per window: metric rows, then alert rows, then the Kafka events (awaited until
+    delivered), then the monitor state (policy state, per-window revisions and counts)
+    in ``monitor_state``. A crash anywhere before the state is written redoes the window
+    from the previous state: the same rows (deduplicated by ClickHouse) and the same
+    event ids (consumers deduplicate by id).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from driftline.detectors import AlertPolicy, PolicyState, RetrainPolicy, WindowReport
+from driftline.detectors.evaluate import evaluate_window
+from driftline.detectors.profiles import ModelProfile
+from driftline.schemas.events import AlertEvent, RetrainRequestEvent
+from driftline.schemas.monitor import MonitorConfig
+from pydantic import BaseModel, ConfigDict
+
+from driftline.backtest import policy_step
+from driftline.store.backend import Store
+from driftline.store.profiles import load_profile
+from driftline.store.windows import label_counts, windows_data
+
+__all__ = [
+    "Monitor",
+    "MonitorState",
+    "PartitionMark",
+    "WindowRecord",
+    "WindowWork",
+    "global_watermark",
+    "load_monitors",
+    "metric_table",
+    "plan_windows",
+]
+
+log = logging.getLogger(__name__)
+
+_MICROS = 1_000_000
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+@dataclass(frozen=True)
+class PartitionMark:
+    """One partition's watermark (event time) and last progress (processing time)."""
+
+    partition: int
+    event_time: float
+    updated_at: float
+
+
+def global_watermark(marks: Sequence[PartitionMark], now: float, idle_seconds: float) -> float:
+    """The slowest active partition's watermark (see the module docstring).
+
+    Examples
+    --------
+    >>> marks = [PartitionMark(0, 500.0, 99.0), PartitionMark(1, 300.0, 98.0)]
+    >>> global_watermark(marks, now=100.0, idle_seconds=10)
+    300.0
+    >>> global_watermark(marks, now=108.5, idle_seconds=10)  # partition 1 is idle
+    500.0
+    >>> global_watermark(marks, now=200.0, idle_seconds=10)  # all idle: the newest
+    500.0
+    >>> global_watermark([], now=0.0, idle_seconds=10)
+    -inf
+    """
+    if not marks:
+        return -math.inf
+    active = [m.event_time for m in marks if now - m.updated_at <= idle_seconds]
+    return min(active) if active else max(m.event_time for m in marks)
+
+
+class WindowRecord(BaseModel):
+    """What the monitor last evaluated of one closed window."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: float
+    revision: int
+    n: int
+    labelled: int
+
+
+class MonitorState(BaseModel):
+    """Everything the monitor of one model version remembers; JSON in ``monitor_state``.
+
+    Examples
+    --------
+    >>> s = MonitorState(windows=(WindowRecord(start=60.0, revision=0, n=5, labelled=2),))
+    >>> MonitorState.model_validate_json(s.model_dump_json()) == s
+    True
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    seq: int = 0
+    policy: PolicyState = PolicyState()
+    #: Start of the newest window evaluated.
+    last_closed: float | None = None
+    #: Evaluated windows still within the late-data horizon, oldest first.
+    windows: tuple[WindowRecord, ...] = ()
+
+    def record(self, start: float) -> WindowRecord | None:
+        """The record of the window starting at ``start``, if it was evaluated."""
+        return next((w for w in self.windows if w.start == start), None)
+
+
+@dataclass(frozen=True)
+class WindowWork:
+    """A window to evaluate: its start, the revision to write and its current counts."""
+
+    start: float
+    revision: int
+    n: int
+    labelled: int
+
+
+def plan_windows(
+    state: MonitorState,
+    counts: Mapping[float, tuple[int, int]],
+    *,
+    size: float,
+    lateness: float,
+    watermark: float,
+    horizon: float,
+) -> list[WindowWork]:
+    """Windows to evaluate now, oldest first.
+
+    ``counts`` maps window starts to ``(predictions, labelled predictions)``. A window is
+    due when it closes (``start + size + lateness <= watermark``) and holds predictions,
+    and either it was never evaluated and is newer than the newest evaluated window or
+    within the horizon, or it was evaluated, is within the horizon (``start + size >=
+    watermark - horizon``) and its counts rose.
+
+    Examples
+    --------
+    >>> counts = {0.0: (5, 0), 60.0: (5, 5), 120.0: (3, 0)}
+    >>> [w.start for w in plan_windows(MonitorState(), counts, size=60, lateness=10,
+    ...                                watermark=190.0, horizon=3600)]
+    [0.0, 60.0]
+    >>> done = MonitorState(last_closed=60.0, windows=(
+    ...     WindowRecord(start=0.0, revision=0, n=5, labelled=0),
+    ...     WindowRecord(start=60.0, revision=0, n=5, labelled=5)))
+    >>> plan_windows(done, counts, size=60, lateness=10, watermark=190.0, horizon=3600)
+    []
+    >>> counts[0.0] = (5, 4)
+    >>> plan_windows(done, counts, size=60, lateness=10, watermark=190.0, horizon=3600)
+    [WindowWork(start=0.0, revision=1, n=5, labelled=4)]
+    >>> plan_windows(done, counts, size=60, lateness=10, watermark=190.0, horizon=60)
+    []
+    """
+    due: list[WindowWork] = []
+    for start in sorted(counts):
+        n, labelled = counts[start]
+        if n <= 0 or start + size + lateness > watermark:
+            continue
+        recent = start + size >= watermark - horizon
+        record = state.record(start)
+        if record is None:
+            newer = state.last_closed is None or start > state.last_closed
+            if newer or recent:
+                due.append(WindowWork(start, 0, n, labelled))
+        elif recent and (n > record.n or labelled > record.labelled):
+            due.append(WindowWork(start, record.revision + 1, n, labelled))
+    return due
+
+
+def advance_state(
+    state: MonitorState,
+    work: WindowWork,
+    policy: PolicyState,
+    *,
+    size: float,
+    watermark: float,
+    horizon: float,
+) -> MonitorState:
+    """The state after evaluating ``work``: its record replaced, old records dropped."""
+    records = {w.start: w for w in state.windows}
+    records[work.start] = WindowRecord(
+        start=work.start, revision=work.revision, n=work.n, labelled=work.labelled
+    )
+    keep = [
+        r for s, r in sorted(records.items()) if s + size >= watermark - horizon or s == work.start
+    ]
+    last = work.start if state.last_closed is None else max(state.last_closed, work.start)
+    return MonitorState(seq=state.seq + 1, policy=policy, last_closed=last, windows=tuple(keep))
+
+
+def _micros(seconds: float) -> int:
+    return round(seconds * _MICROS)
+
+
+def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
+    """The ``window_metrics`` rows of a report (``feature`` is ``''`` where null)."""
+    micros = pa.timestamp("us", tz="UTC")
+    rows = report.rows
+    n = len(rows)
+    return pa.table(
+        {
+            "model_id": pa.array([report.model_id] * n, pa.string()),
+            "model_version": pa.array([report.model_version] * n, pa.string()),
+            "window_start": pa.array([_micros(report.window_start)] * n, micros),
+            "window_end": pa.array([_micros(report.window_end)] * n, micros),
+            "metric": pa.array([r.metric for r in rows], pa.string()),
+            "feature": pa.array([r.feature or "" for r in rows], pa.string()),
+            "value": pa.array([r.value for r in rows], pa.float64()),
+            "p_value": pa.array([r.p_value for r in rows], pa.float64()),
+            "threshold": pa.array([r.threshold for r in rows], pa.float64()),
+            "status": pa.array([r.status for r in rows], pa.string()),
+            "n": pa.array([r.n for r in rows], pa.uint64()),
+            "label_coverage": pa.array([r.label_coverage for r in rows], pa.float64()),
+            "revision": pa.array([report.revision] * n, pa.uint32()),
+            "computed_at": pa.array([_micros(computed_at)] * n, micros),
+            "kind": pa.array([r.kind for r in rows], pa.string()),
+            "q_value": pa.array([r.q_value for r in rows], pa.float64()),
+            "reference": pa.array([r.reference for r in rows], pa.float64()),
+            "primary": pa.array([r.primary for r in rows], pa.bool_()),
+        }
+    )
+
+
+def alert_table(events: Sequence[AlertEvent]) -> pa.Table:
+    """The ``alerts`` rows of alert events (an escalation replaces its alert's row)."""
+    micros = pa.timestamp("us", tz="UTC")
+
+    def ts(values: list[Any]) -> pa.Array:
+        return pa.array([_micros(v.timestamp()) for v in values], micros)
+
+    return pa.table(
+        {
+            "alert_id": pa.array([e.alert_id for e in events], pa.string()),
+            "model_id": pa.array([e.model_id for e in events], pa.string()),
+            "model_version": pa.array([e.model_version for e in events], pa.string()),
+            "kind": pa.array([e.kind for e in events], pa.string()),
+            "feature": pa.array([e.feature for e in events], pa.string()),
+            "window_start": ts([e.window_start for e in events]),
+            "window_end": ts([e.window_end for e in events]),
+            "statistic": pa.array([e.statistic for e in events], pa.string()),
+            "value": pa.array([e.value for e in events], pa.float64()),
+            "threshold": pa.array([e.threshold for e in events], pa.float64()),
+            "p_value": pa.array([e.p_value for e in events], pa.float64()),
+            "severity": pa.array([e.severity for e in events], pa.string()),
+            "opened_at": ts([e.opened_at for e in events]),
+        }
+    )
+
+
+def load_monitors(folder: Path | None) -> dict[str, MonitorConfig]:
+    """Monitor configs of ``folder/*.yaml`` by model id (a model named twice is an error)."""
+    monitors: dict[str, MonitorConfig] = {}
+    if folder is None:
+        return monitors
+    for path in sorted(Path(folder).glob("*.yaml")):
+        config = MonitorConfig.from_yaml(path)
+        if config.model_id in monitors:
+            raise ValueError(f"{path}: model {config.model_id!r} has another monitor already")
+        monitors[config.model_id] = config
+    return monitors
+
+
+# --------------------------------------------------------------------------- the shell
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    """Events of one window, to deliver before its state is written."""
+
+    alerts: tuple[AlertEvent, ...]
+    requests: tuple[RetrainRequestEvent, ...]
+
+
+#: Sends (key, JSON value) to a topic and returns when Kafka acknowledged it.
+Send = Callable[[str, bytes], Awaitable[None]]
+
+
+class Monitor:
+    """Closes the windows of the monitored models (see the module docstring).
+
+    ``lock`` guards the store (the ingest agents share it); every store call runs on a
+    thread while holding it.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        lock: threading.Lock,
+        monitors: Mapping[str, MonitorConfig],
+        *,
+        predictions_topic: str,
+        idle_seconds: float,
+        horizon_seconds: float,
+        send_alert: Send,
+        send_request: Send,
+    ) -> None:
+        self.store = store
+        self.lock = lock
+        self.monitors = dict(monitors)
+        self.predictions_topic = predictions_topic
+        self.idle_seconds = idle_seconds
+        self.horizon_seconds = horizon_seconds
+        self.send_alert = send_alert
+        self.send_request = send_request
+        self.windows_closed = 0
+        self.revisions = 0
+        self.alerts_sent = 0
+        self.requests_sent = 0
+        self.watermark = -math.inf
+
+    async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
+        def locked() -> Any:
+            with self.lock:
+                return fn(*args)
+
+        return await asyncio.to_thread(locked)
+
+    async def tick(self) -> None:
+        """One pass: every due window of every monitored model version."""
+        watermark = await self._store(self._watermark)
+        self.watermark = watermark
+        if watermark == -math.inf:
+            return
+        for config in self.monitors.values():
+            versions = await self._store(self._versions, config.model_id)
+            for version in versions:
+                await self._close(config, version, watermark)
+
+    # store reads (called under the lock, on a thread)
+
+    def _watermark(self) -> float:
+        rows = self.store.query(
+            "SELECT partition, toUnixTimestamp64Micro(max(event_time)) AS e, "
+            "toUnixTimestamp64Micro(max(updated_at)) AS u FROM watermarks "
+            "WHERE topic = {topic:String} GROUP BY partition",
+            {"topic": self.predictions_topic},
+        )
+        marks = [
+            PartitionMark(int(r["partition"]), int(r["e"]) / _MICROS, int(r["u"]) / _MICROS)
+            for r in rows
+        ]
+        return global_watermark(marks, time.time(), self.idle_seconds)
+
+    def _versions(self, model_id: str) -> list[str]:
+        rows = self.store.query(
+            "SELECT DISTINCT model_version AS v FROM predictions "
+            "WHERE model_id = {model:String} ORDER BY v",
+            {"model": model_id},
+        )
+        return [str(r["v"]) for r in rows]
+
+    def _load_state(self, model_id: str, version: str) -> MonitorState:
+        rows = self.store.query(
+            "SELECT argMax(state, seq) AS s FROM monitor_state "
+            "WHERE model_id = {model:String} AND model_version = {version:String}",
+            {"model": model_id, "version": version},
+        )
+        text = rows[0]["s"] if rows else ""
+        return MonitorState.model_validate_json(text) if text else MonitorState()
+
+    def _save_state(self, model_id: str, version: str, state: MonitorState) -> None:
+        self.store.insert_arrow(
+            "monitor_state",
+            pa.table(
+                {
+                    "model_id": pa.array([model_id], pa.string()),
+                    "model_version": pa.array([version], pa.string()),
+                    "seq": pa.array([state.seq], pa.uint64()),
+                    "state": pa.array([state.model_dump_json()], pa.string()),
+                    "updated_at": pa.array([_micros(time.time())], pa.timestamp("us", tz="UTC")),
+                }
+            ),
+        )
+
+    def _counts(
+        self, config: MonitorConfig, version: str, low: float, high: float
+    ) -> dict[float, tuple[int, int]]:
+        size = config.window_seconds
+        size_us = _micros(size)
+        rows = self.store.query(
+            "SELECT intDiv(toUnixTimestamp64Micro(timestamp), {size:Int64}) AS w, "
+            "uniqExact(event_id) AS n FROM predictions "
+            "WHERE model_id = {model:String} AND model_version = {version:String} "
+            "AND timestamp >= fromUnixTimestamp64Micro({low:Int64}) "
+            "AND timestamp < fromUnixTimestamp64Micro({high:Int64}) GROUP BY w",
+            {
+                "size": size_us,
+                "model": config.model_id,
+                "version": version,
+                "low": _micros(low),
+                "high": _micros(high),
+            },
+        )
+        predicted = {int(r["w"]) * size_us / _MICROS: int(r["n"]) for r in rows}
+        if not predicted:
+            return {}
+        labelled = label_counts(
+            self.store,
+            model_id=config.model_id,
+            model_version=version,
+            start=min(predicted),
+            end=max(predicted) + size,
+            size=size,
+        )
+        return {s: (n, int(labelled.get(s, 0))) for s, n in predicted.items()}
+
+    def _plan(
+        self, config: MonitorConfig, version: str, watermark: float
+    ) -> tuple[ModelProfile | None, MonitorState, list[WindowWork]]:
+        profile = load_profile(self.store, config.model_id, version)
+        if profile is None:
+            return None, MonitorState(), []
+        state = self._load_state(config.model_id, version)
+        size, lateness = config.window_seconds, config.allowed_lateness_seconds
+        high = watermark - lateness  # windows ending by then close
+        if state.last_closed is None:
+            low = 0.0  # everything (a backlog) on the first pass
+        else:
+            low = min(watermark - self.horizon_seconds - size, state.last_closed + size)
+        counts = self._counts(config, version, low, high)
+        work = plan_windows(
+            state,
+            counts,
+            size=size,
+            lateness=lateness,
+            watermark=watermark,
+            horizon=self.horizon_seconds,
+        )
+        return profile, state, work
+
+    def _aggregate(
+        self, config: MonitorConfig, version: str, profile: ModelProfile, starts: list[float]
+    ) -> dict[float, Any]:
+        return windows_data(
+            self.store,
+            profile,
+            model_id=config.model_id,
+            model_version=version,
+            starts=starts,
+            size=config.window_seconds,
+            positive_label=config.performance.positive_label,
+            task=config.task,
+        )
+
+    def _write_rows(self, report: WindowReport, alerts: Sequence[AlertEvent]) -> None:
+        self.store.insert_arrow("window_metrics", metric_table(report, time.time()))
+        if alerts:
+            self.store.insert_arrow("alerts", alert_table(alerts))
+
+    # one model version
+
+    async def _close(self, config: MonitorConfig, version: str, watermark: float) -> None:
+        profile, state, work = await self._store(self._plan, config, version, watermark)
+        if profile is None or not work:
+            return
+        data = await self._store(self._aggregate, config, version, profile, [w.start for w in work])
+        size, lateness = config.window_seconds, config.allowed_lateness_seconds
+        alert_policy = AlertPolicy.from_config(config)
+        retrain_policy = RetrainPolicy.from_config(config)
+        for item in work:
+            report = evaluate_window(
+                profile,
+                config,
+                data[item.start],
+                window_start=item.start,
+                window_end=item.start + size,
+                revision=item.revision,
+            )
+            if report.model_version != version:  # the model's newest profile stands in
+                report = report.model_copy(update={"model_version": version})
+            newest = item.start if state.last_closed is None else max(state.last_closed, item.start)
+            labelled = {w.start: w.labelled for w in state.windows}
+            labelled[item.start] = item.labelled
+            step = policy_step(
+                config,
+                alert_policy,
+                retrain_policy,
+                state.policy,
+                report,
+                now=newest + size + lateness,
+                labelled_by_start=labelled,
+            )
+            await self._store(self._write_rows, report, step.alert_events)
+            for event in step.alert_events:
+                await self.send_alert(event.model_id, event.model_dump_json().encode())
+                self.alerts_sent += 1
+            if step.request is not None:
+                await self.send_request(
+                    step.request.model_id, step.request.model_dump_json().encode()
+                )
+                self.requests_sent += 1
+            state = advance_state(
+                state,
+                item,
+                step.state,
+                size=size,
+                watermark=watermark,
+                horizon=self.horizon_seconds,
+            )
+            await self._store(self._save_state, config.model_id, version, state)
+            if item.revision == 0:
+                self.windows_closed += 1
+            else:
+                self.revisions += 1

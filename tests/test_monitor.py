@@ -1,0 +1,285 @@
+"""The streaming monitor's pure parts, and its shell in-process against chDB (no Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from backtest_streams import monitor_yaml, simulate, write_jsonl
+from driftline.streams.ingest import RawMessage, route_messages, watermark_table
+from driftline.streams.monitor import (
+    Monitor,
+    MonitorState,
+    PartitionMark,
+    WindowRecord,
+    global_watermark,
+    load_monitors,
+    plan_windows,
+)
+
+from driftline.backtest import reference_profile, run_backtest
+from driftline.store import EmbeddedStore, migrate
+from driftline.store.profiles import save_profile
+from driftline.store.rows import KafkaPosition
+
+TOPIC = "t.predictions"
+
+
+# --------------------------------------------------------------------------- pure parts
+
+
+def test_watermark_is_the_slowest_active_partition() -> None:
+    marks = [PartitionMark(0, 1000.0, 50.0), PartitionMark(1, 400.0, 45.0)]
+    assert global_watermark(marks, now=50.0, idle_seconds=10) == 400.0
+    # partition 1 made no progress for more than 10 s: it no longer holds the others back
+    assert global_watermark(marks, now=55.5, idle_seconds=10) == 1000.0
+    # every partition idle: the stream is quiet, the newest event time stands
+    assert global_watermark(marks, now=500.0, idle_seconds=10) == 1000.0
+    assert global_watermark([], now=0.0, idle_seconds=10) == -math.inf
+
+
+def test_windows_close_when_the_watermark_passes_end_plus_lateness() -> None:
+    counts = {0.0: (10, 0), 60.0: (10, 0), 120.0: (10, 0), 240.0: (0, 0)}
+    plan = plan_windows(MonitorState(), counts, size=60, lateness=30, watermark=210.0, horizon=1e9)
+    assert [w.start for w in plan] == [0.0, 60.0, 120.0]  # 120 + 60 + 30 <= 210
+    plan = plan_windows(MonitorState(), counts, size=60, lateness=30, watermark=209.9, horizon=1e9)
+    assert [w.start for w in plan] == [0.0, 60.0]
+    plan = plan_windows(MonitorState(), counts, size=60, lateness=30, watermark=149.9, horizon=1e9)
+    assert [w.start for w in plan] == [0.0]  # 60 + 60 + 30 > 149.9
+    # windows without predictions never close
+    assert all(w.n > 0 for w in plan)
+
+
+def test_closed_windows_are_revised_only_when_their_counts_rise_within_the_horizon() -> None:
+    state = MonitorState(
+        last_closed=60.0,
+        windows=(
+            WindowRecord(start=0.0, revision=0, n=10, labelled=3),
+            WindowRecord(start=60.0, revision=2, n=10, labelled=5),
+        ),
+    )
+    same = {0.0: (10, 3), 60.0: (10, 5)}
+    assert plan_windows(state, same, size=60, lateness=0, watermark=200.0, horizon=1e9) == []
+    more = {0.0: (10, 4), 60.0: (11, 5), 120.0: (1, 0)}
+    plan = plan_windows(state, more, size=60, lateness=0, watermark=200.0, horizon=1e9)
+    assert [(w.start, w.revision) for w in plan] == [(0.0, 1), (60.0, 3), (120.0, 0)]
+    # beyond the horizon nothing is revised, but newer windows still close
+    plan = plan_windows(state, more, size=60, lateness=0, watermark=200.0, horizon=10)
+    assert [(w.start, w.revision) for w in plan] == [(120.0, 0)]
+    # a never-closed window older than the newest closed one (late predictions) closes
+    late = MonitorState(
+        last_closed=60.0, windows=(WindowRecord(start=60.0, revision=0, n=1, labelled=0),)
+    )
+    plan = plan_windows(
+        late, {0.0: (2, 0), 60.0: (1, 0)}, size=60, lateness=0, watermark=200.0, horizon=1e9
+    )
+    assert [(w.start, w.revision) for w in plan] == [(0.0, 0)]
+
+
+def test_monitors_are_loaded_from_a_folder(tmp_path: Path) -> None:
+    stream = simulate(n_windows=1, per_window=10, n_numeric=2)
+    (tmp_path / "credit.yaml").write_text(monitor_yaml(stream))
+    (tmp_path / "notes.txt").write_text("ignored")
+    assert list(load_monitors(tmp_path)) == ["credit"]
+    assert load_monitors(None) == {}
+    (tmp_path / "again.yaml").write_text(monitor_yaml(stream))
+    with pytest.raises(ValueError, match="another monitor"):
+        load_monitors(tmp_path)
+
+
+# --------------------------------------------------------------------------- in-process shell
+
+
+class Harness:
+    """A store fed like the ingest agents feed it, and a monitor with in-memory senders."""
+
+    def __init__(self, folder: Path, monitor: Path) -> None:
+        self.store = EmbeddedStore(folder / "db", "driftline")
+        migrate(self.store)
+        self.sent: dict[str, list[dict[str, Any]]] = {"alerts": [], "requests": []}
+        self.offset = 0
+        self.monitor = self._monitor(monitor)
+
+    def _monitor(self, monitor: Path) -> Monitor:
+        async def alert(key: str, value: bytes) -> None:
+            self.sent["alerts"].append(orjson.loads(value))
+
+        async def request(key: str, value: bytes) -> None:
+            self.sent["requests"].append(orjson.loads(value))
+
+        return Monitor(
+            self.store,
+            threading.Lock(),
+            load_monitors(monitor.parent),
+            predictions_topic=TOPIC,
+            idle_seconds=60,
+            horizon_seconds=1e9,
+            send_alert=alert,
+            send_request=request,
+        )
+
+    def ingest(self, lines: list[bytes]) -> None:
+        messages = []
+        for line in lines:
+            messages.append(RawMessage(line, KafkaPosition(TOPIC, 0, self.offset)))
+            self.offset += 1
+        outcome = route_messages(messages, 1 << 24)
+        if outcome.predictions is not None:
+            self.store.insert_arrow("predictions", outcome.predictions)
+        if outcome.feedback is not None:
+            self.store.insert_arrow("feedback", outcome.feedback)
+        if outcome.watermarks:
+            self.store.insert_arrow("watermarks", watermark_table(outcome.watermarks))
+
+    def tick(self) -> None:
+        asyncio.run(self.monitor.tick())
+
+    def metrics(self) -> list[dict[str, Any]]:
+        return self.store.query(
+            "SELECT toUnixTimestamp64Micro(window_start) AS ws, metric, feature, kind, value, "
+            "p_value, q_value, reference, threshold, status, n, label_coverage, primary, revision "
+            "FROM window_metrics FINAL ORDER BY ws, metric, feature"
+        )
+
+
+def clock_event(at: float) -> bytes:
+    """A prediction of another model that moves the watermark to ``at``."""
+    return orjson.dumps(
+        {
+            "type": "prediction",
+            "event_id": f"clock-{at}",
+            "model_id": "clock",
+            "model_version": "v0",
+            "timestamp": at,
+            "features": {},
+            "prediction": 0,
+        }
+    )
+
+
+EXTRA = "retrain:\n  min_labelled_rows: 100\n"
+
+
+def expected_metrics(out: Path) -> dict[tuple[int, str, str], dict[str, Any]]:
+    expected = {}
+    for line in (out / "metrics.jsonl").read_bytes().splitlines():
+        row = orjson.loads(line)
+        from datetime import datetime
+
+        ws = round(datetime.fromisoformat(row["window_start"]).timestamp() * 1_000_000)
+        expected[(ws, row["metric"], row["feature"] or "")] = row
+    return expected
+
+
+def assert_same_metrics(got: list[dict[str, Any]], out: Path) -> None:
+    expected = expected_metrics(out)
+    assert len(got) == len(expected)
+    for row in got:
+        want = expected[(int(row["ws"]), row["metric"], row["feature"])]
+        for name in ("status", "n", "kind", "primary"):
+            assert row[name] == want[name], (row, want)
+        for name in ("value", "p_value", "q_value", "reference", "threshold", "label_coverage"):
+            a, b = row[name], want[name]
+            if b is None or a is None:
+                assert a is None and b is None, (name, row, want)
+            else:
+                assert a == pytest.approx(b, rel=1e-9, abs=1e-9), (name, row, want)
+
+
+def backtest_case(tmp_path: Path) -> tuple[Path, Path, Path, Any]:
+    ref = simulate(
+        n_windows=2,
+        per_window=1000,
+        n_numeric=4,
+        seed=1,
+        window_seconds=60.0,
+        id_prefix="r",
+        start=1_767_225_600.0 - 3600,
+    )
+    stream = simulate(
+        n_windows=8,
+        per_window=500,
+        n_numeric=4,
+        seed=2,
+        window_seconds=60.0,
+        mean_shift={"x2": (4, 0.75)},
+        accuracy_change=(6, 0.6),
+    )
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    monitor = monitors / "credit.yaml"
+    monitor.write_text(monitor_yaml(stream, window="1m", allowed_lateness="10s", extra=EXTRA))
+    ref_path = write_jsonl(ref, tmp_path / "ref.jsonl")
+    events = write_jsonl(stream, tmp_path / "events.jsonl", batch_size=250)
+    return monitor, ref_path, events, stream
+
+
+def test_streaming_equals_the_backtest_in_process(tmp_path: Path) -> None:
+    monitor, ref_path, events, stream = backtest_case(tmp_path)
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, events, out)
+    h = Harness(tmp_path, monitor)
+    try:
+        save_profile(h.store, reference_profile(monitor, ref_path)[1])
+        lines = events.read_bytes().splitlines()
+        half = len(lines) // 2
+        h.ingest(lines[:half])
+        h.tick()  # closes what the first half allows
+        h.ingest(lines[half:])
+        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
+        h.tick()
+        h.tick()  # nothing more to do
+        assert_same_metrics(h.metrics(), out)
+        assert {r["revision"] for r in h.metrics()} == {0}
+        want_alerts = [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
+        assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in want_alerts]
+        assert [a["severity"] for a in h.sent["alerts"]] == [a["severity"] for a in want_alerts]
+        assert [a["opened_at"] for a in h.sent["alerts"]] == [a["opened_at"] for a in want_alerts]
+        want_requests = [
+            orjson.loads(x) for x in (out / "retrain_requests.jsonl").read_bytes().splitlines()
+        ]
+        assert h.sent["requests"] == want_requests
+        assert any(a["kind"] == "data_drift" and a["feature"] == "x2" for a in want_alerts)
+        stored = h.store.query("SELECT alert_id FROM alerts FINAL ORDER BY alert_id")
+        assert [r["alert_id"] for r in stored] == sorted({a["alert_id"] for a in want_alerts})
+    finally:
+        h.store.close()
+
+
+def test_late_labels_make_a_new_revision_and_can_raise_an_alert(tmp_path: Path) -> None:
+    monitor, ref_path, events, stream = backtest_case(tmp_path)
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, events, out)
+    lines = events.read_bytes().splitlines()
+    predictions = [x for x in lines if b'"prediction_batch"' in x]
+    feedback = [x for x in lines if b'"feedback_batch"' in x]
+    # labels of the windows from 6 on (where accuracy drops) are held back
+    cut = 6 * 60 + stream.timestamps.min()
+    early = [x for x in feedback if max(orjson.loads(x)["timestamps"]) - 60 < cut]
+    late = [x for x in feedback if x not in early]
+    h = Harness(tmp_path, monitor)
+    try:
+        save_profile(h.store, reference_profile(monitor, ref_path)[1])
+        h.ingest(predictions + early)
+        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
+        h.tick()
+        before = {(r["ws"], r["metric"]): r for r in h.metrics() if r["kind"] == "performance"}
+        perf_alerts = [a for a in h.sent["alerts"] if a["kind"] == "performance"]
+        assert perf_alerts == []
+        h.ingest(late)
+        h.tick()
+        after = {(r["ws"], r["metric"]): r for r in h.metrics() if r["kind"] == "performance"}
+        changed = [k for k in after if after[k]["revision"] > 0]
+        assert changed, "late labels made no new revision"
+        for key in changed:
+            assert (after[key]["label_coverage"] or 0) > (before[key]["label_coverage"] or 0)
+        assert [a for a in h.sent["alerts"] if a["kind"] == "performance"], "no late alert"
+        # once every label is in, the latest revisions equal the backtest
+        assert_same_metrics(h.metrics(), out)
+    finally:
+        h.store.close()
