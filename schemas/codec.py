@@ -374,6 +374,14 @@ def _floats(values: list[Any]) -> np.ndarray:
     return array
 
 
+def _finite_floats(array: np.ndarray) -> np.ndarray:
+    """A number array as float64, refusing infinities."""
+    result = array.astype(np.float64, copy=False)
+    if np.isinf(result).any():
+        raise _RefusedError("not finite")
+    return result
+
+
 def _times(values: list[Any]) -> np.ndarray:
     kinds = set(map(type, values))
     if kinds <= _PLAIN_NUMBERS:
@@ -427,6 +435,12 @@ def _prediction_batch(obj: dict[str, Any]) -> PredictionColumns:
         if not 1 <= len(name) <= MAX_ID_LENGTH:
             raise _RefusedError("feature name")
         values = _column(column, rows)
+        # One pass for the common case: numpy infers a number dtype only when every
+        # value is an int, float or bool (None, strings and others give another kind).
+        inferred = np.array(values)
+        if inferred.dtype.kind in "fiub" and inferred.ndim == 1:
+            numeric[name] = _finite_floats(inferred)
+            continue
         kinds = set(map(type, values))
         if kinds - {_NONE} <= _NUMBERS:
             numeric[name] = _floats(values)
