@@ -17,6 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import pyarrow as pa
 from driftline.schemas.codec import DecodeError, FeedbackColumns, decode_ingest
@@ -43,9 +44,8 @@ log = logging.getLogger(__name__)
 Headers = list[tuple[str, bytes]]
 
 
-@dataclass(frozen=True, slots=True)
-class RawMessage:
-    """One Kafka message as it was received.
+class RawMessage(NamedTuple):
+    """One Kafka message as it was received (a named tuple: built once per message).
 
     Examples
     --------
@@ -55,7 +55,7 @@ class RawMessage:
 
     value: bytes | None
     position: KafkaPosition
-    headers: Headers = field(default_factory=list)
+    headers: Headers = []  # noqa: RUF012 - never mutated; a NamedTuple default
     key: bytes | None = None
 
 
