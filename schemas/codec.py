@@ -499,6 +499,46 @@ def _batch_rows(obj: dict[str, Any]) -> PredictionColumns:
     return _batch_columns(event)
 
 
+_FEEDBACK_BATCH_FIELDS = frozenset({"type", "model_id", "event_ids", "timestamps", "labels"})
+
+
+def _feedback_batch(obj: dict[str, Any]) -> FeedbackColumns:
+    """Columns of a ``feedback_batch`` object, or :class:`_RefusedError`."""
+    if obj.keys() != _FEEDBACK_BATCH_FIELDS:
+        raise _RefusedError("fields")
+    model_id = _identifier(obj["model_id"])
+    raw_ids = obj["event_ids"]
+    if type(raw_ids) is not list or not 1 <= len(raw_ids) <= MAX_BATCH_ROWS:
+        raise _RefusedError("event_ids")
+    rows = len(raw_ids)
+    kinds = set(map(type, raw_ids))
+    if kinds != _STRINGS:
+        raise _RefusedError("event_ids")
+    event_ids = _strings(raw_ids, 1, MAX_ID_LENGTH, kinds)
+    timestamps = _times(_column(obj["timestamps"], rows))
+    labels = _column(obj["labels"], rows)
+    inferred = np.array(labels)
+    if inferred.dtype.kind in "fiub" and inferred.ndim == 1:
+        return FeedbackColumns(model_id, event_ids, timestamps, _finite_floats(inferred), None)
+    kinds = set(map(type, labels))
+    if kinds == _STRINGS:
+        label_class = _strings(labels, 0, MAX_VALUE_LENGTH, kinds)
+        return FeedbackColumns(model_id, event_ids, timestamps, None, label_class)
+    raise _RefusedError("labels")
+
+
+def _feedback_rows(obj: dict[str, Any]) -> FeedbackColumns:
+    """The fast path for ``feedback_batch``, falling back on the models for the error."""
+    try:
+        return _feedback_batch(obj)
+    except (_RefusedError, ValueError, TypeError, OverflowError):
+        pass
+    event = validate(obj)  # raises the DecodeError that decode() raises
+    if not isinstance(event, FeedbackBatchEvent):  # pragma: no cover - type is checked
+        raise DecodeError("unknown_type", f"expected a feedback_batch, got {event.type}")
+    return _feedback(event)
+
+
 def _kind_column(values: list[Any]) -> tuple[np.ndarray | None, np.ndarray | None]:
     """(numbers, None) or (None, strings) for a validated column of one kind."""
     if any(isinstance(value, str) for value in values):
@@ -590,7 +630,7 @@ def rows_of(event: Event) -> PredictionColumns | FeedbackColumns:
 def decode_rows(
     data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
 ) -> PredictionColumns | FeedbackColumns:
-    """Decode an ingest message into columns; the fast path for ``prediction_batch``.
+    """Decode an ingest message into columns; fast paths for both batch types.
 
     Accepts a prediction or feedback event exactly when :func:`decode` does and
     then raises the same error; other event types are ``unknown_type`` here.
@@ -601,8 +641,11 @@ def decode_rows(
         When the message is not a valid prediction or feedback event.
     """
     obj = _object(data, max_bytes)
-    if obj.get("type") == "prediction_batch":
+    kind = obj.get("type")
+    if kind == "prediction_batch":
         return _batch_rows(obj)
+    if kind == "feedback_batch":
+        return _feedback_rows(obj)
     return rows_of(validate(obj))
 
 
@@ -625,11 +668,11 @@ def decode_ingest(data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES)
     kind = obj.get("type")
     if kind == "prediction_batch":
         return _batch_rows(obj)
+    if kind == "feedback_batch":
+        return _feedback_rows(obj)
     event = validate(obj)
     if isinstance(event, PredictionEvent | FeedbackEvent):
         return event
-    if isinstance(event, FeedbackBatchEvent):
-        return _feedback(event)
     raise DecodeError("unknown_type", f"{kind} events do not belong on an ingest topic")
 
 

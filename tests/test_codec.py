@@ -936,3 +936,64 @@ def test_doctests_of_codec_pass() -> None:
     result = doctest.testmod(codec, optionflags=doctest.ELLIPSIS)
     assert result.attempted > 0
     assert result.failed == 0
+
+
+_label_values = st.one_of(
+    st.integers(-3, 3),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.booleans(),
+    st.text(max_size=4),
+    st.none(),
+    st.just([1]),
+)
+
+
+@st.composite
+def feedback_batches(draw: st.DrawFn) -> dict[str, Any]:
+    """feedback_batch objects: mostly valid, sometimes broken in one way."""
+    rows = draw(st.integers(0, 6))
+    same_kind = draw(st.booleans())
+    if same_kind:
+        labels = draw(
+            st.lists(st.integers(0, 1), min_size=rows, max_size=rows)
+            | st.lists(st.text(max_size=3), min_size=rows, max_size=rows)
+        )
+    else:
+        labels = draw(st.lists(_label_values, min_size=rows, max_size=rows))
+    body: dict[str, Any] = {
+        "type": "feedback_batch",
+        "model_id": draw(st.sampled_from(["m", "", 7])),
+        "event_ids": [f"e{i}" for i in range(rows)],
+        "timestamps": draw(
+            st.lists(
+                st.sampled_from([1767225600, 1767225600.5, "2026-01-01T00:00:00Z", 5, True]),
+                min_size=rows,
+                max_size=rows,
+            )
+        ),
+        "labels": labels,
+    }
+    if draw(st.integers(0, 9)) == 0:
+        body["extra"] = 1
+    if draw(st.integers(0, 9)) == 0:
+        body["labels"] = labels[:-1]
+    return body
+
+
+@FAST
+@given(feedback_batches())
+def test_feedback_batch_fast_path_agrees_with_the_models(body: dict[str, Any]) -> None:
+    data = orjson.dumps(body)
+    fast, slow = outcome(decode_rows, data), outcome(decode, data)
+    if isinstance(slow, DecodeError):
+        assert isinstance(fast, DecodeError)
+        assert (fast.reason, fast.message) == (slow.reason, slow.message)
+        return
+    assert isinstance(fast, FeedbackColumns)
+    assert fast.event_ids.tolist() == list(slow.event_ids)
+    assert fast.timestamps.tolist() == [moment.timestamp() for moment in slow.timestamps]
+    if fast.label_class is not None:
+        assert fast.label_class.tolist() == list(slow.labels)
+    else:
+        assert fast.label_value is not None
+        assert fast.label_value.tolist() == [float(label) for label in slow.labels]
