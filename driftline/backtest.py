@@ -46,6 +46,15 @@ Policy
     run, ``[earliest triggering window start - (consecutive_windows - 1) * window,
     current window end)``, and counts the labelled rows of the evaluated windows in that
     range against ``retrain.min_labelled_rows``.
+Concept drift (optional ``concept_drift`` section)
+    Every labelled prediction of the model gives one error (:func:`error_stream`),
+    fed to the configured online detectors in **label order**: the label's feedback
+    timestamp (rounded to the microsecond), then ``event_id`` (:func:`label_order`). A
+    detection counts in the window of the labelled prediction's event time; every
+    evaluated window gets one ``concept_drift`` row per detector (its detections there).
+    One detector stream covers the model's rows of every version (streaming keeps one
+    per version: they agree for a single version). The pure step
+    (:func:`concept_drift_step`) is the one the streaming monitor runs.
 Revisions
     A backtest knows every label, so each window is evaluated once, as revision 0, and
     that revision is final. Streaming writes revision 0 at window close and later
@@ -100,6 +109,7 @@ from driftline.detectors import (
     AlertPolicy,
     MetricRow,
     ModelProfile,
+    OnlineDetector,
     PolicyState,
     RetrainPolicy,
     RetrainRequest,
@@ -107,7 +117,9 @@ from driftline.detectors import (
     aggregate_window,
     assign_windows,
     build_profile,
+    error_stream,
     evaluate_window,
+    get_detector,
 )
 from driftline.detectors._coerce import category_array, category_string
 from driftline.detectors.verdict import SEVERITY_RANK
@@ -136,8 +148,12 @@ from driftline.schemas.monitor import ALERT_KINDS, MonitorConfig, MonitorConfigE
 __all__ = [
     "BacktestInputError",
     "BacktestSummary",
+    "ConceptDriftHits",
     "MetricLine",
     "PolicyStep",
+    "concept_drift_detectors",
+    "concept_drift_step",
+    "label_order",
     "policy_step",
     "reference_profile",
     "run_backtest",
@@ -315,6 +331,7 @@ class _FeedbackPart:
     model_ids: str | npt.NDArray[Any]
     event_ids: npt.NDArray[Any]
     labels: npt.NDArray[Any]
+    timestamps: npt.NDArray[np.float64]
 
 
 @dataclass
@@ -334,6 +351,7 @@ class _Rows:
     scores: npt.NDArray[np.float64]
     labels: npt.NDArray[Any]
     labelled: npt.NDArray[np.bool_]
+    label_times: npt.NDArray[np.float64]
     lines: int
     problems: InputProblems
 
@@ -378,6 +396,7 @@ class _Reader:
                     model_ids=item.model_id,
                     event_ids=item.event_ids,
                     labels=self._value_column(item.label_value, item.label_class),
+                    timestamps=np.asarray(item.timestamps, dtype=np.float64),
                 )
             )
 
@@ -411,7 +430,9 @@ class _Reader:
         if len(self.labels) >= _FOLD_ROWS:
             self.fold()
 
-    def add_label_batch(self, model_id: str, event_ids: list[str], labels: list[Any]) -> None:
+    def add_label_batch(
+        self, model_id: str, event_ids: list[str], labels: list[Any], timestamps: list[Any]
+    ) -> None:
         """Add a checked ``feedback_batch`` object."""
         self.fold()
         self.feedback.append(
@@ -419,6 +440,7 @@ class _Reader:
                 model_ids=model_id,
                 event_ids=_objects(event_ids),
                 labels=self._mixed_column(labels),
+                timestamps=np.array(timestamps, dtype=np.float64),
             )
         )
 
@@ -528,6 +550,7 @@ class _Reader:
             model_ids=_objects(list(map(_get("model_id"), events))),
             event_ids=_objects(list(map(_get("event_id"), events))),
             labels=self._mixed_column(list(map(_get("label"), events))),
+            timestamps=np.array(list(map(_get("timestamp"), events)), dtype=np.float64),
         )
 
     def _mixed_column(self, values: list[Any]) -> npt.NDArray[Any]:
@@ -626,6 +649,7 @@ class _Reader:
         fb_labels = self._values([f.labels for f in feedback])[fb_mine]
         fb_uids, fb_keep = _last_occurrence(fb_ids)
         fb_labels = fb_labels[fb_keep]
+        fb_times = _cat([f.timestamps for f in feedback], np.float64)[fb_mine][fb_keep]
         pos = np.searchsorted(uids, fb_uids)
         matched = pos < uids.size
         matched[matched] = uids[pos[matched]] == fb_uids[matched]
@@ -640,6 +664,8 @@ class _Reader:
         labels[at] = fb_labels[matched]
         if not self.classes:
             labelled &= np.isfinite(labels)  # a string label of a regression model
+        label_times = np.full(uids.size, np.nan)
+        label_times[at] = _to_microseconds(fb_times[matched])
         return _Rows(
             event_ids=uids,
             timestamps=timestamps,
@@ -650,6 +676,7 @@ class _Reader:
             scores=take([p.scores for p in parts], np.float64),
             labels=labels,
             labelled=labelled,
+            label_times=label_times,
             lines=self.lines,
             problems=InputProblems(
                 other_model_predictions=int(mine.size) - n_mine,
@@ -938,7 +965,12 @@ def _prediction_dict(event: PredictionEvent, positive_label: str) -> dict[str, A
 
 
 def _label_dict(event: FeedbackEvent) -> dict[str, Any]:
-    return {"event_id": event.event_id, "model_id": event.model_id, "label": event.label}
+    return {
+        "event_id": event.event_id,
+        "model_id": event.model_id,
+        "label": event.label,
+        "timestamp": event.timestamp.timestamp(),
+    }
 
 
 def _parse(line: bytes) -> Any:
@@ -982,7 +1014,9 @@ def _dispatch(reader: _Reader, line: bytes, obj: Any, number: int) -> None:
                 reader.add(_batch_rows(obj))
                 return
             if kind == "feedback_batch" and _quick_feedback_batch(obj):
-                reader.add_label_batch(obj["model_id"], obj["event_ids"], obj["labels"])
+                reader.add_label_batch(
+                    obj["model_id"], obj["event_ids"], obj["labels"], obj["timestamps"]
+                )
                 return
         item = decode_ingest(line)
     except DecodeError as error:
@@ -1099,8 +1133,15 @@ class _Window:
     labelled: int
 
 
-def _windows(config: MonitorConfig, profile: ModelProfile, rows: _Rows) -> Iterable[_Window]:
+def _windows(
+    config: MonitorConfig,
+    profile: ModelProfile,
+    rows: _Rows,
+    hits: Mapping[float, Mapping[str, int]] | None = None,
+) -> Iterable[_Window]:
     """Evaluate every window holding predictions, oldest first."""
+    names = config.concept_drift.detectors if config.concept_drift is not None else ()
+    hits = hits or {}
     size = config.window_seconds
     starts = assign_windows(rows.timestamps, size)
     order = np.argsort(starts, kind="stable")  # rows are in event-id order already
@@ -1123,6 +1164,7 @@ def _windows(config: MonitorConfig, profile: ModelProfile, rows: _Rows) -> Itera
             scores=scores if binary and np.isfinite(scores).any() else None,
             labels=_labels(rows.labels[idx], labelled),
             positive_label=config.performance.positive_label,
+            concept_drift={d: int(hits.get(start, {}).get(d, 0)) for d in names},
         )
         end = start + size
         report = evaluate_window(
@@ -1133,6 +1175,135 @@ def _windows(config: MonitorConfig, profile: ModelProfile, rows: _Rows) -> Itera
 
 def _part(mask: npt.NDArray[np.bool_] | None, idx: npt.NDArray[np.intp]) -> Any:
     return None if mask is None else mask[idx]
+
+
+def _concept_hits(config: MonitorConfig, rows: _Rows) -> dict[float, dict[str, int]]:
+    """Detections per window start over every label of the file, in label order."""
+    if config.concept_drift is None:
+        return {}
+    idx = np.flatnonzero(rows.labelled)
+    idx = idx[label_order(rows.label_times[idx], rows.event_ids[idx])]
+    starts = assign_windows(rows.timestamps, config.window_seconds)[idx]
+    return concept_drift_step(
+        config,
+        concept_drift_detectors(config),
+        predictions=rows.predictions[idx],
+        labels=rows.labels[idx],
+        window_starts=starts,
+    )
+
+
+# --------------------------------------------------------------------------- concept drift
+
+#: Detections per window start, then per detector name.
+ConceptDriftHits = dict[float, dict[str, int]]
+
+
+def label_order(times: npt.ArrayLike, event_ids: npt.ArrayLike) -> npt.NDArray[np.intp]:
+    """The order in which labels feed the online detectors: feedback time, then event id.
+
+    Examples
+    --------
+    >>> label_order([5.0, 1.0, 5.0], ["b", "z", "a"]).tolist()
+    [1, 2, 0]
+    """
+    t = np.asarray(times, dtype=np.float64)
+    ids = np.asarray(event_ids).astype(str)
+    return np.lexsort((ids, t)).astype(np.intp)
+
+
+def concept_drift_detectors(
+    config: MonitorConfig, saved: Mapping[str, Mapping[str, Any]] | None = None
+) -> dict[str, OnlineDetector]:
+    """The configured online detectors, restored from ``saved`` states where they fit.
+
+    A saved state whose detector or parameters differ from the config is dropped (the
+    detector starts afresh), so a changed config never resumes a foreign state.
+
+    Examples
+    --------
+    >>> from driftline.schemas.monitor import MonitorConfig
+    >>> cfg = MonitorConfig.from_mapping({"model_id": "m", "features": {"x": "numeric"},
+    ...     "concept_drift": {"detectors": ["adwin", "page_hinkley"]}})
+    >>> sorted(concept_drift_detectors(cfg))
+    ['adwin', 'page_hinkley']
+    """
+    section = config.concept_drift
+    if section is None:
+        return {}
+    out: dict[str, OnlineDetector] = {}
+    for name in section.detectors:
+        fresh = get_detector(name, **section.params.get(name, {}))
+        state = (saved or {}).get(name)
+        if (
+            state is not None
+            and state.get("detector") == name
+            and dict(state.get("params", {})) == fresh.params
+        ):
+            out[name] = OnlineDetector.from_state(state)
+        else:
+            out[name] = fresh
+    return out
+
+
+def _errors(
+    task: str, predictions: npt.ArrayLike, labels: npt.ArrayLike
+) -> npt.NDArray[np.float64]:
+    """One error per labelled row, aligned with the rows (NaN where it has none)."""
+    if task == "regression":
+        p = np.asarray(predictions, dtype=np.float64)
+        y = np.asarray(labels, dtype=np.float64)
+        return np.abs(p - y)
+    return error_stream(task, predictions, labels)
+
+
+def concept_drift_step(
+    config: MonitorConfig,
+    detectors: Mapping[str, OnlineDetector],
+    *,
+    predictions: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    window_starts: npt.ArrayLike,
+) -> ConceptDriftHits:
+    """Feed labelled rows, already in label order, to the detectors (updated in place).
+
+    ``predictions`` and ``labels`` are canonical class strings (every row labelled) or
+    numbers (regression); ``window_starts`` is each row's prediction window. Returns the
+    detections per window start and detector; a detection made before its detector had
+    seen ``concept_drift.min_labels`` errors is ignored.
+
+    Examples
+    --------
+    >>> from driftline.schemas.monitor import MonitorConfig
+    >>> cfg = MonitorConfig.from_mapping({"model_id": "m", "features": {"x": "numeric"},
+    ...     "concept_drift": {"detectors": ["page_hinkley"],
+    ...                       "params": {"page_hinkley": {"threshold": 10.0}}}})
+    >>> dets = concept_drift_detectors(cfg)
+    >>> labels = ["1"] * 300 + ["0"] * 300
+    >>> starts = [0.0] * 300 + [60.0] * 300
+    >>> concept_drift_step(cfg, dets, predictions=["1"] * 600, labels=labels,
+    ...                    window_starts=starts)
+    {60.0: {'page_hinkley': 1}}
+    """
+    section = config.concept_drift
+    out: ConceptDriftHits = {}
+    if section is None or not detectors:
+        return out
+    errors = _errors(config.task, predictions, labels)
+    starts = np.asarray(window_starts, dtype=np.float64)
+    if errors.size != starts.size:
+        raise ValueError("one window start per labelled row")
+    if not errors.size:
+        return out
+    finite_before = np.cumsum(np.isfinite(errors))
+    for name, det in detectors.items():
+        seen = det.n_seen
+        for i in det.update_many(errors).tolist():
+            if seen + int(finite_before[i]) < section.min_labels:
+                continue
+            counts = out.setdefault(float(starts[i]), {})
+            counts[name] = counts.get(name, 0) + 1
+    return dict(sorted(out.items()))
 
 
 def _metric_line(report: WindowReport, row: MetricRow) -> bytes:
@@ -1344,7 +1515,8 @@ def run_backtest(
     window_status: Counter[str] = Counter()
     labelled_by_start: dict[float, int] = {}
     windows: list[_Window] = []
-    for window in _windows(config, profile, events):
+    hits = _concept_hits(config, events)
+    for window in _windows(config, profile, events, hits):
         windows.append(window)
         report = window.report
         labelled_by_start[window.start] = window.labelled

@@ -56,9 +56,11 @@ __all__ = [
     "CATEGORICAL_METHODS",
     "DEFAULT_THRESHOLDS",
     "DRIFT_METHODS",
+    "ONLINE_DETECTORS",
     "TASK_METRICS",
     "AlertKind",
     "AlertingConfig",
+    "ConceptDriftConfig",
     "DriftConfig",
     "DriftMethod",
     "DriftMethodConfig",
@@ -66,6 +68,7 @@ __all__ = [
     "FeatureKind",
     "MonitorConfig",
     "MonitorConfigError",
+    "OnlineDetectorName",
     "PerformanceConfig",
     "PerformanceMetric",
     "QualityConfig",
@@ -84,6 +87,7 @@ AlertKind: TypeAlias = Literal[
     "data_drift", "prediction_drift", "performance", "data_quality", "concept_drift"
 ]
 Severity: TypeAlias = Literal["warning", "critical"]
+OnlineDetectorName: TypeAlias = Literal["adwin", "page_hinkley", "kswin", "ddm"]
 PerformanceMetric: TypeAlias = Literal[
     "accuracy",
     "precision",
@@ -132,6 +136,15 @@ TASK_METRICS: Final[Mapping[str, tuple[str, ...]]] = {
     "binary_classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),
     "multiclass": ("accuracy", "macro_f1"),
     "regression": ("mae", "rmse", "mape"),
+}
+
+#: Online detectors by config name, with the parameter names each takes (those of
+#: ``driftline.detectors.online``; ``schemas`` imports no detector code).
+ONLINE_DETECTORS: Final[Mapping[str, frozenset[str]]] = {
+    "adwin": frozenset({"delta", "clock", "max_buckets", "min_window_length", "grace_period"}),
+    "page_hinkley": frozenset({"min_instances", "delta", "threshold", "alpha", "mode"}),
+    "kswin": frozenset({"alpha", "window_size", "stat_size", "seed"}),
+    "ddm": frozenset({"warm_start", "warning_threshold", "drift_threshold"}),
 }
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*$")
@@ -361,6 +374,49 @@ class RetrainConfig(_Frozen):
         return self.cooldown
 
 
+class ConceptDriftConfig(_Frozen):
+    """Online concept-drift detectors on the model's error stream (optional section).
+
+    Each labelled prediction gives one error (0/1 misclassification, or the absolute
+    error for regression); the errors are fed to every detector in label order
+    (feedback timestamp, then ``event_id``). A detection counts in the window of the
+    labelled prediction's event time and shows as a ``concept_drift`` metric row per
+    detector (value: detections in the window; critical when > 0). Detections made
+    before a detector has seen ``min_labels`` errors are ignored (warm-up).
+    ``params`` sets detector parameters by detector name.
+
+    Examples
+    --------
+    >>> ConceptDriftConfig().detectors
+    ('adwin',)
+    >>> ConceptDriftConfig(detectors=["page_hinkley"], params={"page_hinkley": {"threshold": 20}})
+    ... # doctest: +ELLIPSIS
+    ConceptDriftConfig(detectors=('page_hinkley',), params={'page_hinkley': {'threshold': 20}}, ...)
+    """
+
+    detectors: tuple[OnlineDetectorName, ...] = Field(default=("adwin",), min_length=1)
+    params: dict[OnlineDetectorName, dict[str, bool | int | float | str]] = {}
+    min_labels: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> ConceptDriftConfig:
+        if len(set(self.detectors)) != len(self.detectors):
+            raise ValueError("detectors: a detector is named twice")
+        for name, params in self.params.items():
+            if name not in self.detectors:
+                raise ValueError(f"params.{name}: {name!r} is not in detectors")
+            unknown = sorted(set(params) - ONLINE_DETECTORS[name])
+            if unknown:
+                raise ValueError(
+                    f"params.{name}.{unknown[0]}: unknown key (takes "
+                    f"{sorted(ONLINE_DETECTORS[name])})"
+                )
+            for key, value in params.items():
+                if isinstance(value, float) and not math.isfinite(value):
+                    raise ValueError(f"params.{name}.{key}: must be finite")
+        return self
+
+
 class ReferenceConfig(_Frozen):
     """Where the reference comes from: a file of events or a model version's training data.
 
@@ -402,6 +458,7 @@ class MonitorConfig(_Frozen):
     quality: QualityConfig = QualityConfig()
     alerting: AlertingConfig = AlertingConfig()
     retrain: RetrainConfig = RetrainConfig()
+    concept_drift: ConceptDriftConfig | None = None
 
     @field_validator("window")
     @classmethod
@@ -436,6 +493,15 @@ class MonitorConfig(_Frozen):
                 f"drift.prediction.method: {self.drift.prediction.method!r} needs ordered "
                 f"values, but {self.task} predictions are classes; choose one of "
                 f"{sorted(CATEGORICAL_METHODS)}"
+            )
+        if (
+            self.task == "regression"
+            and self.concept_drift is not None
+            and "ddm" in self.concept_drift.detectors
+        ):
+            raise ValueError(
+                "concept_drift.detectors: 'ddm' takes 0/1 errors; regression errors are "
+                "absolute errors (use adwin, page_hinkley or kswin)"
             )
         return self
 

@@ -34,6 +34,23 @@ Late data
     (``now`` = the newest closed window's end + allowed lateness, so a replay gives the
     same ``opened_at``). A window that was never closed and holds predictions older than
     the newest closed window (late predictions) closes as revision 0 the same way.
+Concept drift (optional ``concept_drift`` section of the monitor config)
+    Each tick, before planning, the labels of the model version not yet fed are read
+    from ClickHouse (``feedback FINAL`` joined to ``predictions FINAL`` by
+    ``event_id``): those whose feedback time ``t`` has ``t + allowed_lateness <=
+    watermark`` and whose key ``(t, event_id)`` lies beyond the stored cursor, in key
+    order (label order, as the backtest feeds them:
+    :func:`driftline.backtest.label_order`). Their errors go through the online
+    detectors (:func:`driftline.backtest.concept_drift_step`); detections count in
+    the window of the labelled prediction's event time. A window whose detection count
+    changed is evaluated again like one whose label count rose (within the horizon),
+    its ``WindowData.concept_drift`` holding the counts, so detections surface as
+    ``concept_drift`` metric rows and alerts through the usual path. Detector states,
+    the cursor and the counts live in the monitor state. A label whose key is behind
+    the cursor when it arrives (later than the allowed lateness), or whose prediction
+    is not stored yet, is never fed; a label re-sent with the same timestamp is not fed
+    twice. With every label in time, the last revision of each window equals the
+    backtest's.
 Exactly once
     Per window: metric rows, then alert rows, then the Kafka events (awaited until
     delivered), then the monitor state (policy state, per-window revisions and counts)
@@ -54,6 +71,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 from driftline.detectors import AlertPolicy, PolicyState, RetrainPolicy, WindowReport
 from driftline.detectors.evaluate import evaluate_window
@@ -62,12 +80,13 @@ from driftline.schemas.events import AlertEvent, RetrainRequestEvent
 from driftline.schemas.monitor import MonitorConfig
 from pydantic import BaseModel, ConfigDict
 
-from driftline.backtest import policy_step
+from driftline.backtest import concept_drift_detectors, concept_drift_step, policy_step
 from driftline.store.backend import Store
 from driftline.store.profiles import load_profile
-from driftline.store.windows import label_counts, windows_data
+from driftline.store.windows import _classes, _Params, label_counts, windows_data
 
 __all__ = [
+    "ConceptState",
     "Monitor",
     "MonitorState",
     "PartitionMark",
@@ -126,6 +145,38 @@ class WindowRecord(BaseModel):
     revision: int
     n: int
     labelled: int
+    #: Concept-drift detections counted in the window when it was evaluated.
+    drift: int = 0
+
+
+class WindowHits(BaseModel):
+    """Concept-drift detections counted in one window, per detector."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    start: float
+    counts: dict[str, int]
+
+
+class ConceptState(BaseModel):
+    """The online detectors of one model version: their states, cursor and detections.
+
+    ``cursor`` is the key ``(feedback time in µs, event_id)`` of the last label fed.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    cursor: tuple[int, str] | None = None
+    detectors: dict[str, dict[str, Any]] = {}
+    hits: tuple[WindowHits, ...] = ()
+
+    def by_start(self) -> dict[float, dict[str, int]]:
+        """Detections per window start."""
+        return {h.start: dict(h.counts) for h in self.hits}
+
+    def totals(self, names: Sequence[str]) -> dict[float, int]:
+        """Detections of the detectors ``names`` per window start."""
+        return {h.start: sum(h.counts.get(n, 0) for n in names) for h in self.hits}
 
 
 class MonitorState(BaseModel):
@@ -146,6 +197,8 @@ class MonitorState(BaseModel):
     last_closed: float | None = None
     #: Evaluated windows still within the late-data horizon, oldest first.
     windows: tuple[WindowRecord, ...] = ()
+    #: Online concept-drift detectors (only with a ``concept_drift`` section).
+    concept: ConceptState = ConceptState()
 
     def record(self, start: float) -> WindowRecord | None:
         """The record of the window starting at ``start``, if it was evaluated."""
@@ -160,6 +213,7 @@ class WindowWork:
     revision: int
     n: int
     labelled: int
+    drift: int = 0
 
 
 def plan_windows(
@@ -170,6 +224,7 @@ def plan_windows(
     lateness: float,
     watermark: float,
     horizon: float,
+    drift: Mapping[float, int] | None = None,
 ) -> list[WindowWork]:
     """Windows to evaluate now, oldest first.
 
@@ -177,28 +232,35 @@ def plan_windows(
     due when it closes (``start + size + lateness <= watermark``) and holds predictions,
     and either it was never evaluated and is newer than the newest evaluated window or
     within the horizon, or it was evaluated, is within the horizon (``start + size >=
-    watermark - horizon``) and its counts rose.
+    watermark - horizon``) and its counts rose or its concept-drift detections
+    (``drift``: window start to detections) changed.
 
     Examples
     --------
     >>> counts = {0.0: (5, 0), 60.0: (5, 5), 120.0: (3, 0)}
     >>> [w.start for w in plan_windows(MonitorState(), counts, size=60, lateness=10,
-    ...                                watermark=190.0, horizon=3600)]
+    ...                                watermark=189.0, horizon=3600)]
     [0.0, 60.0]
     >>> done = MonitorState(last_closed=60.0, windows=(
     ...     WindowRecord(start=0.0, revision=0, n=5, labelled=0),
     ...     WindowRecord(start=60.0, revision=0, n=5, labelled=5)))
-    >>> plan_windows(done, counts, size=60, lateness=10, watermark=190.0, horizon=3600)
+    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=3600)
     []
     >>> counts[0.0] = (5, 4)
-    >>> plan_windows(done, counts, size=60, lateness=10, watermark=190.0, horizon=3600)
-    [WindowWork(start=0.0, revision=1, n=5, labelled=4)]
-    >>> plan_windows(done, counts, size=60, lateness=10, watermark=190.0, horizon=60)
+    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=3600)
+    [WindowWork(start=0.0, revision=1, n=5, labelled=4, drift=0)]
+    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=60)
     []
+    >>> counts[0.0] = (5, 0)
+    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=3600,
+    ...              drift={60.0: 1})
+    [WindowWork(start=60.0, revision=1, n=5, labelled=5, drift=1)]
     """
+    drift = drift or {}
     due: list[WindowWork] = []
     for start in sorted(counts):
         n, labelled = counts[start]
+        hits = int(drift.get(start, 0))
         if n <= 0 or start + size + lateness > watermark:
             continue
         recent = start + size >= watermark - horizon
@@ -206,9 +268,9 @@ def plan_windows(
         if record is None:
             newer = state.last_closed is None or start > state.last_closed
             if newer or recent:
-                due.append(WindowWork(start, 0, n, labelled))
-        elif recent and (n > record.n or labelled > record.labelled):
-            due.append(WindowWork(start, record.revision + 1, n, labelled))
+                due.append(WindowWork(start, 0, n, labelled, hits))
+        elif recent and (n > record.n or labelled > record.labelled or hits != record.drift):
+            due.append(WindowWork(start, record.revision + 1, n, labelled, hits))
     return due
 
 
@@ -224,13 +286,79 @@ def advance_state(
     """The state after evaluating ``work``: its record replaced, old records dropped."""
     records = {w.start: w for w in state.windows}
     records[work.start] = WindowRecord(
-        start=work.start, revision=work.revision, n=work.n, labelled=work.labelled
+        start=work.start,
+        revision=work.revision,
+        n=work.n,
+        labelled=work.labelled,
+        drift=work.drift,
     )
     keep = [
         r for s, r in sorted(records.items()) if s + size >= watermark - horizon or s == work.start
     ]
     last = work.start if state.last_closed is None else max(state.last_closed, work.start)
-    return MonitorState(seq=state.seq + 1, policy=policy, last_closed=last, windows=tuple(keep))
+    # Detections of windows that can no longer be evaluated are dropped.
+    hits = tuple(
+        h for h in state.concept.hits if h.start + size >= watermark - horizon or h.start > last
+    )
+    return MonitorState(
+        seq=state.seq + 1,
+        policy=policy,
+        last_closed=last,
+        windows=tuple(keep),
+        concept=state.concept.model_copy(update={"hits": hits}),
+    )
+
+
+@dataclass(frozen=True)
+class LabelRows:
+    """Labels not yet fed to the online detectors, in label order (see the docstring)."""
+
+    times: list[int]
+    event_ids: list[str]
+    predictions: Any
+    labels: Any
+    starts: Any
+
+
+def advance_concept(
+    config: MonitorConfig, state: ConceptState, rows: LabelRows
+) -> tuple[ConceptState, bool]:
+    """Feed ``rows`` to the detectors restored from ``state``; the new state and whether it
+    changed (a pure step: the same state and rows give the same result).
+
+    Examples
+    --------
+    >>> cfg = MonitorConfig.from_mapping({"model_id": "m", "features": {"x": "numeric"},
+    ...     "concept_drift": {"detectors": ["page_hinkley"],
+    ...                       "params": {"page_hinkley": {"threshold": 10.0}}}})
+    >>> rows = LabelRows(times=list(range(600)), event_ids=[f"e{i}" for i in range(600)],
+    ...                  predictions=["1"] * 600, labels=["1"] * 300 + ["0"] * 300,
+    ...                  starts=[0.0] * 300 + [60.0] * 300)
+    >>> new, changed = advance_concept(cfg, ConceptState(), rows)
+    >>> changed, new.cursor, new.by_start()
+    (True, (599, 'e599'), {60.0: {'page_hinkley': 1}})
+    """
+    if config.concept_drift is None or not rows.times:
+        return state, False
+    detectors = concept_drift_detectors(config, state.detectors)
+    found = concept_drift_step(
+        config,
+        detectors,
+        predictions=rows.predictions,
+        labels=rows.labels,
+        window_starts=rows.starts,
+    )
+    merged = state.by_start()
+    for start, counts in found.items():
+        into = merged.setdefault(start, {})
+        for name, hits in counts.items():
+            into[name] = into.get(name, 0) + hits
+    new = ConceptState(
+        cursor=(int(rows.times[-1]), str(rows.event_ids[-1])),
+        detectors={name: det.to_state() for name, det in detectors.items()},
+        hits=tuple(WindowHits(start=s, counts=c) for s, c in sorted(merged.items())),
+    )
+    return new, True
 
 
 def _micros(seconds: float) -> int:
@@ -449,13 +577,74 @@ class Monitor:
         )
         return {s: (n, int(labelled.get(s, 0))) for s, n in predicted.items()}
 
+    def _new_labels(
+        self, config: MonitorConfig, version: str, state: MonitorState, watermark: float
+    ) -> LabelRows | None:
+        """Labels of the version beyond the cursor, fed once ``t + lateness <= watermark``."""
+        frontier = watermark - config.allowed_lateness_seconds
+        if config.concept_drift is None or not math.isfinite(frontier):
+            return None
+        p = _Params()
+        size_us = _micros(config.window_seconds)
+        model = p.string(config.model_id)
+        after = ""
+        if state.concept.cursor is not None:
+            t, event_id = state.concept.cursor
+            after = (
+                f" AND (toUnixTimestamp64Micro(f.timestamp), f.event_id)"
+                f" > ({p.integer(t)}, {p.string(event_id)})"
+            )
+        sql = f"""
+        SELECT toUnixTimestamp64Micro(f.timestamp) AS t, f.event_id AS id,
+               f.label_class AS lc, f.label_value AS lv,
+               q.prediction_class AS pc, q.prediction_value AS pv,
+               intDiv(q.us, {p.integer(size_us)}) AS w
+        FROM feedback AS f FINAL
+        INNER JOIN (
+            SELECT event_id, prediction_class, prediction_value,
+                   toUnixTimestamp64Micro(timestamp) AS us
+            FROM predictions FINAL
+            WHERE model_id = {model} AND model_version = {p.string(version)}
+        ) AS q ON q.event_id = f.event_id
+        WHERE f.model_id = {model}
+          AND toUnixTimestamp64Micro(f.timestamp) <= {p.integer(_micros(frontier))}{after}
+        ORDER BY t, id"""
+        rows = self.store.query(sql, p.values)
+        if not rows:
+            return None
+        starts = [int(r["w"]) * size_us / _MICROS for r in rows]
+        if config.task == "regression":
+            predictions: Any = np.array(
+                [np.nan if r["pv"] is None else float(r["pv"]) for r in rows], dtype=np.float64
+            )
+            labels: Any = np.array(
+                [np.nan if r["lv"] is None else float(r["lv"]) for r in rows], dtype=np.float64
+            )
+        else:
+            predictions, _ = _classes([r["pc"] for r in rows], [r["pv"] for r in rows])
+            labels, _ = _classes([r["lc"] for r in rows], [r["lv"] for r in rows])
+        return LabelRows(
+            times=[int(r["t"]) for r in rows],
+            event_ids=[str(r["id"]) for r in rows],
+            predictions=predictions,
+            labels=labels,
+            starts=starts,
+        )
+
     def _plan(
         self, config: MonitorConfig, version: str, watermark: float
-    ) -> tuple[ModelProfile | None, MonitorState, list[WindowWork]]:
+    ) -> tuple[ModelProfile | None, MonitorState, list[WindowWork], bool]:
         profile = load_profile(self.store, config.model_id, version)
         if profile is None:
-            return None, MonitorState(), []
+            return None, MonitorState(), [], False
         state = self._load_state(config.model_id, version)
+        # Online detectors first: their detections can make windows due. Detector updates
+        # are pure CPU; they run here under the lock to keep the tick one step.
+        rows = self._new_labels(config, version, state, watermark)
+        changed = False
+        if rows is not None:
+            concept, changed = advance_concept(config, state.concept, rows)
+            state = state.model_copy(update={"concept": concept})
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close
         if state.last_closed is None:
@@ -470,8 +659,15 @@ class Monitor:
             lateness=lateness,
             watermark=watermark,
             horizon=self.horizon_seconds,
+            drift=self._drift_totals(config, state),
         )
-        return profile, state, work
+        return profile, state, work, changed
+
+    @staticmethod
+    def _drift_totals(config: MonitorConfig, state: MonitorState) -> dict[float, int]:
+        if config.concept_drift is None:
+            return {}
+        return state.concept.totals(config.concept_drift.detectors)
 
     def _aggregate(
         self, config: MonitorConfig, version: str, profile: ModelProfile, starts: list[float]
@@ -495,18 +691,31 @@ class Monitor:
     # one model version
 
     async def _close(self, config: MonitorConfig, version: str, watermark: float) -> None:
-        profile, state, work = await self._store(self._plan, config, version, watermark)
-        if profile is None or not work:
+        profile, state, work, changed = await self._store(self._plan, config, version, watermark)
+        if profile is None:
+            return
+        if not work:
+            if changed:  # the cursor and detector states moved: keep them
+                state = state.model_copy(update={"seq": state.seq + 1})
+                await self._store(self._save_state, config.model_id, version, state)
             return
         data = await self._store(self._aggregate, config, version, profile, [w.start for w in work])
+        names = config.concept_drift.detectors if config.concept_drift is not None else ()
+        hits = state.concept.by_start()
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         alert_policy = AlertPolicy.from_config(config)
         retrain_policy = RetrainPolicy.from_config(config)
         for item in work:
+            window_data = data[item.start]
+            if names:
+                found = hits.get(item.start, {})
+                window_data = window_data.model_copy(
+                    update={"concept_drift": {d: int(found.get(d, 0)) for d in names}}
+                )
             report = evaluate_window(
                 profile,
                 config,
-                data[item.start],
+                window_data,
                 window_start=item.start,
                 window_end=item.start + size,
                 revision=item.revision,
