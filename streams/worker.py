@@ -53,15 +53,20 @@ STORE_ATTEMPTS = 5
 
 
 def _raw_message(event: faust.types.EventT) -> RawMessage:
+    # per message on the hot path: positional arguments, headers only when there are some
     message = event.message
-    given: Any = message.headers or []
-    pairs = given.items() if isinstance(given, dict) else given
+    headers = message.headers
     return RawMessage(
-        value=message.value,
-        position=KafkaPosition(message.topic, message.partition, message.offset),
-        headers=[(str(name), _as_bytes(value)) for name, value in pairs],
-        key=message.key,
+        message.value,
+        KafkaPosition(message.topic, message.partition, message.offset),
+        _headers(headers) if headers else [],
+        message.key,
     )
+
+
+def _headers(given: Any) -> list[tuple[str, bytes]]:
+    pairs = given.items() if isinstance(given, dict) else given
+    return [(str(name), _as_bytes(value)) for name, value in pairs]
 
 
 def _as_bytes(value: bytes | str | None) -> bytes:
