@@ -158,12 +158,35 @@ def test_drift_alert_retrain_request_and_backtest_equality(
     assert_same_metrics(metrics(worker), case["out"])
 
 
+POISON = [
+    b'{"type": "prediction", ',
+    b"[1, 2]",
+    b'{"type": "feedback", "event_id": "p", "model_id": "credit", "timestamp": 1767225600,'
+    b' "label": NaN}',
+    orjson.dumps(
+        {
+            "type": "prediction_batch",
+            "model_id": "credit",
+            "model_version": "v1",
+            "event_ids": ["p1", "p2"],
+            "timestamps": [1767225600],
+            "features": {},
+            "predictions": [1, 0],
+        }
+    ),
+]
+
+
 def test_sigkill_mid_stream_then_restart_gives_the_same_results(
     worker_factory: Any, producer: Producer, case: dict[str, Any]
 ) -> None:
+    """Poison messages mixed in go to the DLQ; a SIGKILL and a restart change nothing."""
     worker = start(worker_factory, case)
     topics = worker.settings.topics
     lines = case["events"].read_bytes().splitlines()
+    step = len(lines) // (len(POISON) + 1)
+    for i, poison in enumerate(POISON):  # spread through the stream
+        lines.insert((i + 1) * step + i, poison)
     half = len(lines) // 2
     send(producer, topics.predictions, lines[:half])
     wait_for(lambda: windows(worker), lambda n: n >= 2, 45, "some closed windows")
@@ -181,6 +204,24 @@ def test_sigkill_mid_stream_then_restart_gives_the_same_results(
     assert alert_ids(worker, topics.alerts, expected) == expected
     rows = worker.query("SELECT alert_id FROM alerts FINAL")
     assert {r["alert_id"] for r in rows} == expected
+    # the DLQ is at-least-once: a message re-read after the SIGKILL may be there twice
+    letters: set[bytes] = set()
+    consumer = Consumer(
+        {
+            "bootstrap.servers": worker.bootstrap_servers,
+            "group.id": "dlq-check",
+            "auto.offset.reset": "earliest",
+        }
+    )
+    consumer.subscribe([topics.dlq])
+    deadline = time.monotonic() + 30
+    while letters != set(POISON) and time.monotonic() < deadline:
+        message = consumer.poll(0.5)
+        if message is not None and not message.error():
+            letters.add(message.value())
+            assert message.value() in POISON, message.value()
+    consumer.close()
+    assert letters == set(POISON)
 
 
 def test_labels_three_windows_late_make_new_revisions_and_a_performance_alert(
