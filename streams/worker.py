@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import json
 import logging
 import os
+import re
+import secrets
 import signal
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
@@ -19,14 +22,17 @@ from typing import Any, cast
 
 import faust
 import orjson
+import pyarrow as pa
+import pyarrow.ipc as ipc
 from driftline.detectors.profiles import ModelProfile
 
 from driftline.kafka import create_topics
 from driftline.settings import Settings
 from driftline.store import open_store
-from driftline.store.backend import ReadOnlyQueryError, StoreError, check_read_only
+from driftline.store.backend import ReadOnlyQueryError, Store, StoreError, check_read_only
 from driftline.store.migrations import migrate
 from driftline.store.profiles import save_profile
+from driftline.store.remote import SharedStore, running_worker
 from driftline.store.rows import KafkaPosition
 
 from .app import create_app
@@ -75,9 +81,27 @@ def _as_bytes(value: bytes | str | None) -> bytes:
     return value.encode() if isinstance(value, str) else bytes(value)
 
 
-def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, Ingestor]:
-    """The Faust app with its ingest agents and web pages, and the store behind them."""
-    store = open_store(settings)
+def _store_for(settings: Settings) -> Store:
+    """The worker's store: its own, or, when another live worker owns this embedded data
+    directory, that worker's store reached through its ``/store/*`` pages."""
+    owner = running_worker(settings.data_dir) if settings.embedded_store else None
+    if owner is not None and owner.get("store_token"):
+        log.info("sharing the store of worker pid %s", owner["pid"])
+        return SharedStore(
+            int(owner["web_port"]), str(owner["store_token"]), settings.clickhouse_database
+        )
+    return open_store(settings)
+
+
+def build_worker(
+    settings: Settings, bootstrap_servers: str, store_token: str | None = None
+) -> tuple[faust.App, Ingestor]:
+    """The Faust app with its ingest agents and web pages, and the store behind them.
+
+    ``store_token`` (when this worker owns an embedded store) lets other workers on
+    the same data directory use it through ``/store/*``.
+    """
+    store = _store_for(settings)
     migrate(store, settings.raw_ttl_days)
     app, topics = create_app(settings, bootstrap_servers)
 
@@ -141,6 +165,9 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
                 return self.bytes(str(error).encode(), status=400)
             return self.bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
 
+    if store_token is not None and not isinstance(store, SharedStore):
+        _add_store_pages(app, ingestor, store_token)
+
     @app.page("/reference")
     class ReferencePage(faust.web.View):
         async def post(self, request: Any) -> Any:
@@ -168,6 +195,7 @@ def build_worker(settings: Settings, bootstrap_servers: str) -> tuple[faust.App,
                 "revisions": monitor.revisions,
                 "alerts_sent": monitor.alerts_sent,
                 "retrain_requests_sent": monitor.requests_sent,
+                "assigned": _assigned(app),
             }
         )
 
@@ -210,6 +238,72 @@ def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
     return monitor
 
 
+_TABLE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,63}$")
+
+
+def _add_store_pages(app: faust.App, ingestor: Ingestor, token: str) -> None:
+    """``/store/query``, ``/store/command`` and ``/store/insert/{table}`` for other workers."""
+
+    def allowed(request: Any) -> bool:
+        given = request.headers.get("X-Driftline-Token", "")
+        return hmac.compare_digest(given.encode(), token.encode())
+
+    def locked(function: Any, *args: Any) -> Any:
+        with ingestor._store_lock:
+            return function(*args)
+
+    @app.page("/store/query")
+    class StoreQueryPage(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            if not allowed(request):
+                return self.bytes(b"bad store token", status=403)
+            body = orjson.loads(await request.read())
+            try:
+                rows = await asyncio.to_thread(
+                    locked, ingestor.store.query, body["sql"], body["parameters"]
+                )
+            except StoreError as error:
+                return self.bytes(str(error).encode(), status=400)
+            return self.bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
+
+    @app.page("/store/command")
+    class StoreCommandPage(faust.web.View):
+        async def post(self, request: Any) -> Any:
+            if not allowed(request):
+                return self.bytes(b"bad store token", status=403)
+            body = orjson.loads(await request.read())
+            try:
+                await asyncio.to_thread(
+                    locked, ingestor.store.command, body["sql"], body["parameters"]
+                )
+            except StoreError as error:
+                return self.bytes(str(error).encode(), status=400)
+            return self.bytes(b"")
+
+    @app.page("/store/insert/{table}")
+    class StoreInsertPage(faust.web.View):
+        async def post(self, request: Any, table: str) -> Any:
+            if not allowed(request):
+                return self.bytes(b"bad store token", status=403)
+            if not _TABLE.match(table):
+                return self.bytes(b"not a table name", status=400)
+            data = ipc.open_stream(pa.py_buffer(await request.read())).read_all()
+            try:
+                await asyncio.to_thread(locked, ingestor.store.insert_arrow, table, data)
+            except StoreError as error:
+                return self.bytes(str(error).encode(), status=400)
+            return self.bytes(b"")
+
+
+def _assigned(app: faust.App) -> list[str]:
+    """``topic:partition`` of every partition this worker consumes now."""
+    try:
+        assignment = app.consumer.assignment()
+    except Exception:  # no consumer yet (starting) or it is rebalancing
+        return []
+    return sorted(f"{tp.topic}:{tp.partition}" for tp in assignment)
+
+
 def _locked_save_profile(ingestor: Ingestor, profile: ModelProfile) -> None:
     with ingestor._store_lock:
         save_profile(ingestor.store, profile)
@@ -244,23 +338,29 @@ def run_worker(settings: Settings) -> int:
         log.info("embedded broker on %s", bootstrap)
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics(settings, bootstrap)
-    app, ingestor = build_worker(settings, bootstrap)
+    token = secrets.token_hex(16)
+    app, ingestor = build_worker(settings, bootstrap, store_token=token)
+    owner = not isinstance(ingestor.store, SharedStore)
     marker = Path(settings.data_dir) / WORKER_FILE
-    marker.write_text(
-        json.dumps(
-            {
-                "pid": os.getpid(),
-                "web_port": settings.worker_web_port,
-                "bootstrap_servers": bootstrap,
-            }
-        )
-    )
+    if owner:  # the owner of the store advertises itself; a sharing worker writes nothing
+        descriptor = os.open(marker, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(descriptor, "w") as handle:
+            json.dump(
+                {
+                    "pid": os.getpid(),
+                    "web_port": settings.worker_web_port,
+                    "bootstrap_servers": bootstrap,
+                    "store_token": token if settings.embedded_store else None,
+                },
+                handle,
+            )
     try:
         worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
         worker.execute_from_commandline()
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            marker.unlink()
+        if owner:
+            with contextlib.suppress(FileNotFoundError):
+                marker.unlink()
         ingestor.store.close()
         if broker is not None:
             broker.stop()

@@ -306,3 +306,42 @@ def test_labels_three_windows_late_make_new_revisions_and_a_performance_alert(
     }
     want = {a["alert_id"] for a in perf}
     assert want <= alert_ids(worker, topics.alerts, {r["alert_id"] for r in stored})
+
+
+def test_two_workers_share_the_partitions_and_one_stopped_mid_stream_changes_nothing(
+    worker_factory: Any, producer: Producer, case: dict[str, Any]
+) -> None:
+    """A second worker on the same data directory joins the group and uses the first
+    one's store; SIGKILLed mid-stream, its partitions move to the first worker."""
+    owner = start(worker_factory, case)
+    helper = worker_factory(monitors_dir=str(case["monitors"]), monitor_interval_seconds="0.5")
+    topics = owner.settings.topics
+
+    def predictions_partitions(worker: WorkerProcess) -> list[str]:
+        return [p for p in worker.health()["assigned"] if p.startswith(topics.predictions)]
+
+    for worker in (owner, helper):  # the group has rebalanced: each has one partition
+        wait_for(
+            lambda w=worker: predictions_partitions(w),
+            lambda p: len(p) == 1,
+            60,
+            "one predictions partition each",
+        )
+    lines = case["events"].read_bytes().splitlines()
+    # spread the stream over every partition so that both workers get some of it
+    for i, line in enumerate(lines):
+        producer.produce(topics.predictions, line, partition=i % 2)
+    assert producer.flush(15) == 0
+    wait_for(lambda: helper.health()["prediction_rows"], lambda n: n > 0, 60, "helper rows")
+    assert helper.stop(signal.SIGKILL) == -signal.SIGKILL
+    send(producer, topics.predictions, [case["clock"]])
+    for partition in (0, 1):  # the watermark needs every partition past the last window
+        producer.produce(topics.predictions, case["clock"], partition=partition)
+    assert producer.flush(15) == 0
+    wait_for(lambda: windows(owner), lambda n: n == 8, 90, "8 closed windows")
+    assert int(owner.scalar("SELECT count() FROM predictions FINAL WHERE model_id = 'credit'")) == (
+        case["stream"].rows
+    )
+    assert_same_metrics(metrics(owner), case["out"])
+    expected = {a["alert_id"] for a in case["alerts"]}
+    assert alert_ids(owner, topics.alerts, expected) == expected

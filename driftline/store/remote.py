@@ -11,15 +11,18 @@ from __future__ import annotations
 import json
 import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any
 
 import orjson
+import pyarrow as pa
+import pyarrow.ipc as ipc
 
 from .backend import ReadOnlyQueryError, StoreError
 
-__all__ = ["WorkerReader", "running_worker"]
+__all__ = ["SharedStore", "WorkerReader", "running_worker"]
 
 
 def running_worker(data_dir: Path) -> dict[str, Any] | None:
@@ -69,6 +72,60 @@ class WorkerReader:
             raise StoreError("the worker query page takes no parameters")
         body = self._post(self.url, sql.encode())
         return [orjson.loads(line) for line in body.splitlines() if line]
+
+    def close(self) -> None:
+        """Nothing to release."""
+
+
+class SharedStore:
+    """The store of the worker that owns a chDB directory, used by another worker.
+
+    chDB allows one process per data directory; a second worker on the same
+    directory (same consumer group, its share of the partitions) runs every
+    statement and insert through the owner's ``/store/*`` pages on loopback,
+    authenticated by the token the owner wrote to ``worker.json`` (mode 0600).
+
+    Examples
+    --------
+    >>> SharedStore(6066, "secret", "driftline").database
+    'driftline'
+    """
+
+    def __init__(
+        self, port: int, token: str, database: str, host: str = "127.0.0.1", timeout: float = 60.0
+    ) -> None:
+        self.database = database
+        self._base = f"http://{host}:{port}/store"
+        self._token = token
+        self.timeout = timeout
+
+    def _post(self, path: str, body: bytes) -> bytes:
+        request = urllib.request.Request(
+            self._base + path, data=body, method="POST", headers={"X-Driftline-Token": self._token}
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return bytes(response.read())
+        except urllib.error.HTTPError as error:
+            raise StoreError(error.read().decode(errors="replace")) from None
+        except OSError as error:
+            raise StoreError(f"the owning worker at {self._base} did not answer: {error}") from None
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        """Run a statement on the owner's store."""
+        self._post("/command", orjson.dumps({"sql": sql, "parameters": parameters or {}}))
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Rows of a query on the owner's store."""
+        body = self._post("/query", orjson.dumps({"sql": sql, "parameters": parameters or {}}))
+        return [orjson.loads(line) for line in body.splitlines() if line]
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        """Send an Arrow IPC stream for the owner to insert."""
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, data.schema) as writer:
+            writer.write_table(data)
+        self._post("/insert/" + urllib.parse.quote(table), sink.getvalue().to_pybytes())
 
     def close(self) -> None:
         """Nothing to release."""
