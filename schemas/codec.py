@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import numpy as np
 import orjson
@@ -417,14 +417,8 @@ def _prediction_batch(obj: dict[str, Any]) -> PredictionColumns:
         raise _RefusedError("fields")
     model_id = _identifier(obj["model_id"])
     model_version = _identifier(obj["model_version"])
-    raw_ids = obj["event_ids"]
-    if type(raw_ids) is not list or not 1 <= len(raw_ids) <= MAX_BATCH_ROWS:
-        raise _RefusedError("event_ids")
-    rows = len(raw_ids)
-    kinds = set(map(type, raw_ids))
-    if kinds != _STRINGS:
-        raise _RefusedError("event_ids")
-    event_ids = _strings(raw_ids, 1, MAX_ID_LENGTH, kinds)
+    event_ids = _event_ids(obj["event_ids"])
+    rows = len(event_ids)
     timestamps = _times(_column(obj["timestamps"], rows))
     features = obj["features"]
     if type(features) is not dict or len(features) > MAX_FEATURES:
@@ -492,14 +486,29 @@ def _batch_rows(obj: dict[str, Any]) -> PredictionColumns:
     try:
         return _prediction_batch(obj)
     except (_RefusedError, ValueError, TypeError, OverflowError):
-        pass
-    event = validate(obj)  # raises the DecodeError that decode() raises
-    if not isinstance(event, PredictionBatchEvent):  # pragma: no cover - type is checked
-        raise DecodeError("unknown_type", f"expected a prediction_batch, got {event.type}")
-    return _batch_columns(event)
+        return _batch_columns(_validated(obj, PredictionBatchEvent))
 
 
+def _validated(obj: dict[str, Any], kind: type[_BatchT]) -> _BatchT:
+    """The model of a batch the fast path refused: raises the error :func:`decode` raises."""
+    event = validate(obj)
+    if not isinstance(event, kind):  # pragma: no cover - the type was checked
+        raise DecodeError("unknown_type", f"expected a {kind.__name__}, got {event.type}")
+    return event
+
+
+_BatchT = TypeVar("_BatchT", PredictionBatchEvent, FeedbackBatchEvent)
 _FEEDBACK_BATCH_FIELDS = frozenset({"type", "model_id", "event_ids", "timestamps", "labels"})
+
+
+def _event_ids(raw_ids: Any) -> np.ndarray:
+    """The ``event_ids`` column of a batch: 1 to MAX_BATCH_ROWS identifiers."""
+    if type(raw_ids) is not list or not 1 <= len(raw_ids) <= MAX_BATCH_ROWS:
+        raise _RefusedError("event_ids")
+    kinds = set(map(type, raw_ids))
+    if kinds != _STRINGS:
+        raise _RefusedError("event_ids")
+    return _strings(raw_ids, 1, MAX_ID_LENGTH, kinds)
 
 
 def _feedback_batch(obj: dict[str, Any]) -> FeedbackColumns:
@@ -507,14 +516,8 @@ def _feedback_batch(obj: dict[str, Any]) -> FeedbackColumns:
     if obj.keys() != _FEEDBACK_BATCH_FIELDS:
         raise _RefusedError("fields")
     model_id = _identifier(obj["model_id"])
-    raw_ids = obj["event_ids"]
-    if type(raw_ids) is not list or not 1 <= len(raw_ids) <= MAX_BATCH_ROWS:
-        raise _RefusedError("event_ids")
-    rows = len(raw_ids)
-    kinds = set(map(type, raw_ids))
-    if kinds != _STRINGS:
-        raise _RefusedError("event_ids")
-    event_ids = _strings(raw_ids, 1, MAX_ID_LENGTH, kinds)
+    event_ids = _event_ids(obj["event_ids"])
+    rows = len(event_ids)
     timestamps = _times(_column(obj["timestamps"], rows))
     labels = _column(obj["labels"], rows)
     inferred = np.array(labels)
@@ -532,11 +535,7 @@ def _feedback_rows(obj: dict[str, Any]) -> FeedbackColumns:
     try:
         return _feedback_batch(obj)
     except (_RefusedError, ValueError, TypeError, OverflowError):
-        pass
-    event = validate(obj)  # raises the DecodeError that decode() raises
-    if not isinstance(event, FeedbackBatchEvent):  # pragma: no cover - type is checked
-        raise DecodeError("unknown_type", f"expected a feedback_batch, got {event.type}")
-    return _feedback(event)
+        return _feedback(_validated(obj, FeedbackBatchEvent))
 
 
 def _kind_column(values: list[Any]) -> tuple[np.ndarray | None, np.ndarray | None]:
