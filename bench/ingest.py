@@ -26,7 +26,6 @@ import sys
 import tempfile
 import textwrap
 import time
-import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +35,7 @@ from confluent_kafka import Producer
 from driftline.broker import EmbeddedBroker, free_port
 from driftline.kafka import create_topics
 from driftline.settings import Settings
+from driftline.store.remote import worker_health
 
 T0 = 1_767_225_600
 FEATURES = [f"f{j}" for j in range(10)]
@@ -105,14 +105,6 @@ def produce(bootstrap: str, topic: str, messages: list[bytes]) -> None:
         raise SystemExit(f"could not produce to {topic}")
 
 
-def health(port: int) -> dict[str, object] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return dict(json.loads(response.read()))
-    except OSError:
-        return None
-
-
 def worker_rate(bootstrap: str, prefix: str, rows: int, data_dir: Path) -> float:
     """Rows/s stored by a worker process that finds ``rows`` rows waiting."""
     port = free_port()
@@ -133,7 +125,7 @@ def worker_rate(bootstrap: str, prefix: str, rows: int, data_dir: Path) -> float
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            state = health(port)
+            state = worker_health(port)
             if state and int(state["prediction_rows"]) >= rows:  # type: ignore[call-overload]
                 first = float(state["first_received"])  # type: ignore[arg-type]
                 last = float(state["last_stored"])  # type: ignore[arg-type]
@@ -254,6 +246,10 @@ def main() -> None:
     parser.add_argument("--singles", type=int, default=60_000, help="single-event messages")
     parser.add_argument("--repeat", type=int, default=3, help="runs; medians are reported")
     args = parser.parse_args()
+    if args.singles < 20_000 or args.batches < 20:
+        # rates are timed from the first take (5,000 messages) to the last row: a stream
+        # that fits in a few takes gives meaningless figures
+        parser.error("use at least 20,000 singles and 20 batches")
     runs = []
     with EmbeddedBroker() as broker:
         for run in range(args.repeat):

@@ -15,13 +15,11 @@ windows as the reference, and a summary is printed.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +31,7 @@ import orjson
 from .broker import EmbeddedBroker, free_port
 from .kafka import client_config, create_topics
 from .settings import Settings
-from .store.remote import WorkerReader
+from .store.remote import WorkerReader, worker_health
 
 __all__ = ["DemoPlan", "run_demo", "synthetic_window"]
 
@@ -112,14 +110,6 @@ def synthetic_window(plan: DemoPlan, window: int, seed: int = 7) -> dict[str, An
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def _health(port: int) -> dict[str, Any] | None:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as response:
-            return dict(json.loads(response.read()))
-    except OSError:
-        return None
 
 
 def _start_worker(settings: Settings, bootstrap: str, port: int, log_path: Path) -> Any:
@@ -310,7 +300,7 @@ def run_demo(settings: Settings, duration: float = 30.0, windows: int = 20) -> i
     port = free_port()
     worker = _start_worker(settings, bootstrap, port, data_dir / "worker.log")
     try:
-        _wait(lambda: _health(port) is not None, 90, "the worker")
+        _wait(lambda: worker_health(port) is not None, 90, "the worker")
         print(f"  worker      pid {worker.pid}, store {data_dir / 'chdb'} (chDB)")
         print(
             f"  traffic     {plan.windows} one-minute windows x {plan.events_per_window} events;"
@@ -319,7 +309,7 @@ def run_demo(settings: Settings, duration: float = 30.0, windows: int = 20) -> i
         )
 
         def progress(done: int) -> None:
-            state = _health(port) or {}
+            state = worker_health(port) or {}
             print(
                 f"  sent {done:>3}/{plan.windows} windows | stored "
                 f"{state.get('prediction_rows', 0):>7} predictions "
@@ -332,13 +322,13 @@ def run_demo(settings: Settings, duration: float = 30.0, windows: int = 20) -> i
         sent = _produce_traffic(bootstrap, settings, plan, duration, progress)
         _wait(
             lambda: (
-                (_health(port) or {}).get("prediction_rows", 0) >= sent
-                and (_health(port) or {}).get("feedback_rows", 0) >= sent
+                (worker_health(port) or {}).get("prediction_rows", 0) >= sent
+                and (worker_health(port) or {}).get("feedback_rows", 0) >= sent
             ),
             120,
             "every event to be stored",
         )
-        state = _health(port) or {}
+        state = worker_health(port) or {}
         reader = WorkerReader(port)
         stored = reader.query("SELECT count() AS n FROM predictions FINAL")[0]["n"]
         print(

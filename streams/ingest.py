@@ -3,7 +3,7 @@
 :func:`route_messages` is the plain part (bytes in; Arrow tables and dead
 letters out) and :class:`Ingestor` the shell that stores the tables and sends
 the dead letters. Offsets are acknowledged by the Faust agent only after
-:meth:`Ingestor.handle` returned, that is after the rows are stored and the
+:meth:`Ingestor.persist` returned, that is after the rows are stored and the
 dead letters are delivered.
 """
 
@@ -310,9 +310,3 @@ class Ingestor:
                 letter.message.position.offset,
                 letter.error.message,
             )
-
-    async def handle(self, messages: Sequence[RawMessage]) -> IngestOutcome:
-        """Decode and store one group; return when all of it is durable."""
-        outcome = self.route(messages)
-        await self.persist(outcome, len(messages))
-        return outcome

@@ -22,7 +22,19 @@ import pyarrow.ipc as ipc
 
 from .backend import ReadOnlyQueryError, StoreError
 
-__all__ = ["SharedStore", "WorkerReader", "running_worker"]
+__all__ = ["SharedStore", "WorkerReader", "running_worker", "worker_health"]
+
+
+def worker_health(
+    port: int, host: str = "127.0.0.1", timeout: float = 2.0
+) -> dict[str, Any] | None:
+    """A worker's ``/health`` counters, or ``None`` while nothing answers on ``port``."""
+    try:
+        url = f"http://{host}:{port}/health"
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return dict(json.loads(response.read()))
+    except OSError:
+        return None
 
 
 def running_worker(data_dir: Path) -> dict[str, Any] | None:
