@@ -73,6 +73,7 @@ def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, S
         broker=f"kafka://{bootstrap_servers}",
         broker_credentials=faust_credentials(settings),
         store="memory://",
+        datadir=str(settings.data_dir / "faust"),
         topic_partitions=settings.partitions,
         topic_replication_factor=settings.replication_factor,
         topic_allow_declare=True,

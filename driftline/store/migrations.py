@@ -149,6 +149,21 @@ ORDER BY (model_id, model_version)""",
             "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS primary Bool DEFAULT true",
         ),
     ),
+    Migration(
+        3,
+        "model version provenance",
+        tuple(
+            f"ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS {column}"
+            for column in (
+                "alert_ids Array(String) DEFAULT []",
+                "decision String DEFAULT ''",
+                "train_rows UInt64 DEFAULT 0",
+                "holdout_rows UInt64 DEFAULT 0",
+                "training_seconds Float64 DEFAULT 0",
+                "device LowCardinality(String) DEFAULT ''",
+            )
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
