@@ -78,6 +78,12 @@ def _windows_done(reader: WorkerReader, model: str, count: int) -> bool:
     return int(rows[0]["n"]) >= count
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def run_stream(
     producer: Producer,
     reader: WorkerReader,
@@ -86,6 +92,7 @@ def run_stream(
     rows: int,
     batch: int | None,
     start: float,
+    worker_pid: int,
 ) -> float:
     """Produce a stream of ``model``; return rows/s until its last window's metrics exist."""
     n_windows = 10
@@ -98,6 +105,7 @@ def run_stream(
         start=start,
     )
     preds, feedback = _lines(stream, batch)
+    cpu0 = _cpu_seconds(worker_pid)
     t0 = time.perf_counter()
     for line in preds:
         producer.produce(topics.predictions, line, key=model.encode())
@@ -109,8 +117,23 @@ def run_stream(
         topics.predictions, _clock(start + (n_windows + 1) * WINDOW + 10), key=model.encode()
     )
     producer.flush(60)
+    produced = time.perf_counter() - t0
+    _wait(lambda: _count(reader, "predictions", model) >= stream.rows, 600, f"{model} rows")
+    stored = time.perf_counter() - t0
     _wait(lambda: _windows_done(reader, model, n_windows), 600, f"{model} windows")
-    return stream.rows / (time.perf_counter() - t0)
+    total = time.perf_counter() - t0
+    cpu = _cpu_seconds(worker_pid) - cpu0
+    print(
+        f"  {model}: produced {produced:.2f}s, predictions stored {stored:.2f}s, "
+        f"last window's metrics {total:.2f}s; worker CPU {cpu:.2f}s "
+        f"({stream.rows / cpu:,.0f} rows per CPU second)"
+    )
+    return stream.rows / total
+
+
+def _count(reader: WorkerReader, table: str, model: str) -> int:
+    rows = reader.query(f"SELECT count() AS n FROM {table} WHERE model_id = '{model}'")
+    return int(rows[0]["n"])
 
 
 def alert_latency(
@@ -207,7 +230,7 @@ def main() -> None:
             "DRIFTLINE_DATA_DIR": str(folder / "data"),
             "DRIFTLINE_WORKER_WEB_PORT": str(port),
             "DRIFTLINE_INGEST_FLUSH_SECONDS": "0.2",
-            "DRIFTLINE_MONITOR_INTERVAL_SECONDS": "0.2",
+            "DRIFTLINE_MONITOR_INTERVAL_SECONDS": os.environ.get("BENCH_TICK", "0.2"),
             "DRIFTLINE_MONITORS_DIR": str(monitors),
             "DRIFTLINE_LOG_LEVEL": "WARNING",
         }
@@ -224,9 +247,11 @@ def main() -> None:
             producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
             topics = settings.topics
             time.sleep(3)  # let the consumer group settle
-            batched = run_stream(producer, reader, topics, "batched", args.rows, args.batch, T0)
+            batched = run_stream(
+                producer, reader, topics, "batched", args.rows, args.batch, T0, worker.pid
+            )
             single = run_stream(
-                producer, reader, topics, "single", args.single_rows, None, T0 + 1200
+                producer, reader, topics, "single", args.single_rows, None, T0 + 1200, worker.pid
             )
             latencies = alert_latency(producer, reader, topics, bootstrap, args.alerts)
         finally:

@@ -13,6 +13,7 @@ from typing import Any
 import orjson
 from pydantic import ValidationError
 
+from .retrain_cli import register_retrain_commands
 from .settings import Settings
 
 __all__ = ["main"]
@@ -189,6 +190,32 @@ def cmd_reference_load(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML report of one model."""
+    from .report_data import ReportError, report_command
+    from .store import StoreError
+
+    settings = _settings(args)
+    try:
+        out = report_command(settings, args.model_id, args.out, args.windows)
+    except ReportError as error:
+        raise CommandError(str(error), EXIT_BAD_INPUT) from None
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    print(f"wrote the report of {args.model_id} to {out}")
+    return 0
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive whole number, got {text!r}")
+    return value
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Run the embedded stack with synthetic traffic."""
     from .demo import run_demo
@@ -231,6 +258,12 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = add("demo", cmd_demo, "the whole loop on the embedded stack with synthetic traffic")
     demo.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
+    report = add("report", cmd_report, "write a self-contained HTML report of one model")
+    report.add_argument("--model-id", required=True, help="the model to report on")
+    report.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    report.add_argument(
+        "--windows", type=_positive_int, default=48, help="most recent windows shown (default 48)"
+    )
 
     backtest = add("backtest", cmd_backtest, "replay JSONL events through the monitoring core")
     backtest.add_argument("--monitor", type=Path, required=True, help="monitor YAML")
@@ -249,6 +282,7 @@ def _parser() -> argparse.ArgumentParser:
         dest="topics_command", required=True, metavar="ACTION"
     )
     add("create", cmd_topics_create, "create the driftline topics", topics)
+    register_retrain_commands(add, commands)
 
     db = commands.add_parser("db", help="the ClickHouse store").add_subparsers(
         dest="db_command", required=True, metavar="ACTION"

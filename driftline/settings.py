@@ -95,6 +95,15 @@ class Settings(BaseSettings):
     ingest_batch_messages: int = Field(5_000, ge=1, le=100_000, description="Messages per take.")
     ingest_flush_seconds: float = Field(0.5, gt=0, le=60, description="Longest buffering.")
     worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker HTTP port (0: any).")
+    worker_web_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Interface of the worker's HTTP pages (/metrics, /health, /query); "
+        "0.0.0.0 in a container so Prometheus can scrape it.",
+    )
+    retrainer_metrics_port: int = Field(
+        9108, ge=0, le=65535, description="Port of the retrainer's Prometheus /metrics."
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     monitors_dir: Path | None = Field(
@@ -114,6 +123,15 @@ class Settings(BaseSettings):
         ge=0,
         description="Closed windows whose end is this close to the watermark are "
         "re-evaluated when late labels or predictions arrive.",
+    )
+    late_data_check_seconds: float = Field(
+        5.0,
+        ge=0,
+        description="How often the leader re-counts closed windows within the horizon for "
+        "late labels and predictions; new windows close on every tick regardless.",
+    )
+    artifact_root: Path | None = Field(
+        None, description="Where model artifacts are written (default: DATA_DIR/artifacts)."
     )
 
     @field_validator("topic_prefix")
@@ -146,6 +164,11 @@ class Settings(BaseSettings):
     def embedded_store(self) -> bool:
         """Whether no external ClickHouse is configured."""
         return not self.clickhouse_url.strip()
+
+    @property
+    def artifacts_dir(self) -> Path:
+        """The artifact root: ``artifact_root``, or ``artifacts`` under the data directory."""
+        return self.artifact_root if self.artifact_root is not None else self.data_dir / "artifacts"
 
     def kafka_client_config(self) -> dict[str, str]:
         """librdkafka security settings (``bootstrap.servers`` excluded)."""

@@ -77,6 +77,7 @@ __all__ = [
     "RetrainConfig",
     "Severity",
     "Task",
+    "TrainingConfig",
     "parse_duration",
 ]
 
@@ -417,6 +418,66 @@ class ConceptDriftConfig(_Frozen):
         return self
 
 
+_TRAINING_FUNCTION = re.compile(
+    r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
+)
+
+
+class TrainingConfig(_Frozen):
+    """How the retrainer trains, scores and promotes a new version (optional section).
+
+    ``function`` names a user's own training function as ``package.module:function``
+    (called like ``driftline.retrainer.training.train_model``); left out, the built-in
+    MLP trains. ``hidden_layers``, ``max_epochs``, ``patience``, ``learning_rate``,
+    ``batch_size`` and ``seed`` override the trainer's options when given;
+    ``max_categories`` caps the one-hot columns per categorical feature (the rest go
+    to an "other" column). The newest ``holdout_fraction`` of the labelled rows is
+    the holdout on which candidate and champion are scored with ``metric`` (left out:
+    the monitor's performance metric); the candidate is promoted only when it beats
+    the champion by more than ``promotion_margin``. Fewer than ``min_rows`` labelled
+    rows do not train.
+
+    Examples
+    --------
+    >>> TrainingConfig().holdout_fraction, TrainingConfig().promotion_margin
+    (0.2, 0.0)
+    >>> TrainingConfig(function="my_models.train:fit", max_epochs=5).function
+    'my_models.train:fit'
+    >>> try:
+    ...     TrainingConfig(function="my_models.train.fit")
+    ... except ValueError as exc:
+    ...     print("package.module:function" in str(exc))
+    True
+    """
+
+    function: str | None = None
+    hidden_layers: tuple[int, ...] | None = None
+    max_epochs: int | None = Field(default=None, ge=1)
+    patience: int | None = Field(default=None, ge=1)
+    learning_rate: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+    batch_size: int | None = Field(default=None, ge=1)
+    seed: int | None = None
+    max_categories: int = Field(default=50, ge=1)
+    holdout_fraction: float = Field(default=0.2, gt=0, lt=1)
+    promotion_margin: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    metric: PerformanceMetric | None = None
+    min_rows: int = Field(default=100, ge=2)
+
+    @field_validator("function")
+    @classmethod
+    def _import_path(cls, value: str | None) -> str | None:
+        if value is not None and not _TRAINING_FUNCTION.match(value):
+            raise ValueError(f"{value!r} is not an import path: write package.module:function")
+        return value
+
+    @field_validator("hidden_layers")
+    @classmethod
+    def _widths(cls, value: tuple[int, ...] | None) -> tuple[int, ...] | None:
+        if value is not None and any(width < 1 for width in value):
+            raise ValueError("every hidden layer needs at least 1 unit")
+        return value
+
+
 class ReferenceConfig(_Frozen):
     """Where the reference comes from: a file of events or a model version's training data.
 
@@ -459,6 +520,7 @@ class MonitorConfig(_Frozen):
     alerting: AlertingConfig = AlertingConfig()
     retrain: RetrainConfig = RetrainConfig()
     concept_drift: ConceptDriftConfig | None = None
+    training: TrainingConfig = TrainingConfig()
 
     @field_validator("window")
     @classmethod
@@ -494,6 +556,12 @@ class MonitorConfig(_Frozen):
                 f"values, but {self.task} predictions are classes; choose one of "
                 f"{sorted(CATEGORICAL_METHODS)}"
             )
+        training_metric = self.training.metric
+        if training_metric is not None and training_metric not in TASK_METRICS[self.task]:
+            raise ValueError(
+                f"training.metric: {training_metric!r} is not a {self.task} metric "
+                f"(choose from {list(TASK_METRICS[self.task])})"
+            )
         if (
             self.task == "regression"
             and self.concept_drift is not None
@@ -519,6 +587,11 @@ class MonitorConfig(_Frozen):
     def performance_metric(self) -> str:
         """The metric that alerts: ``performance.metric`` or the task's default."""
         return self.performance.metric or TASK_METRICS[self.task][0]
+
+    @property
+    def training_metric(self) -> str:
+        """The metric that decides promotion: ``training.metric`` or the performance metric."""
+        return self.training.metric or self.performance_metric
 
     @classmethod
     def from_yaml(cls, source: str | Path) -> MonitorConfig:

@@ -89,7 +89,7 @@ def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, S
         consumer_max_fetch_size=max(4 * 1_048_576, settings.max_message_bytes * 2),
         web_enabled=True,
         web_port=settings.worker_web_port,
-        web_bind="127.0.0.1",
+        web_bind=settings.worker_web_host,
         web_in_thread=False,
         autodiscover=False,
     )

@@ -81,6 +81,7 @@ from driftline.schemas.monitor import MonitorConfig
 from pydantic import BaseModel, ConfigDict
 
 from driftline.backtest import concept_drift_detectors, concept_drift_step, policy_step
+from driftline.metrics import WorkerMetrics
 from driftline.store.backend import Store
 from driftline.store.profiles import load_profile
 from driftline.store.windows import _classes, _Params, label_counts, windows_data
@@ -466,6 +467,7 @@ class Monitor:
         horizon_seconds: float,
         send_alert: Send,
         send_request: Send,
+        late_check_seconds: float = 0.0,
     ) -> None:
         self.store = store
         self.lock = lock
@@ -475,11 +477,15 @@ class Monitor:
         self.horizon_seconds = horizon_seconds
         self.send_alert = send_alert
         self.send_request = send_request
+        self.late_check_seconds = late_check_seconds
+        self._late_checked: dict[tuple[str, str], float] = {}
         self.windows_closed = 0
         self.revisions = 0
         self.alerts_sent = 0
         self.requests_sent = 0
         self.watermark = -math.inf
+        #: Prometheus metrics fed once per evaluated window (set by the worker).
+        self.metrics: WorkerMetrics | None = None
 
     async def _store(self, fn: Callable[..., Any], *args: Any) -> Any:
         def locked() -> Any:
@@ -647,10 +653,15 @@ class Monitor:
             state = state.model_copy(update={"concept": concept})
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close
+        now, key = time.monotonic(), (config.model_id, version)
         if state.last_closed is None:
             low = 0.0  # everything (a backlog) on the first pass
-        else:
+        elif now - self._late_checked.get(key, -math.inf) >= self.late_check_seconds:
+            # Closed windows within the horizon too: late labels and predictions.
             low = min(watermark - self.horizon_seconds - size, state.last_closed + size)
+            self._late_checked[key] = now
+        else:
+            low = state.last_closed + size  # only windows never evaluated
         counts = self._counts(config, version, low, high)
         work = plan_windows(
             state,
@@ -691,6 +702,7 @@ class Monitor:
     # one model version
 
     async def _close(self, config: MonitorConfig, version: str, watermark: float) -> None:
+        started = time.perf_counter()  # a window's close time includes its share of the plan
         profile, state, work, changed = await self._store(self._plan, config, version, watermark)
         if profile is None:
             return
@@ -752,6 +764,11 @@ class Monitor:
                 horizon=self.horizon_seconds,
             )
             await self._store(self._save_state, config.model_id, version, state)
+            if self.metrics is not None:
+                elapsed, started = time.perf_counter() - started, time.perf_counter()
+                self.metrics.window_evaluated(
+                    report, step.alert_events, step.request is not None, elapsed
+                )
             if item.revision == 0:
                 self.windows_closed += 1
             else:

@@ -25,8 +25,11 @@ import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 from driftline.detectors.profiles import ModelProfile
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 
 from driftline.kafka import create_topics
+from driftline.metrics import WorkerMetrics, consumer_lags
 from driftline.settings import Settings
 from driftline.store import open_store
 from driftline.store.backend import ReadOnlyQueryError, Store, StoreError, check_read_only
@@ -145,6 +148,11 @@ def build_worker(
             log.critical("the store keeps failing; stopping the worker")
             os.kill(os.getpid(), signal.SIGTERM)
             return
+        reasons = [letter.error.reason for letter in outcome.dead_letters]
+        topic = events[0].message.topic
+        metrics.observe_group(
+            topic, len(events), outcome.predictions, outcome.feedback, reasons, outcome.watermarks
+        )
         for event in events:
             await stream.ack(event)
 
@@ -152,6 +160,18 @@ def build_worker(
     app.agent(topics.feedback, name="ingest-feedback")(consume)
 
     monitor = _monitor(app, settings, ingestor)
+    metrics = WorkerMetrics(CollectorRegistry(), monitor.monitors)
+    monitor.metrics = metrics
+
+    @app.page("/metrics")
+    async def metrics_page(web: Any, request: Any) -> Any:
+        try:
+            ingest = {settings.topics.predictions, settings.topics.feedback}
+            metrics.set_partitions(*await consumer_lags(app.consumer, ingest))
+        except Exception:  # no consumer yet (starting) or it is rebalancing
+            log.debug("consumer lag unavailable", exc_info=True)
+        body = generate_latest(metrics.registry)
+        return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     @app.page("/query")
     class QueryPage(faust.web.View):
@@ -224,6 +244,7 @@ def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
         horizon_seconds=settings.late_data_horizon_seconds,
         send_alert=sender(names.alerts),
         send_request=sender(names.retrain_requests),
+        late_check_seconds=settings.late_data_check_seconds,
     )
     if monitor.monitors:
         log.info("monitoring %s", ", ".join(sorted(monitor.monitors)))

@@ -23,14 +23,17 @@ from driftline.sdk.producers import (
     kafka_producer_factory,
 )
 from driftline.sdk.stats import LoggerStats
+from driftline.sdk.subscriber import ModelSubscriber, SubscriberStats
 
 __all__ = [
     "FeedbackLogger",
     "LoggerStats",
     "MemoryProducer",
+    "ModelSubscriber",
     "PredictionLogger",
     "ProducedMessage",
     "ProducerFactory",
     "ProducerLike",
+    "SubscriberStats",
     "kafka_producer_factory",
 ]

@@ -10,7 +10,8 @@ Python; Python only turns the few result rows into counts. The numbers equal tho
 (float sums up to summation order), taken as ``driftline backtest`` takes them:
 
 Rows
-    ``predictions FINAL`` (deduplicated by ``event_id``) of one model version whose
+    The rows ``predictions FINAL`` keeps (deduplicated by ``event_id``; computed
+    without merging the whole table, see ``_latest_sql``) of one model version whose
     ``timestamp`` lies in ``[start, end)`` (microseconds; an event at ``end`` belongs to
     the next window).
 Numeric features
@@ -173,6 +174,27 @@ def _range_sql(
     )
 
 
+def _latest_sql(p: _Params, model_id: str, model_version: str, low: int, high: int) -> str:
+    """What ``predictions FINAL`` keeps of the events with a copy in the range, cheaply.
+
+    The latest copy (largest ``ingested_at``, then Kafka offset and batch index) of
+    every event of the model that has any copy of ``model_version`` in ``[low, high)``;
+    the caller filters on the range again, so an event whose latest copy moved to
+    another version or time counts where that copy says, exactly as with ``FINAL``.
+    ``FINAL`` would merge the whole table before filtering on the (unsorted)
+    timestamp, so closing a window would cost the table, not the window.
+    """
+    return f"""(
+        SELECT *
+        FROM predictions
+        WHERE model_id = {p.string(model_id)} AND event_id IN (
+            SELECT event_id FROM predictions
+            WHERE {_range_sql(p, model_id, model_version, low, high)})
+        ORDER BY event_id, ingested_at DESC, kafka_offset DESC, batch_index DESC
+        LIMIT 1 BY event_id
+    )"""
+
+
 def _labels_sql(p: _Params, model_id: str, model_version: str, low: int, high: int) -> str:
     """The latest label of each event of the range (``label``: class and value, ``has_label``).
 
@@ -203,7 +225,7 @@ def _rows_sql(
 ) -> str:
     """Rows of the wanted windows (``w``: window index) with ``columns`` computed per row.
 
-    The table is ``p`` (``predictions FINAL``). With ``labels``, ``label_class``,
+    The table is ``p`` (the rows ``predictions FINAL`` keeps). With ``labels``, ``label_class``,
     ``label_value`` and ``has_label`` (0 for an unlabelled row) come from the latest
     label of each event.
     """
@@ -223,7 +245,7 @@ def _rows_sql(
     where = _range_sql(p, model_id, model_version, grid.low, grid.high, "p")
     return f"""
     SELECT {select}
-    FROM predictions AS p FINAL{join}
+    FROM {_latest_sql(p, model_id, model_version, grid.low, grid.high)} AS p{join}
     WHERE {where} AND has({p.integers(grid.wanted)}, w)"""
 
 
@@ -836,7 +858,7 @@ def label_counts(
     sql = f"""
     SELECT intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
            countIf(l.has_label = 1) AS labelled
-    FROM predictions AS p FINAL
+    FROM {_latest_sql(p, model_id, model_version, low, high)} AS p
     LEFT JOIN (
         SELECT DISTINCT event_id, toUInt8(1) AS has_label
         FROM feedback

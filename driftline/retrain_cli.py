@@ -1,0 +1,176 @@
+"""The ``driftline retrainer`` and ``driftline models list|promote|rollback`` commands.
+
+``models list`` reads ``model_versions`` through the worker that owns an embedded
+store (its read-only ``/query`` page) or directly; ``promote`` and ``rollback``
+write status rows (through the owner worker's ``/store`` pages when one runs) and
+publish the matching ``model_version`` events.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .settings import Settings
+
+__all__ = [
+    "cmd_models_list",
+    "cmd_models_promote",
+    "cmd_models_rollback",
+    "cmd_retrainer",
+    "register_retrain_commands",
+]
+
+EXIT_BAD_INPUT = 2
+
+
+def _fail(message: str, code: int = 1) -> Exception:
+    from .cli import CommandError
+
+    return CommandError(message, code)
+
+
+def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
+    from .cli import _settings as settings_of
+
+    return settings_of(args, **overrides)
+
+
+def cmd_retrainer(args: argparse.Namespace) -> int:
+    """Consume retrain requests: train, challenge, register and publish versions."""
+    from driftline.retrainer.worker import load_monitors, run_retrainer
+    from driftline.schemas.monitor import MonitorConfigError
+
+    from .store import StoreError
+
+    overrides = {} if args.monitors is None else {"monitors_dir": args.monitors}
+    settings = _settings(args, **overrides)
+    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
+    try:
+        monitors = load_monitors(settings.monitors_dir)
+    except (MonitorConfigError, ValueError, OSError) as error:
+        raise _fail(f"bad monitor config: {error}", EXIT_BAD_INPUT) from None
+    try:
+        return run_retrainer(settings, monitors)
+    except StoreError as error:
+        raise _fail(str(error)) from None
+
+
+def _reading_store(settings: Settings) -> Any:
+    from .store import open_store
+    from .store.remote import WorkerReader, running_worker
+
+    worker = running_worker(settings.data_dir) if settings.embedded_store else None
+    if worker is not None:
+        return WorkerReader(int(worker["web_port"]))
+    return open_store(settings)
+
+
+def cmd_models_list(args: argparse.Namespace) -> int:
+    """Print one JSON object per model version (its latest state)."""
+    from driftline.retrainer.registry import ModelRegistry
+
+    from .store import StoreError
+
+    settings = _settings(args)
+    try:
+        store = _reading_store(settings)
+        try:
+            records = ModelRegistry(store).versions(args.model_id)
+        finally:
+            store.close()
+    except StoreError as error:
+        if "model_versions" in str(error) and "exist" in str(error).lower():
+            records = []  # no migrated store yet: no versions
+        else:
+            raise _fail(str(error)) from None
+    if args.model_id is not None and not records and not args.json:
+        print(f"model {args.model_id!r} has no registered version", file=sys.stderr)
+    out = sys.stdout.buffer
+    for record in records:
+        if args.json:
+            out.write(orjson.dumps(record.model_dump(mode="json")) + b"\n")
+        else:
+            metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
+            line = f"{record.model_id}\t{record.version}\t{record.status}\t{metrics}\n"
+            out.write(line.encode())
+    out.flush()
+    return 0
+
+
+def _change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], what: str) -> int:
+    from driftline.retrainer.registry import RegistryError
+    from driftline.retrainer.worker import KafkaPublisher, open_retrainer_store, resolve_bootstrap
+
+    from .store import StoreError
+
+    settings = _settings(args)
+    try:
+        bootstrap = resolve_bootstrap(settings)
+        store = open_retrainer_store(settings)
+        try:
+            records = change(store)
+        finally:
+            store.close()
+        publish = KafkaPublisher(settings, bootstrap)
+        for record in records:
+            publish(record.to_event())
+    except RegistryError as error:
+        raise _fail(str(error), EXIT_BAD_INPUT) from None
+    except StoreError as error:
+        raise _fail(str(error)) from None
+    for record in records:
+        print(f"{what}: {record.model_id} {record.version} is {record.status}")
+    return 0
+
+
+def cmd_models_promote(args: argparse.Namespace) -> int:
+    """Make a version the champion and publish it."""
+    from driftline.retrainer.registry import ModelRegistry
+
+    def change(store: Any) -> list[Any]:
+        return [ModelRegistry(store).promote(args.model_id, args.version)]
+
+    return _change_status(args, change, "promoted")
+
+
+def cmd_models_rollback(args: argparse.Namespace) -> int:
+    """Roll the champion back to its parent (or ``--to``) and publish both changes."""
+    from driftline.retrainer.registry import ModelRegistry
+
+    def change(store: Any) -> list[Any]:
+        done = ModelRegistry(store).rollback(args.model_id, args.to)
+        return [done.rolled_back, done.restored]
+
+    return _change_status(args, change, "rollback")
+
+
+def register_retrain_commands(add: Callable[..., argparse.ArgumentParser], commands: Any) -> None:
+    """Add ``retrainer`` and ``models list|promote|rollback`` to the ``driftline`` parser."""
+    retrainer = add("retrainer", cmd_retrainer, "train and publish new versions on requests")
+    retrainer.add_argument(
+        "--monitors",
+        type=Path,
+        default=None,
+        help="folder of monitor YAML files (default: DRIFTLINE_MONITORS_DIR)",
+    )
+    models = commands.add_parser("models", help="the model registry").add_subparsers(
+        dest="models_command", required=True, metavar="ACTION"
+    )
+    listing = add("list", cmd_models_list, "one line (or JSON object) per version", models)
+    listing.add_argument("--model-id", default=None, help="only this model")
+    listing.add_argument("--json", action="store_true", help="one JSON object per version")
+    promote = add("promote", cmd_models_promote, "make a version the champion", models)
+    promote.add_argument("--model-id", required=True)
+    promote.add_argument("--version", required=True)
+    rollback = add("rollback", cmd_models_rollback, "restore the previous champion", models)
+    rollback.add_argument("--model-id", required=True)
+    rollback.add_argument(
+        "--to", default=None, help="version to restore (default: the champion's parent)"
+    )

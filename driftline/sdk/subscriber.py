@@ -1,0 +1,274 @@
+"""Serving side of the retraining loop: follow a model's champion and hot-swap it.
+
+:class:`ModelSubscriber` reads ``<prefix>.model-versions`` from the beginning (a
+consumer group of its own, so every serving process sees every event), keeps the
+newest ``champion`` event of its model, loads that version's artifact and swaps it
+in with one reference assignment: a thread calling :meth:`ModelSubscriber.predict`
+sees the old model or the new one, whole, never one half loaded. Events of other
+models, non-champion statuses and malformed messages are skipped (malformed ones
+are logged and counted); a version that fails to load leaves the current model in
+place.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from driftline.schemas.events import ModelVersionEvent
+
+__all__ = ["ModelSubscriber", "SubscriberStats", "load_artifact"]
+
+log = logging.getLogger(__name__)
+
+#: Loads the model of a version event (default: :func:`load_artifact`).
+Loader = Callable[[ModelVersionEvent], Any]
+#: Called after a swap with the event and the model now serving.
+OnVersion = Callable[[ModelVersionEvent, Any], None]
+
+
+def load_artifact(event: ModelVersionEvent) -> Any:
+    """Load the model stored at ``event.artifact_uri`` (imports the training stack, torch)."""
+    from driftline.retrainer.artifact import ArtifactStore
+
+    return ArtifactStore(Path(".")).load_predictor(event.artifact_uri)
+
+
+@dataclass
+class SubscriberStats:
+    """Counters of a :class:`ModelSubscriber`.
+
+    Examples
+    --------
+    >>> SubscriberStats().swaps
+    0
+    """
+
+    messages: int = 0
+    swaps: int = 0
+    ignored: int = 0
+    malformed: int = 0
+    load_failures: int = 0
+
+
+@dataclass(frozen=True)
+class _Serving:
+    model: Any
+    event: ModelVersionEvent
+
+
+class ModelSubscriber:
+    """Follows the champion of one model on ``<prefix>.model-versions``.
+
+    Parameters
+    ----------
+    model_id
+        The model to follow; events of other models are ignored.
+    bootstrap_servers
+        Kafka bootstrap servers.
+    topic_prefix
+        The driftline topic prefix (``DRIFTLINE_TOPIC_PREFIX``).
+    loader
+        Turns a champion event into a model (default: :func:`load_artifact`).
+    on_version
+        Called on the subscriber's thread after each swap, with the event and model.
+    kafka_config
+        Extra librdkafka settings (security, ...).
+
+    Examples
+    --------
+    >>> subscriber = ModelSubscriber("credit", "127.0.0.1:9092", topic_prefix="acme")
+    >>> subscriber.topic, subscriber.version, subscriber.current
+    ('acme.model-versions', None, None)
+    """
+
+    def __init__(
+        self,
+        model_id: str,
+        bootstrap_servers: str,
+        *,
+        topic_prefix: str = "driftline",
+        loader: Loader | None = None,
+        on_version: OnVersion | None = None,
+        kafka_config: dict[str, Any] | None = None,
+        poll_seconds: float = 0.2,
+        connect_timeout: float = 30.0,
+    ) -> None:
+        if not model_id:
+            raise ValueError("model_id must not be empty")
+        self.model_id = model_id
+        self.bootstrap_servers = bootstrap_servers
+        self.topic = f"{topic_prefix}.model-versions"
+        self.stats = SubscriberStats()
+        self._loader = loader or load_artifact
+        self._on_version = on_version
+        self._kafka_config = dict(kafka_config or {})
+        self._poll_seconds = poll_seconds
+        self._connect_timeout = connect_timeout
+        self._serving: _Serving | None = None
+        self._changed = threading.Condition()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ what serves
+
+    @property
+    def current(self) -> Any:
+        """The model serving now, or ``None`` before the first champion is loaded."""
+        serving = self._serving
+        return None if serving is None else serving.model
+
+    @property
+    def version(self) -> str | None:
+        """The version serving now, or ``None``."""
+        serving = self._serving
+        return None if serving is None else serving.event.version
+
+    @property
+    def event(self) -> ModelVersionEvent | None:
+        """The champion event of the model serving now, or ``None``."""
+        serving = self._serving
+        return None if serving is None else serving.event
+
+    def predict(self, features: Any) -> Any:
+        """``predict`` of the serving model (one consistent model for the whole call)."""
+        model = self.current
+        if model is None:
+            raise RuntimeError(f"no champion of model {self.model_id!r} has been loaded yet")
+        return model.predict(features)
+
+    def wait_for_version(self, version: str | None = None, timeout: float = 30.0) -> bool:
+        """Block until ``version`` (or any version) serves; ``False`` after ``timeout``."""
+        with self._changed:
+            return self._changed.wait_for(
+                lambda: self.version is not None and version in (None, self.version), timeout
+            )
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> ModelSubscriber:
+        """Start the background thread (reads every partition of the topic from its beginning).
+
+        Raises
+        ------
+        ConnectionError
+            When the topic does not exist or Kafka does not answer within
+            ``connect_timeout`` seconds.
+        """
+        if self._thread is not None:
+            raise RuntimeError("the subscriber is started already")
+        from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+        consumer = Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                "group.id": f"driftline-subscriber-{self.model_id}-{uuid.uuid4().hex[:12]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+                **self._kafka_config,
+            }
+        )
+        try:
+            metadata = consumer.list_topics(self.topic, timeout=self._connect_timeout)
+            found = metadata.topics.get(self.topic)
+            if found is None or found.error is not None or not found.partitions:
+                reason = "missing" if found is None else (found.error or "without partitions")
+                raise ConnectionError(f"topic {self.topic} on {self.bootstrap_servers}: {reason}")
+        except Exception:
+            consumer.close()
+            raise
+        # every partition from its beginning, without a group to join: the newest
+        # champion event of the model is found on start, and no rebalance delays it
+        consumer.assign(
+            [TopicPartition(self.topic, p, OFFSET_BEGINNING) for p in sorted(found.partitions)]
+        )
+        self._stop.clear()
+        self._thread = threading.Thread(
+            target=self._run, args=(consumer,), name=f"model-subscriber-{self.model_id}"
+        )
+        self._thread.daemon = True
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the thread and close the consumer; the current model stays."""
+        thread, self._thread = self._thread, None
+        if thread is None:
+            return
+        self._stop.set()
+        thread.join(timeout)
+
+    def __enter__(self) -> ModelSubscriber:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ the thread
+
+    def _run(self, consumer: Any) -> None:
+        try:
+            while not self._stop.is_set():
+                messages = consumer.consume(num_messages=500, timeout=self._poll_seconds)
+                newest = self._newest_champion(messages)
+                if newest is not None:
+                    self._swap(newest)
+        except Exception:  # the serving process must keep its current model
+            log.exception("the model subscriber of %s stopped", self.model_id)
+        finally:
+            consumer.close()
+
+    def _newest_champion(self, messages: list[Any]) -> ModelVersionEvent | None:
+        """The last champion event of this model in a batch (earlier ones are superseded)."""
+        newest = None
+        for message in messages:
+            if message.error():
+                log.warning("model-versions consumer: %s", message.error())
+                continue
+            self.stats.messages += 1
+            try:
+                event = ModelVersionEvent.model_validate_json(message.value() or b"")
+            except ValidationError as error:
+                self.stats.malformed += 1
+                log.warning(
+                    "skipping a malformed model_version message at %s[%d]@%d: %s",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    error.errors(include_url=False)[:1],
+                )
+                continue
+            if event.model_id != self.model_id or event.status != "champion":
+                self.stats.ignored += 1
+                continue
+            newest = event
+        return newest
+
+    def _swap(self, event: ModelVersionEvent) -> None:
+        if self.version == event.version:
+            return
+        try:
+            model = self._loader(event)
+        except Exception:
+            self.stats.load_failures += 1
+            log.exception(
+                "cannot load %s %s from %s", event.model_id, event.version, event.artifact_uri
+            )
+            return
+        with self._changed:
+            self._serving = _Serving(model, event)  # one assignment: the swap
+            self.stats.swaps += 1
+            self._changed.notify_all()
+        log.info("now serving %s %s", event.model_id, event.version)
+        if self._on_version is not None:
+            try:
+                self._on_version(event, model)
+            except Exception:
+                log.exception("on_version callback failed for %s", event.version)

@@ -1,0 +1,569 @@
+"""The retrainer: turn a ``retrain_request`` into a registered, published model version.
+
+:class:`Retrainer` is the in-process API (``driftline demo`` runs it directly):
+:meth:`Retrainer.handle` reads the labelled rows of the request's data window
+(predictions joined with their feedback, in SQL), splits them by time, trains a
+candidate, scores it and the current champion on the same holdout (the newest
+rows), saves the artifact, records the version in ``model_versions`` (with a
+reference profile of its training data when it becomes champion) and publishes
+the ``model_version`` event. :func:`run_retrainer` is the ``driftline retrainer``
+shell around it: a confluent-kafka consumer of ``<prefix>.retrain-requests`` that
+commits a request's offset only after it is handled.
+
+Idempotency: the version name is derived from the request id
+(:func:`~driftline.retrainer.registry.version_for_request`) and the
+``model_versions`` row is the commit point. A request whose row exists is not
+trained again: its event is re-published (a crash may have come between the row
+and the event) and its offset committed. A crash before the row retrains from
+scratch into the same version name, so a request yields one version at most.
+
+A request that cannot train (no monitor config for the model, fewer labelled rows
+than ``training.min_rows``) records nothing: the reason is logged and the request
+is committed, so it does not block the queue.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from driftline.detectors.profiles import ModelProfile, build_profile
+from driftline.schemas.events import ModelVersionEvent, RetrainRequestEvent
+from driftline.schemas.monitor import MonitorConfig
+from pydantic import ValidationError
+
+from driftline.settings import Settings
+from driftline.store.backend import Store, StoreError
+from driftline.store.profiles import save_profile
+
+from .dataset import LabelledDataset
+from .registry import ModelRegistry, VersionRecord, version_for_request
+
+__all__ = [
+    "STATUS_FILE",
+    "KafkaPublisher",
+    "RetrainOutcome",
+    "Retrainer",
+    "load_monitors",
+    "open_retrainer_store",
+    "read_labelled_rows",
+    "resolve_bootstrap",
+    "run_retrainer",
+    "training_profile",
+]
+
+log = logging.getLogger(__name__)
+
+#: The retrainer's state file in the data directory (``{"state": "idle"|"training", ...}``).
+STATUS_FILE = "retrainer.json"
+
+#: Publishes a model_version event and returns once Kafka acknowledged it.
+Publish = Callable[[ModelVersionEvent], None]
+
+_LABELLED_ROWS = """
+SELECT p.event_id AS event_id,
+       toUnixTimestamp64Micro(p.timestamp) / 1000000 AS timestamp,
+       p.features_num AS features_num, p.features_cat AS features_cat,
+       f.label_value AS label_value, f.label_class AS label_class
+FROM (
+    SELECT event_id, timestamp, features_num, features_cat FROM predictions FINAL
+    WHERE model_id = {model:String}
+      AND timestamp >= fromUnixTimestamp64Micro({start:Int64}, 'UTC')
+      AND timestamp < fromUnixTimestamp64Micro({stop:Int64}, 'UTC')
+) AS p
+INNER JOIN (
+    SELECT event_id, label_value, label_class FROM feedback FINAL
+    WHERE model_id = {model:String}
+) AS f ON p.event_id = f.event_id
+ORDER BY timestamp, event_id
+"""
+
+
+def read_labelled_rows(
+    store: Store, model_id: str, data_from: datetime, data_to: datetime
+) -> list[dict[str, Any]]:
+    """Predictions of ``model_id`` with event time in ``[data_from, data_to)`` that have
+    feedback, joined in the store, oldest first (rows as
+    :func:`~driftline.retrainer.dataset.from_rows` takes them)."""
+    return store.query(
+        _LABELLED_ROWS,
+        {
+            "model": model_id,
+            "start": round(data_from.timestamp() * 1_000_000),
+            "stop": round(data_to.timestamp() * 1_000_000),
+        },
+    )
+
+
+def training_profile(
+    model: Any, train: LabelledDataset, monitor: MonitorConfig, version: str
+) -> ModelProfile:
+    """The reference profile of a version from its training data and its own predictions.
+
+    The monitors compare the traffic of ``version`` against this profile.
+    """
+    predictions = model.predict(train.features)
+    scores = None
+    if monitor.task == "binary_classification":
+        scores = predictions.class_scores(monitor.performance.positive_label)
+    return build_profile(
+        monitor.model_id,
+        version,
+        features=train.features,
+        kinds=monitor.features,
+        predictions=predictions.labels,
+        scores=scores,
+        labels=train.labels,
+        task=monitor.task,
+        bins=monitor.bins,
+        positive_label=monitor.performance.positive_label,
+    )
+
+
+@dataclass(frozen=True)
+class RetrainOutcome:
+    """What handling one retrain request did.
+
+    ``status`` is ``registered`` (a new version), ``duplicate`` (the request had its
+    version already; its event was published again) or ``skipped`` (nothing was
+    recorded; ``reason`` says why).
+
+    Examples
+    --------
+    >>> RetrainOutcome("skipped", None, "no monitor config for model 'm'").registered
+    False
+    """
+
+    status: Literal["registered", "duplicate", "skipped"]
+    record: VersionRecord | None
+    reason: str = ""
+
+    @property
+    def registered(self) -> bool:
+        """Whether this call registered a new version."""
+        return self.status == "registered"
+
+    @property
+    def event(self) -> ModelVersionEvent | None:
+        """The published event, if any."""
+        return None if self.record is None else self.record.to_event()
+
+
+class Retrainer:
+    """Handles retrain requests against one store, artifact store and publisher.
+
+    Parameters
+    ----------
+    store
+        The store holding predictions, feedback and ``model_versions`` (migrated).
+    monitors
+        Monitor configs by model id (the training section says how to train).
+    artifacts
+        An :class:`~driftline.retrainer.artifact.ArtifactStore`.
+    publish
+        Sends a ``model_version`` event and returns when Kafka acknowledged it.
+    status_path
+        Optional file where the retrainer writes its state (``idle``/``training``).
+    options
+        :class:`~driftline.retrainer.training.TrainingOptions` for the built-in trainer
+        (the monitor's ``training:`` overrides still apply).
+
+    Examples
+    --------
+    >>> published = []
+    >>> retrainer = Retrainer(None, {}, None, published.append)
+    >>> request = RetrainRequestEvent(request_id="r1", model_id="m", model_version="v1",
+    ...     reason=["a1"], data_from=0, data_to=60, requested_at=60)
+    >>> retrainer.monitor_problem(request)
+    "no monitor config for model 'm'"
+    """
+
+    def __init__(
+        self,
+        store: Any,
+        monitors: Mapping[str, MonitorConfig],
+        artifacts: Any,
+        publish: Publish,
+        *,
+        status_path: Path | None = None,
+        options: Any = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = store
+        self.registry = ModelRegistry(store)
+        self.monitors = dict(monitors)
+        self.artifacts = artifacts
+        self.publish = publish
+        self.status_path = status_path
+        self.options = options
+        self.clock = clock
+
+    # ------------------------------------------------------------------ status
+
+    def _status(self, state: str, **fields: Any) -> None:
+        if self.status_path is None:
+            return
+        temporary = self.status_path.with_suffix(".tmp")
+        temporary.write_text(json.dumps({"pid": os.getpid(), "state": state, **fields}))
+        temporary.replace(self.status_path)
+
+    # ------------------------------------------------------------------ requests
+
+    def monitor_problem(self, request: RetrainRequestEvent) -> str | None:
+        """Why ``request`` cannot be trained from its monitor config, or ``None``."""
+        if request.model_id not in self.monitors:
+            return f"no monitor config for model {request.model_id!r}"
+        if request.data_to <= request.data_from:
+            return (
+                f"empty data window: data_to {request.data_to.isoformat()} is not after "
+                f"data_from {request.data_from.isoformat()}"
+            )
+        return None
+
+    def handle(self, request: RetrainRequestEvent) -> RetrainOutcome:
+        """Train, challenge, register and publish the version of one request (idempotent)."""
+        done = self.registry.by_request(request.model_id, request.request_id)
+        if done:
+            record = done[0]
+            log.info(
+                "request %s has version %s %s already; publishing it again",
+                request.request_id,
+                record.version,
+                record.status,
+            )
+            self._finish(record)
+            return RetrainOutcome("duplicate", record, "the request has a version already")
+        problem = self.monitor_problem(request)
+        if problem is not None:
+            log.warning("not retraining for request %s: %s", request.request_id, problem)
+            return RetrainOutcome("skipped", None, problem)
+        monitor = self.monitors[request.model_id]
+        rows = read_labelled_rows(self.store, request.model_id, request.data_from, request.data_to)
+        minimum = monitor.training.min_rows
+        if len(rows) < minimum:
+            reason = (
+                f"{len(rows)} labelled rows of model {request.model_id!r} between "
+                f"{request.data_from.isoformat()} and {request.data_to.isoformat()}, "
+                f"fewer than training.min_rows = {minimum}"
+            )
+            log.warning("not retraining for request %s: %s", request.request_id, reason)
+            return RetrainOutcome("skipped", None, reason)
+        try:
+            dataset = LabelledDataset.from_rows(rows, monitor)
+            record = self._train_and_register(request, monitor, dataset)
+        except ValueError as error:  # the data cannot train (one class...) or a bad function
+            self._status("idle")
+            reason = f"cannot train model {request.model_id!r}: {error}"
+            log.error("not retraining for request %s: %s", request.request_id, reason)
+            return RetrainOutcome("skipped", None, reason)
+        return RetrainOutcome("registered", record)
+
+    def _train_and_register(
+        self, request: RetrainRequestEvent, monitor: MonitorConfig, dataset: LabelledDataset
+    ) -> VersionRecord:
+        from .evaluation import challenge, score_predictor
+        from .training import train_model
+
+        version = version_for_request(request.request_id)
+        train, holdout = dataset.time_split(monitor.training.holdout_fraction)
+        self._status("training", request_id=request.request_id, version=version)
+        log.info(
+            "training %s %s for request %s on %d rows (holdout %d)",
+            request.model_id,
+            version,
+            request.request_id,
+            len(train),
+            len(holdout),
+        )
+        started = time.perf_counter()
+        candidate, report = train_model(train, monitor, self.options, log=log.info)
+        seconds = time.perf_counter() - started
+        self._status("evaluating", request_id=request.request_id, version=version)
+        champion_record = self.registry.champion(request.model_id)
+        champion_score = None
+        if champion_record is not None:
+            try:
+                champion = self.artifacts.load_predictor(champion_record.artifact_uri)
+                champion_score = score_predictor(champion, holdout, monitor)
+            except Exception:  # a champion we cannot load or score cannot block a retrain
+                log.exception("cannot score champion %s", champion_record.version)
+        metric = monitor.training.metric or monitor.performance_metric
+        result = challenge(
+            score_predictor(candidate, holdout, monitor),
+            champion_score,
+            metric,
+            monitor.training.promotion_margin,
+        )
+        log.info("request %s: %s", request.request_id, result.decision)
+        now = self.clock()
+        record = VersionRecord(
+            model_id=request.model_id,
+            version=version,
+            parent_version=champion_record.version if champion_record else request.model_version,
+            artifact_uri="pending",
+            metrics=result.metrics,
+            status="champion" if result.promote else "rejected",
+            request_id=request.request_id,
+            data_from=request.data_from.timestamp(),
+            data_to=request.data_to.timestamp(),
+            created_at=now,
+            updated_at=now,
+            alert_ids=request.reason,
+            decision=result.decision,
+            train_rows=len(train),
+            holdout_rows=len(holdout),
+            training_seconds=round(seconds, 3),
+            device=str(report.device),
+        )
+        uri = self.artifacts.save(
+            candidate, request.model_id, version, metadata=record.model_dump(mode="json")
+        )
+        record = record.model_copy(update={"artifact_uri": str(uri)})
+        if result.promote:
+            save_profile(self.store, training_profile(candidate, train, monitor, version))
+        self.registry.record(record)  # the commit point of the request
+        self._finish(record)
+        self._status("idle")
+        return record
+
+    def _finish(self, record: VersionRecord) -> None:
+        """Steps after the row, safe to repeat: one champion, then the event."""
+        if record.status == "champion":
+            current = self.registry.champion(record.model_id)
+            if current is not None and current.version == record.version:
+                self.registry.demote_other_champions(record)
+        self.publish(record.to_event())
+
+    # ------------------------------------------------------------------ first version
+
+    def register_initial(
+        self,
+        model: Any,
+        monitor: MonitorConfig,
+        version: str,
+        train: LabelledDataset,
+        *,
+        seconds: float = 0.0,
+        device: str = "",
+    ) -> VersionRecord:
+        """Register an externally trained model as the champion ``version`` of its model:
+        artifact, row, reference profile of ``train`` and the published event.
+
+        Registering a version that exists already only publishes it again.
+        """
+        existing = self.registry.get(monitor.model_id, version)
+        if existing is not None:
+            self._finish(existing)
+            return existing
+        now = self.clock()
+        record = VersionRecord(
+            model_id=monitor.model_id,
+            version=version,
+            artifact_uri="pending",
+            status="champion",
+            data_from=float(train.timestamps.min()),
+            data_to=float(train.timestamps.max()),
+            created_at=now,
+            updated_at=now,
+            decision="registered as the initial champion",
+            train_rows=len(train),
+            training_seconds=round(seconds, 3),
+            device=device,
+        )
+        uri = self.artifacts.save(
+            model, monitor.model_id, version, metadata=record.model_dump(mode="json")
+        )
+        record = record.model_copy(update={"artifact_uri": str(uri)})
+        save_profile(self.store, training_profile(model, train, monitor, version))
+        self.registry.record(record)
+        self._finish(record)
+        return record
+
+
+class KafkaPublisher:
+    """Publishes ``model_version`` events on ``<prefix>.model-versions``, keyed by model id
+    (one partition per model keeps its events in order), waiting for each delivery.
+
+    Examples
+    --------
+    >>> KafkaPublisher(Settings(topic_prefix="acme"), "127.0.0.1:1").topic
+    'acme.model-versions'
+    """
+
+    def __init__(self, settings: Settings, bootstrap_servers: str, timeout: float = 30.0) -> None:
+        self.topic = settings.topics.model_versions
+        self._config = {
+            "bootstrap.servers": bootstrap_servers,
+            **settings.kafka_client_config(),
+            "enable.idempotence": True,
+        }
+        self._producer: Any = None
+        self.timeout = timeout
+
+    def __call__(self, event: ModelVersionEvent) -> None:
+        """Send one event; raise when Kafka did not acknowledge it within the timeout."""
+        from confluent_kafka import Producer
+
+        if self._producer is None:
+            self._producer = Producer(self._config)
+        failures: list[str] = []
+
+        def delivered(error: Any, message: Any) -> None:
+            if error is not None:
+                failures.append(str(error))
+
+        self._producer.produce(
+            self.topic,
+            key=event.model_id.encode(),
+            value=event.model_dump_json().encode(),
+            on_delivery=delivered,
+        )
+        left = self._producer.flush(self.timeout)
+        if left or failures:
+            reason = failures[0] if failures else f"not delivered within {self.timeout}s"
+            raise StoreError(f"publishing {event.model_id} {event.version} failed: {reason}")
+
+
+# --------------------------------------------------------------------------- the shell
+
+
+def open_retrainer_store(settings: Settings) -> Any:
+    """The store, migrated: through the worker that owns the embedded directory, or our own."""
+    from driftline.store import migrate, open_store
+    from driftline.store.remote import SharedStore, running_worker
+
+    owner = running_worker(settings.data_dir) if settings.embedded_store else None
+    if owner is not None and owner.get("store_token"):
+        log.info("using the store of worker pid %s", owner["pid"])
+        store: Any = SharedStore(
+            int(owner["web_port"]), str(owner["store_token"]), settings.clickhouse_database
+        )
+    else:
+        store = open_store(settings)
+    migrate(store, settings.raw_ttl_days)
+    return store
+
+
+def resolve_bootstrap(settings: Settings) -> str:
+    """The Kafka to use: the configured one, or the embedded broker of the running worker."""
+    if not settings.embedded_broker:
+        return settings.kafka_bootstrap_servers
+    from driftline.store.remote import running_worker
+
+    owner = running_worker(settings.data_dir)
+    if owner is None or not owner.get("bootstrap_servers"):
+        raise StoreError(
+            "DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS is empty and no worker runs on "
+            f"{settings.data_dir} to tell the embedded broker's address; set it"
+        )
+    return str(owner["bootstrap_servers"])
+
+
+def load_monitors(folder: Path | None) -> dict[str, MonitorConfig]:
+    """Monitor configs of ``folder/*.yaml`` by model id (a model named twice is an error)."""
+    monitors: dict[str, MonitorConfig] = {}
+    if folder is None:
+        return monitors
+    if not Path(folder).is_dir():
+        raise ValueError(f"monitors folder {folder} does not exist")
+    for path in sorted(Path(folder).glob("*.yaml")):
+        config = MonitorConfig.from_yaml(path)
+        if config.model_id in monitors:
+            raise ValueError(f"{path}: model {config.model_id!r} has another monitor already")
+        monitors[config.model_id] = config
+    return monitors
+
+
+def run_retrainer(
+    settings: Settings, monitors: Mapping[str, MonitorConfig], stop: threading.Event | None = None
+) -> int:
+    """Consume retrain requests until SIGINT/SIGTERM (or ``stop``); return an exit code."""
+    from confluent_kafka import Consumer, TopicPartition
+
+    from .artifact import ArtifactStore
+
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(signum, lambda *_: stop.set())
+    bootstrap = resolve_bootstrap(settings)
+    store = open_retrainer_store(settings)
+    status_path = settings.data_dir / STATUS_FILE
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    retrainer = Retrainer(
+        store,
+        monitors,
+        ArtifactStore(settings.artifacts_dir),
+        KafkaPublisher(settings, bootstrap),
+        status_path=status_path,
+    )
+    topic = settings.topics.retrain_requests
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            **settings.kafka_client_config(),
+            "group.id": f"{settings.topic_prefix}-retrainer",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            # training can outlast the default poll interval; the group must keep us
+            "max.poll.interval.ms": 3_600_000,
+            # a retrainer killed mid-request leaves the group soon, so a restart resumes
+            "session.timeout.ms": 6_000,
+            "heartbeat.interval.ms": 1_000,
+        }
+    )
+    consumer.subscribe([topic])
+    retrainer._status("idle")
+    log.info("retrainer consuming %s (models: %s)", topic, ", ".join(sorted(monitors)) or "none")
+    backoff = 1.0
+    try:
+        while not stop.is_set():
+            message = consumer.poll(0.5)
+            if message is None:
+                continue
+            if message.error():
+                log.warning("retrain-requests consumer: %s", message.error())
+                continue
+            try:
+                request = RetrainRequestEvent.model_validate_json(message.value() or b"")
+            except ValidationError as error:
+                log.error(
+                    "skipping a malformed retrain request at %s[%d]@%d: %s",
+                    message.topic(),
+                    message.partition(),
+                    message.offset(),
+                    error.errors(include_url=False)[:1],
+                )
+                consumer.commit(message=message, asynchronous=False)
+                continue
+            try:
+                outcome = retrainer.handle(request)
+            except Exception:
+                log.exception("request %s failed; retrying in %.0fs", request.request_id, backoff)
+                retrainer._status("idle", last_error=request.request_id)
+                where = (str(message.topic()), message.partition(), message.offset())
+                consumer.seek(TopicPartition(where[0], int(where[1] or 0), int(where[2] or 0)))
+                stop.wait(backoff)
+                backoff = min(backoff * 2, 60.0)
+                continue
+            backoff = 1.0
+            consumer.commit(message=message, asynchronous=False)
+            log.info(
+                "request %s %s%s",
+                request.request_id,
+                outcome.status,
+                f": {outcome.record.version} {outcome.record.status}" if outcome.record else "",
+            )
+    finally:
+        consumer.close()
+        store.close()
+    return 0

@@ -1,0 +1,356 @@
+"""The Prometheus metrics (driftline.metrics) on fresh registries: cardinality guard,
+the vectorised histogram against prometheus-client's own, naming conventions."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import urllib.request
+from collections.abc import Collection
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from driftline.detectors.evaluate import MetricRow, WindowReport
+from driftline.schemas.events import AlertEvent
+from driftline.schemas.monitor import MonitorConfig
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.parser import text_string_to_metric_families
+
+from driftline.broker import free_port
+from driftline.metrics import (
+    LATENCY_BUCKETS,
+    OTHER,
+    RetrainerMetrics,
+    VectorHistogram,
+    WorkerMetrics,
+    consumer_lags,
+    start_metrics_server,
+)
+
+T0 = 1_767_225_600
+CREDIT = MonitorConfig(model_id="credit", features={"income": "numeric", "region": "categorical"})
+MONITORS = {"credit": CREDIT}
+
+#: The metric contract of issue 6: family name -> (type, label names).
+WORKER_CONTRACT = {
+    "driftline_ingested_messages": ("counter", {"topic"}),
+    "driftline_ingested_rows": ("counter", {"topic", "model_id"}),
+    "driftline_dlq_messages": ("counter", {"reason"}),
+    "driftline_consumer_lag_messages": ("gauge", {"topic", "partition"}),
+    "driftline_watermark_delay_seconds": ("gauge", {"topic", "partition"}),
+    "driftline_windows_closed": ("counter", {"model_id"}),
+    "driftline_window_close_duration_seconds": ("histogram", {"model_id"}),
+    "driftline_alerts_opened": ("counter", {"model_id", "kind", "severity"}),
+    "driftline_retrain_requests": ("counter", {"model_id"}),
+    "driftline_prediction_latency_seconds": ("histogram", {"model_id"}),
+    "driftline_drift_value": ("gauge", {"model_id", "feature", "statistic"}),
+    "driftline_performance_value": ("gauge", {"model_id", "metric"}),
+}
+RETRAINER_CONTRACT = {
+    "driftline_retrain_requests_processed": ("counter", {"model_id", "outcome"}),
+    "driftline_training_duration_seconds": ("histogram", {"model_id", "device"}),
+    "driftline_model_versions_published": ("counter", {"model_id", "status"}),
+}
+
+
+def samples(registry: CollectorRegistry, name: str) -> dict[tuple[tuple[str, str], ...], float]:
+    """Samples called ``name`` in the registry's exposition, by sorted label pairs."""
+    found = {}
+    for family in text_string_to_metric_families(generate_latest(registry).decode()):
+        for sample in family.samples:
+            if sample.name == name:
+                found[tuple(sorted(sample.labels.items()))] = sample.value
+    return found
+
+
+def prediction_table(model_ids: list[str], latency_ms: list[float | None]) -> pa.Table:
+    codes = {name: index for index, name in enumerate(dict.fromkeys(model_ids))}
+    return pa.table(
+        {
+            "model_id": pa.DictionaryArray.from_arrays(
+                pa.array([codes[m] for m in model_ids], pa.int32()), pa.array(list(codes))
+            ),
+            "kafka_topic": pa.array(["p.predictions"] * len(model_ids)).dictionary_encode(),
+            "latency_ms": pa.array(latency_ms, pa.float64()),
+        }
+    )
+
+
+def test_ten_thousand_unknown_model_ids_make_one_other_series() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+    unknown = [f"intruder-{i}" for i in range(10_000)]
+    table = prediction_table(["credit"] * 5 + unknown, [1.0] * 5 + [2.0] * 10_000)
+    metrics.observe_group("p.predictions", 10, table, None, [], {})
+
+    rows = samples(registry, "driftline_ingested_rows_total")
+    assert rows == {
+        (("model_id", "credit"), ("topic", "p.predictions")): 5.0,
+        (("model_id", OTHER), ("topic", "p.predictions")): 10_000.0,
+    }
+    counts = samples(registry, "driftline_prediction_latency_seconds_count")
+    assert counts == {(("model_id", "credit"),): 5.0, (("model_id", OTHER),): 10_000.0}
+    exposition = generate_latest(registry).decode()
+    assert "intruder" not in exposition
+    assert len(exposition.splitlines()) < 300
+
+
+def test_unknown_dead_letter_reasons_and_features_are_collapsed() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+    metrics.observe_group("p", 3, None, None, ["invalid_json", "invalid_json", "made-up"], {})
+    dlq = samples(registry, "driftline_dlq_messages_total")
+    assert dlq[(("reason", "invalid_json"),)] == 2.0
+    assert dlq[(("reason", OTHER),)] == 1.0
+    assert dlq[(("reason", "oversized"),)] == 0.0  # every reason code exists from the start
+    assert metrics.guard.feature("credit", "zipcode") == OTHER
+    assert metrics.guard.feature("credit", "income") == "income"
+
+
+@pytest.mark.parametrize("series", [1, 3])
+def test_vectorised_histogram_equals_prometheus_client_histogram(series: int) -> None:
+    rng = np.random.default_rng(7)
+    values = np.concatenate(
+        [
+            rng.lognormal(mean=-4.0, sigma=2.0, size=5_000),
+            np.array(LATENCY_BUCKETS[:-1]),  # exactly on the bounds: le is inclusive
+            np.array([0.0, -1.0, 1e9, math.inf]),
+        ]
+    )
+    groups = rng.integers(0, series, size=values.size)
+    names = [("a",), ("b",), ("c",)][:series]
+
+    ours_registry, theirs_registry = CollectorRegistry(), CollectorRegistry()
+    ours = VectorHistogram("t_seconds", "T.", ["model_id"], LATENCY_BUCKETS, ours_registry)
+    theirs = Histogram(
+        "t_seconds", "T.", ["model_id"], buckets=LATENCY_BUCKETS, registry=theirs_registry
+    )
+    half = values.size // 2  # two calls: state accumulates
+    ours.observe_groups(names, groups[:half], values[:half])
+    ours.observe_groups(names, groups[half:], values[half:])
+    for value, group in zip(values.tolist(), groups.tolist(), strict=True):
+        theirs.labels(*names[group]).observe(value)
+
+    for suffix in ("_bucket", "_count"):
+        expected = samples(theirs_registry, "t_seconds" + suffix)
+        assert samples(ours_registry, "t_seconds" + suffix) == expected
+        assert len(expected) == (len(LATENCY_BUCKETS) if suffix == "_bucket" else 1) * series
+    ours_sum = samples(ours_registry, "t_seconds_sum")
+    theirs_sum = samples(theirs_registry, "t_seconds_sum")
+    assert ours_sum.keys() == theirs_sum.keys()
+    for key, total in theirs_sum.items():
+        assert ours_sum[key] == pytest.approx(total, rel=1e-12)
+
+
+def test_vectorised_histogram_ignores_nan_and_rejects_bad_input() -> None:
+    registry = CollectorRegistry()
+    histogram = VectorHistogram("n_seconds", "N.", ["m"], [1.0, 2.0], registry)
+    histogram.observe(("x",), np.array([np.nan, 1.5, np.nan]))
+    assert registry.get_sample_value("n_seconds_count", {"m": "x"}) == 1.0
+    with pytest.raises(ValueError, match="bounds must increase"):
+        VectorHistogram("bad_seconds", "B.", ["m"], [2.0, 1.0], CollectorRegistry())
+    with pytest.raises(ValueError, match="do not match"):
+        histogram.observe(("x", "y"), np.array([1.0]))
+
+
+def test_names_follow_prometheus_conventions_and_the_contract() -> None:
+    worker_registry, retrainer_registry = CollectorRegistry(), CollectorRegistry()
+    worker = WorkerMetrics(worker_registry, MONITORS)
+    RetrainerMetrics(retrainer_registry, MONITORS).training_finished("credit", "cpu", 3.0)
+    worker.observe_group("p", 1, prediction_table(["credit"], [5.0]), None, [], {("p", 0): 1.0})
+    worker.set_partitions({("p", 0): 3}, None)
+    worker.window_evaluated(report(0.0), [], False, 0.5)
+
+    for registry, contract in (
+        (worker_registry, WORKER_CONTRACT),
+        (retrainer_registry, RETRAINER_CONTRACT),
+    ):
+        # prometheus-client writes each counter's and histogram's creation time as a
+        # separate ``<name>_created`` gauge in the text format; those are not ours to name.
+        families = {
+            family.name: family
+            for family in text_string_to_metric_families(generate_latest(registry).decode())
+            if not (
+                family.name.endswith("_created") and family.name[: -len("_created")] in contract
+            )
+        }
+        assert {name: family.type for name, family in families.items()} == {
+            name: kind for name, (kind, _) in contract.items()
+        }
+        for name, family in families.items():
+            assert family.documentation, f"{name} has no help text"
+            kind, labels = contract[name]
+            for sample in family.samples:
+                assert set(sample.labels) - {"le"} == labels, sample
+                if kind == "counter":
+                    assert sample.name in (f"{name}_total", f"{name}_created"), sample.name
+                if kind == "histogram":
+                    assert name.endswith("_seconds"), name  # base unit
+            assert not any(unit in name for unit in ("_ms", "millis", "_minutes")), name
+
+
+def report(start: float, revision: int = 0, psi: float = 0.3, auc: float = 0.8) -> WindowReport:
+    def row(kind: Any, metric: str, feature: str | None, value: float, **extra: Any) -> MetricRow:
+        return MetricRow(
+            kind=kind,
+            metric=metric,
+            feature=feature,
+            value=value,
+            warning=0.1,
+            critical=0.25,
+            threshold=0.25,
+            status="critical",
+            n=100,
+            **extra,
+        )
+
+    return WindowReport(
+        model_id="credit",
+        model_version="v1",
+        window_start=start,
+        window_end=start + 60,
+        revision=revision,
+        n_events=100,
+        rows=(
+            row("data_drift", "psi", "income", psi),
+            row("data_drift", "psi", "surprise", 9.0),
+            row("prediction_drift", "psi", "prediction", psi / 2),
+            row("prediction_drift", "psi", "score", psi / 3),
+            row("performance", "roc_auc", None, auc),
+            row("performance", "accuracy", None, 0.7, primary=False),
+        ),
+    )
+
+
+def alert(severity: str) -> AlertEvent:
+    return AlertEvent.model_validate(
+        {
+            "alert_id": f"a-{severity}",
+            "model_id": "credit",
+            "model_version": "v1",
+            "kind": "data_drift",
+            "feature": "income",
+            "window_start": T0,
+            "window_end": T0 + 60,
+            "statistic": "psi",
+            "value": 0.3,
+            "threshold": 0.25,
+            "p_value": None,
+            "severity": severity,
+            "opened_at": T0 + 70,
+        }
+    )
+
+
+def test_windows_alerts_and_the_latest_window_gauges() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+    value = registry.get_sample_value
+    assert value("driftline_windows_closed_total", {"model_id": "credit"}) == 0.0
+
+    metrics.window_evaluated(report(60.0), [alert("warning"), alert("critical")], True, 0.2)
+    metrics.window_evaluated(report(120.0, psi=0.5, auc=0.9), [], False, 0.1)
+    # a late revision of the older window counts, but leaves the gauges on the newest
+    metrics.window_evaluated(report(60.0, revision=1, psi=0.01, auc=0.1), [], False, 0.1)
+
+    assert value("driftline_windows_closed_total", {"model_id": "credit"}) == 2.0
+    assert value("driftline_window_close_duration_seconds_count", {"model_id": "credit"}) == 3.0
+    assert value("driftline_retrain_requests_total", {"model_id": "credit"}) == 1.0
+    for severity in ("warning", "critical"):
+        labels = {"model_id": "credit", "kind": "data_drift", "severity": severity}
+        assert value("driftline_alerts_opened_total", labels) == 1.0
+    drift = samples(registry, "driftline_drift_value")
+    assert drift == {
+        (("feature", "income"), ("model_id", "credit"), ("statistic", "psi")): 0.5,
+        (("feature", OTHER), ("model_id", "credit"), ("statistic", "psi")): 9.0,
+        (("feature", "__prediction__"), ("model_id", "credit"), ("statistic", "psi")): 0.25,
+        (("feature", "__score__"), ("model_id", "credit"), ("statistic", "psi")): 0.5 / 3,
+    }
+    performance = samples(registry, "driftline_performance_value")
+    assert performance == {
+        (("metric", "roc_auc"), ("model_id", "credit")): 0.9,
+        (("metric", "accuracy"), ("model_id", "credit")): 0.7,
+    }
+    # the newest window's later revision does move them
+    metrics.window_evaluated(report(120.0, revision=1, auc=0.95), [], False, 0.1)
+    assert value("driftline_performance_value", {"model_id": "credit", "metric": "roc_auc"}) == 0.95
+
+
+def test_watermark_delay_and_consumer_lag_follow_the_assignment() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+    now = time.time()
+    metrics.observe_group("p", 1, None, None, [], {("p", 0): now - 30, ("p", 1): now - 90})
+    delays = samples(registry, "driftline_watermark_delay_seconds")
+    assert set(delays) == {
+        (("partition", "0"), ("topic", "p")),
+        (("partition", "1"), ("topic", "p")),
+    }
+    # computed at scrape time: a little more than 30 s and 90 s by now
+    assert 30 <= delays[(("partition", "0"), ("topic", "p"))] < 30 + 60
+
+    metrics.set_partitions({("p", 1): 12}, {("p", 1)})  # partition 0 moved to another worker
+    assert set(samples(registry, "driftline_watermark_delay_seconds")) == {
+        (("partition", "1"), ("topic", "p"))
+    }
+    assert samples(registry, "driftline_consumer_lag_messages") == {
+        (("partition", "1"), ("topic", "p")): 12.0
+    }
+    metrics.set_partitions({}, set())
+    assert samples(registry, "driftline_consumer_lag_messages") == {}
+
+
+class Offsets:
+    """An in-memory offset source (the OffsetSource protocol of driftline.metrics)."""
+
+    def __init__(self, offsets: dict[tuple[str, int], tuple[int | None, int | None]]) -> None:
+        self.offsets = offsets
+
+    def assignment(self) -> Collection[tuple[str, int]]:
+        return set(self.offsets)
+
+    def highwater(self, tp: tuple[str, int]) -> int | None:
+        return self.offsets[tp][0]
+
+    async def position(self, tp: tuple[str, int]) -> int | None:
+        return self.offsets[tp][1]
+
+
+def test_consumer_lags_of_the_ingest_topics() -> None:
+    source = Offsets({("p", 0): (100, 40), ("p", 1): (None, 5), ("other", 0): (9, 0)})
+    lags, assigned = asyncio.run(consumer_lags(source, {"p"}))
+    assert lags == {("p", 0): 60}
+    assert assigned == {("p", 0), ("p", 1)}
+
+
+def test_retrainer_metrics_reject_unknown_outcomes_and_serve_over_http() -> None:
+    registry = CollectorRegistry()
+    metrics = RetrainerMetrics(registry, MONITORS)
+    with pytest.raises(ValueError, match="'exploded'"):
+        metrics.request_processed("credit", "exploded")
+    with pytest.raises(ValueError, match="'shiny'"):
+        metrics.version_published("credit", "shiny")
+    metrics.request_processed("credit", "failed")
+    metrics.training_finished("credit", "tpu:3", 2.0)
+    metrics.version_published("credit", "champion")
+
+    port = free_port()
+    server = start_metrics_server(registry, port, "127.0.0.1")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            text = answer.read().decode()
+    finally:
+        server.shutdown()
+    families = {f.name: f for f in text_string_to_metric_families(text)}
+    processed = {
+        (s.labels["model_id"], s.labels["outcome"]): s.value
+        for s in families["driftline_retrain_requests_processed"].samples
+        if s.name.endswith("_total")
+    }
+    assert processed[("credit", "failed")] == 1.0
+    assert processed[("credit", "champion")] == 0.0
+    devices = {s.labels["device"] for s in families["driftline_training_duration_seconds"].samples}
+    assert devices == {OTHER}
