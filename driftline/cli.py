@@ -257,7 +257,9 @@ def _parser() -> argparse.ArgumentParser:
         help="folder of monitor YAML files (default: DRIFTLINE_MONITORS_DIR)",
     )
     demo = add("demo", cmd_demo, "the whole loop on the embedded stack with synthetic traffic")
-    demo.add_argument("--duration", type=float, default=30.0, help="seconds of traffic")
+    demo.add_argument(
+        "--duration", type=float, default=90.0, help="seconds of traffic (default 90)"
+    )
     report = add("report", cmd_report, "write a self-contained HTML report of one model")
     report.add_argument("--model-id", required=True, help="the model to report on")
     report.add_argument("--out", type=Path, required=True, help="HTML file to write")

@@ -61,11 +61,14 @@ __all__ = [
     "OUTCOMES",
     "PREDICTION_FEATURE",
     "SCORE_FEATURE",
+    "STATUSES",
     "TRAINING_BUCKETS",
+    "HandledRequest",
     "LabelGuard",
     "OffsetSource",
     "RetrainerMetrics",
     "VectorHistogram",
+    "VersionRecordLike",
     "WatermarkDelay",
     "WorkerMetrics",
     "consumer_lags",
@@ -617,6 +620,23 @@ class RetrainerMetrics:
         device_label = kind if kind in _DEVICES else OTHER
         self.training.labels(self.guard.model(model_id), device_label).observe(seconds)
 
+    def request_handled(self, model_id: str, handled: HandledRequest) -> None:
+        """Record what handling one request gave (the retrainer's ``RetrainOutcome``): a
+        registered version counts as ``champion`` or ``rejected`` with its training run;
+        a version (new or re-published) counts as published. Never raises on an unknown
+        status (it is counted as ``"_other"``): metrics must not stop the retrainer."""
+        record = handled.record
+        outcome = handled.status
+        if outcome == "registered" and record is not None:
+            outcome = record.status
+            self.training_finished(model_id, record.device or OTHER, record.training_seconds)
+        self.processed.labels(
+            self.guard.model(model_id), outcome if outcome in OUTCOMES else OTHER
+        ).inc()
+        if record is not None:
+            status = record.status if record.status in STATUSES else OTHER
+            self.published.labels(self.guard.model(model_id), status).inc()
+
     def version_published(self, model_id: str, status: str) -> None:
         """Count one published model version (``status`` of its ``model_version`` event)."""
         if status not in STATUSES:
@@ -624,9 +644,43 @@ class RetrainerMetrics:
         self.published.labels(self.guard.model(model_id), status).inc()
 
 
+class VersionRecordLike(Protocol):
+    """The parts of a registered model version that :class:`RetrainerMetrics` reads."""
+
+    @property
+    def status(self) -> str:
+        """``candidate``, ``champion``, ``rejected`` or ``rolled_back``."""
+        ...
+
+    @property
+    def training_seconds(self) -> float:
+        """Wall time of its training run."""
+        ...
+
+    @property
+    def device(self) -> str:
+        """The torch device it trained on."""
+        ...
+
+
+class HandledRequest(Protocol):
+    """What handling one retrain request gave (``driftline.retrainer.worker.RetrainOutcome``)."""
+
+    @property
+    def status(self) -> str:
+        """``registered``, ``duplicate`` or ``skipped``."""
+        ...
+
+    @property
+    def record(self) -> VersionRecordLike | None:
+        """The version registered (or found), if any."""
+        ...
+
+
 def start_metrics_server(registry: CollectorRegistry, port: int, address: str = "0.0.0.0") -> Any:
     """Serve ``registry`` on ``http://address:port/metrics`` from a daemon thread (the
-    retrainer's endpoint); returns the HTTP server (``shutdown()`` stops it)."""
+    retrainer's endpoint); returns the HTTP server (``shutdown()`` stops it and
+    ``server_close()`` frees the port)."""
     from prometheus_client import start_http_server
 
     server, _thread = start_http_server(port, addr=address, registry=registry)

@@ -39,8 +39,10 @@ from typing import Any, Literal
 from driftline.detectors.profiles import ModelProfile, build_profile
 from driftline.schemas.events import ModelVersionEvent, RetrainRequestEvent
 from driftline.schemas.monitor import MonitorConfig
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from driftline.metrics import RetrainerMetrics, start_metrics_server
 from driftline.settings import Settings
 from driftline.store.backend import Store, StoreError
 from driftline.store.profiles import save_profile
@@ -506,6 +508,12 @@ def run_retrainer(
         KafkaPublisher(settings, bootstrap),
         status_path=status_path,
     )
+    metrics = RetrainerMetrics(CollectorRegistry(), monitors)
+    try:
+        metrics_server = start_metrics_server(metrics.registry, settings.retrainer_metrics_port)
+    except OSError as error:  # the port is taken (another retrainer): run without /metrics
+        log.warning("no /metrics on port %d: %s", settings.retrainer_metrics_port, error)
+        metrics_server = None
     topic = settings.topics.retrain_requests
     consumer = Consumer(
         {
@@ -549,6 +557,7 @@ def run_retrainer(
                 outcome = retrainer.handle(request)
             except Exception:
                 log.exception("request %s failed; retrying in %.0fs", request.request_id, backoff)
+                metrics.request_processed(request.model_id, "failed")
                 retrainer._status("idle", last_error=request.request_id)
                 where = (str(message.topic()), message.partition(), message.offset())
                 consumer.seek(TopicPartition(where[0], int(where[1] or 0), int(where[2] or 0)))
@@ -557,6 +566,7 @@ def run_retrainer(
                 continue
             backoff = 1.0
             consumer.commit(message=message, asynchronous=False)
+            metrics.request_handled(request.model_id, outcome)
             log.info(
                 "request %s %s%s",
                 request.request_id,
@@ -564,6 +574,9 @@ def run_retrainer(
                 f": {outcome.record.version} {outcome.record.status}" if outcome.record else "",
             )
     finally:
+        if metrics_server is not None:
+            metrics_server.shutdown()
+            metrics_server.server_close()
         consumer.close()
         store.close()
     return 0

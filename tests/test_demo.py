@@ -1,51 +1,83 @@
-"""``driftline demo`` as a user runs it: the embedded stack, traffic, drift found, exit 0."""
+"""``driftline demo`` as a user runs it: the whole loop on the embedded stack, exit 0."""
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from driftline.schemas.monitor import MonitorConfig
 
-from driftline.demo import DemoPlan, synthetic_window
+from driftline.demo import DemoPlan, monitor_text, synthetic_window
 
 pytestmark = pytest.mark.e2e
 
 
-def test_demo_runs_the_embedded_stack_and_finds_the_injected_drift(tmp_path: Path) -> None:
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "driftline.cli",
-            "demo",
-            "--duration",
-            "5",
-            "--data-dir",
-            str(tmp_path),
-        ],
+def _driftline(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "driftline.cli", *args],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=timeout,
     )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+
+
+def test_demo_closes_the_loop_from_drift_to_a_served_retrained_champion(tmp_path: Path) -> None:
+    result = _driftline("demo", "--duration", "40", "--data-dir", str(tmp_path), timeout=400)
     out = result.stdout
-    assert "stored      30000 predictions (sent 30000), 30000 labels" in out
-    assert "'invalid_json': 1" in out and "'missing_field': 1" in out
-    verdicts = dict(re.findall(r"window\s+(\d+): (.*)", out))
+    assert result.returncode == 0, out[-4000:] + result.stderr[-3000:]
     plan = DemoPlan()
-    for window, flags in verdicts.items():
-        w = int(window)
-        assert ("income critical" in flags) == (w >= plan.covariate_shift_from), (w, flags)
-        assert ("accuracy critical" in flags) == (w >= plan.concept_change_from), (w, flags)
-        assert "age" not in flags and "region" not in flags and "debt_ratio" not in flags
+    sent = plan.windows * plan.events_per_window
+    assert f"{sent} predictions stored (sent {sent}), {sent} labels" in out
+    assert "'invalid_json': 1" in out and "'missing_field': 1" in out
+
+    alerts = re.findall(r"ALERT\s+(\w+)\s+(\w+)\s+(\S+)\s+window (\d+) .*\[(\S+)\]", out)
+    drift = {(f, int(w)) for s, k, f, w, v in alerts if k == "data_drift" and s == "critical"}
+    assert ("income", plan.covariate_shift_from) in drift
+    assert all(f == "income" and w >= plan.covariate_shift_from for f, w in drift), drift
+    performance = [int(w) for s, k, f, w, v in alerts if k == "performance" and s == "critical"]
+    assert plan.concept_change_from in performance
+    assert min(performance) >= plan.concept_change_from  # nothing before the labels flip
+
+    champions = re.findall(r"VERSION (r-[0-9a-f]+) champion", out)
+    assert len(champions) == 1, out[-4000:]
+    swap = re.search(r"swap\s+serving (r-[0-9a-f]+) from window (\d+)", out)
+    assert swap is not None and swap.group(1) == champions[0]
+    assert int(swap.group(2)) > plan.concept_change_from
+    served = dict(
+        re.findall(
+            r"served\s+(v1 after the labels flipped|retrained champion): "
+            r"accuracy ([0-9.]+)",
+            out,
+        )
+    )
+    assert (
+        float(served["retrained champion"])
+        > 0.75
+        > 0.35
+        > float(served["v1 after the labels flipped"])
+    )
+    report = tmp_path / "report.html"
+    assert report.is_file() and "<svg" in report.read_text()
     assert out.rstrip().endswith("driftline demo: done")
 
+    listed = _driftline("models", "list", "--json", "--data-dir", str(tmp_path))
+    assert listed.returncode == 0, listed.stderr
+    versions = {v["version"]: v for v in map(json.loads, listed.stdout.splitlines())}
+    assert versions["v1"]["status"] != "champion"
+    new = versions[champions[0]]
+    assert new["status"] == "champion" and new["parent_version"] == "v1"
+    assert (
+        new["request_id"]
+        and new["metrics"]["candidate.accuracy"] > new["metrics"]["champion.accuracy"]
+    )
 
-def test_synthetic_traffic_is_seeded_and_shifts_where_the_plan_says() -> None:
-    plan = DemoPlan(windows=10, events_per_window=4000)
+
+def test_synthetic_traffic_is_seeded_and_drifts_where_the_plan_says() -> None:
+    plan = DemoPlan(windows=12, events_per_window=4000)
     first = synthetic_window(plan, 0)
     again = synthetic_window(plan, 0)
     assert first["event_ids"] == again["event_ids"]
@@ -53,3 +85,14 @@ def test_synthetic_traffic_is_seeded_and_shifts_where_the_plan_says() -> None:
     shifted = synthetic_window(plan, plan.covariate_shift_from)
     delta = shifted["features"]["income"].mean() - first["features"]["income"].mean()
     assert 0.5 * 15 < delta < 1.0 * 15
+    before = synthetic_window(plan, plan.concept_change_from - 1)
+    after = synthetic_window(plan, plan.concept_change_from)
+    assert (before["labels"] == before["predictions"]).mean() > 0.75
+    assert (after["labels"] == after["predictions"]).mean() < 0.25
+
+
+def test_the_demo_monitor_config_is_valid_and_retrains_on_critical_alerts() -> None:
+    config = MonitorConfig.from_yaml(monitor_text(DemoPlan()))
+    assert config.retrain.severity == "critical"
+    assert set(config.retrain.on) == {"performance", "data_drift"}
+    assert config.training.min_rows <= DemoPlan().events_per_window

@@ -8,6 +8,7 @@ import math
 import time
 import urllib.request
 from collections.abc import Collection
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -344,6 +345,7 @@ def test_retrainer_metrics_reject_unknown_outcomes_and_serve_over_http() -> None
             text = answer.read().decode()
     finally:
         server.shutdown()
+        server.server_close()
     families = {f.name: f for f in text_string_to_metric_families(text)}
     processed = {
         (s.labels["model_id"], s.labels["outcome"]): s.value
@@ -354,3 +356,46 @@ def test_retrainer_metrics_reject_unknown_outcomes_and_serve_over_http() -> None
     assert processed[("credit", "champion")] == 0.0
     devices = {s.labels["device"] for s in families["driftline_training_duration_seconds"].samples}
     assert devices == {OTHER}
+
+
+@dataclass(frozen=True)
+class Version:
+    status: str
+    training_seconds: float = 0.0
+    device: str = ""
+
+
+@dataclass(frozen=True)
+class Handled:
+    status: str
+    record: Version | None
+
+
+def test_retrainer_outcomes_count_training_and_published_versions() -> None:
+    registry = CollectorRegistry()
+    metrics = RetrainerMetrics(registry, MONITORS)
+    metrics.request_handled("credit", Handled("registered", Version("champion", 12.5, "cuda:0")))
+    metrics.request_handled("credit", Handled("registered", Version("rejected", 3.0, "cpu")))
+    metrics.request_handled("credit", Handled("duplicate", Version("champion")))
+    metrics.request_handled("credit", Handled("skipped", None))
+    metrics.request_handled("credit", Handled("brand-new-status", None))  # never raises
+    metrics.request_processed("credit", "failed")
+
+    processed = samples(registry, "driftline_retrain_requests_processed_total")
+    by_outcome = {dict(key)["outcome"]: value for key, value in processed.items()}
+    assert by_outcome == {
+        "champion": 1.0,
+        "rejected": 1.0,
+        "duplicate": 1.0,
+        "skipped": 1.0,
+        "failed": 1.0,
+        OTHER: 1.0,
+    }
+    published = samples(registry, "driftline_model_versions_published_total")
+    by_status = {dict(key)["status"]: value for key, value in published.items()}
+    assert by_status == {"champion": 2.0, "rejected": 1.0, "candidate": 0.0, "rolled_back": 0.0}
+    training = samples(registry, "driftline_training_duration_seconds_sum")
+    assert training == {
+        (("device", "cuda"), ("model_id", "credit")): 12.5,
+        (("device", "cpu"), ("model_id", "credit")): 3.0,
+    }

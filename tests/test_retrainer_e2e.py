@@ -310,6 +310,18 @@ def test_drift_retrain_publish_swap_dedupe_and_crash(
         )
         assert int(same[0]["n"]) == 1
         assert int(worker.scalar("SELECT count() FROM model_versions FINAL")) == 2
+        command = ["models", "list", "--json", "--model-id", MODEL]
+        listed = subprocess.run(
+            [sys.executable, "-m", "driftline.cli", *command, "--data-dir", str(settings.data_dir)],
+            capture_output=True,
+            check=True,
+        )  # read through the worker that owns the store
+        lines = [json.loads(line) for line in listed.stdout.splitlines()]
+        assert [(line["version"], line["status"]) for line in lines] == [
+            ("v1", "candidate"),
+            (version, "champion"),
+        ]
+        assert lines[1]["request_id"] == "req-post-drift" and lines[1]["train_rows"] == 900
 
         # killed while training: a restart registers exactly one version
         retrainer.stop()
