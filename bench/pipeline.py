@@ -93,6 +93,7 @@ def run_stream(
     batch: int | None,
     start: float,
     worker_pid: int,
+    labels: bool = True,
 ) -> float:
     """Produce a stream of ``model``; return rows/s until its last window's metrics exist."""
     n_windows = 10
@@ -110,7 +111,7 @@ def run_stream(
     for line in preds:
         producer.produce(topics.predictions, line, key=model.encode())
         producer.poll(0)
-    for line in feedback:
+    for line in feedback if labels else ():
         producer.produce(topics.feedback, line, key=model.encode())
         producer.poll(0)
     producer.produce(
@@ -197,6 +198,9 @@ def main() -> None:
     parser.add_argument("--single-rows", type=int, default=30_000)
     parser.add_argument("--batch", type=int, default=1000)
     parser.add_argument("--alerts", type=int, default=3)
+    parser.add_argument(
+        "--no-labels", action="store_true", help="predictions only (drift monitoring alone)"
+    )
     args = parser.parse_args()
 
     folder = Path(tempfile.mkdtemp(prefix="driftline-bench-"))
@@ -248,10 +252,26 @@ def main() -> None:
             topics = settings.topics
             time.sleep(3)  # let the consumer group settle
             batched = run_stream(
-                producer, reader, topics, "batched", args.rows, args.batch, T0, worker.pid
+                producer,
+                reader,
+                topics,
+                "batched",
+                args.rows,
+                args.batch,
+                T0,
+                worker.pid,
+                not args.no_labels,
             )
             single = run_stream(
-                producer, reader, topics, "single", args.single_rows, None, T0 + 1200, worker.pid
+                producer,
+                reader,
+                topics,
+                "single",
+                args.single_rows,
+                None,
+                T0 + 1200,
+                worker.pid,
+                not args.no_labels,
             )
             latencies = alert_latency(producer, reader, topics, bootstrap, args.alerts)
         finally:
