@@ -390,7 +390,10 @@ def profile_numeric(values: npt.ArrayLike, *, name: str = "", bins: int = 10) ->
     # Edges are observed values (numpy's "lower" quantiles), so discrete data gets one
     # bin per value; the summary quantiles use numpy's default linear method.
     cuts = x[np.floor(inner * (x.size - 1)).astype(np.intp)]
-    top = np.nextafter(hi, np.inf)
+    with np.errstate(over="ignore"):
+        top = np.nextafter(hi, np.inf)
+    if not np.isfinite(top):  # hi is the largest float: it goes to the open top bin
+        top = hi
     edges = np.unique(np.concatenate([[lo], cuts, [top]]))
     # Sum values scaled by the largest magnitude so huge values cannot overflow.
     mag = max(abs(lo), abs(hi)) or 1.0

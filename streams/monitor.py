@@ -479,6 +479,7 @@ class Monitor:
         self.send_request = send_request
         self.late_check_seconds = late_check_seconds
         self._late_checked: dict[tuple[str, str], float] = {}
+        self._rows_seen: dict[tuple[str, str], tuple[int, int]] = {}
         self.windows_closed = 0
         self.revisions = 0
         self.alerts_sent = 0
@@ -527,6 +528,22 @@ class Monitor:
             {"model": model_id},
         )
         return [str(r["v"]) for r in rows]
+
+    def _rows_changed(self, model_id: str, key: tuple[str, str]) -> bool:
+        """Whether raw rows of the model arrived since the last look (cheap: no dedup).
+
+        A re-sent duplicate counts as a change too; the exact re-count that follows
+        then finds that no window changed.
+        """
+        rows = self.store.query(
+            "SELECT (SELECT count() FROM predictions WHERE model_id = {model:String}) AS p, "
+            "(SELECT count() FROM feedback WHERE model_id = {model:String}) AS f",
+            {"model": model_id},
+        )
+        seen = (int(rows[0]["p"]), int(rows[0]["f"]))
+        changed = self._rows_seen.get(key) != seen
+        self._rows_seen[key] = seen
+        return changed
 
     def _load_state(self, model_id: str, version: str) -> MonitorState:
         rows = self.store.query(
@@ -656,7 +673,9 @@ class Monitor:
         now, key = time.monotonic(), (config.model_id, version)
         if state.last_closed is None:
             low = 0.0  # everything (a backlog) on the first pass
-        elif now - self._late_checked.get(key, -math.inf) >= self.late_check_seconds:
+        elif now - self._late_checked.get(
+            key, -math.inf
+        ) >= self.late_check_seconds and self._rows_changed(config.model_id, key):
             # Closed windows within the horizon too: late labels and predictions.
             low = min(watermark - self.horizon_seconds - size, state.last_closed + size)
             self._late_checked[key] = now

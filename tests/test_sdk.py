@@ -96,9 +96,9 @@ def log_rows(logger: PredictionLogger, count: int, prefix: str = "e", start: int
 def test_exported_members() -> None:
     exported = set(driftline.sdk.__all__)
     public = {name for name in vars(driftline.sdk) if not name.startswith("_")}
-    modules = {"batching", "loggers", "producers", "stats", "annotations"}
+    modules = {"batching", "loggers", "producers", "stats", "subscriber", "annotations"}
     assert exported == public - modules
-    for name in ("batching", "loggers", "producers", "stats"):
+    for name in ("batching", "loggers", "producers", "stats", "subscriber"):
         module = importlib.import_module(f"driftline.sdk.{name}")
         for member in module.__all__:
             assert hasattr(module, member), (name, member)
