@@ -84,7 +84,7 @@ from driftline.backtest import concept_drift_detectors, concept_drift_step, poli
 from driftline.metrics import WorkerMetrics
 from driftline.store.backend import Store
 from driftline.store.profiles import load_profile
-from driftline.store.windows import _classes, _Params, label_counts, windows_data
+from driftline.store.windows import _classes, _Params, window_counts, windows_data
 
 __all__ = [
     "ConceptState",
@@ -571,34 +571,16 @@ class Monitor:
     def _counts(
         self, config: MonitorConfig, version: str, low: float, high: float
     ) -> dict[float, tuple[int, int]]:
-        size = config.window_seconds
-        size_us = _micros(size)
-        rows = self.store.query(
-            "SELECT intDiv(toUnixTimestamp64Micro(timestamp), {size:Int64}) AS w, "
-            "uniqExact(event_id) AS n FROM predictions "
-            "WHERE model_id = {model:String} AND model_version = {version:String} "
-            "AND timestamp >= fromUnixTimestamp64Micro({low:Int64}) "
-            "AND timestamp < fromUnixTimestamp64Micro({high:Int64}) GROUP BY w",
-            {
-                "size": size_us,
-                "model": config.model_id,
-                "version": version,
-                "low": _micros(low),
-                "high": _micros(high),
-            },
-        )
-        predicted = {int(r["w"]) * size_us / _MICROS: int(r["n"]) for r in rows}
-        if not predicted:
+        if not high > low:
             return {}
-        labelled = label_counts(
+        return window_counts(
             self.store,
             model_id=config.model_id,
             model_version=version,
-            start=min(predicted),
-            end=max(predicted) + size,
-            size=size,
+            start=low,
+            end=high,
+            size=config.window_seconds,
         )
-        return {s: (n, int(labelled.get(s, 0))) for s, n in predicted.items()}
 
     def _new_labels(
         self, config: MonitorConfig, version: str, state: MonitorState, watermark: float

@@ -16,6 +16,7 @@ import os
 import re
 import secrets
 import signal
+import threading
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -31,7 +32,7 @@ from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from driftline.kafka import create_topics
 from driftline.metrics import WorkerMetrics, consumer_lags
 from driftline.settings import Settings
-from driftline.store import open_store
+from driftline.store import EmbeddedStore, open_store
 from driftline.store.backend import ReadOnlyQueryError, Store, StoreError, check_read_only
 from driftline.store.migrations import migrate
 from driftline.store.profiles import save_profile
@@ -235,9 +236,14 @@ def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
 
         return send
 
+    # With chDB the monitor gets its own connection: its window queries then run in
+    # parallel with the ingest's inserts instead of queueing behind them.
+    monitor_store, monitor_lock = ingestor.store, ingestor._store_lock
+    if isinstance(ingestor.store, EmbeddedStore):
+        monitor_store, monitor_lock = ingestor.store.sibling(), threading.Lock()
     monitor = Monitor(
-        ingestor.store,
-        ingestor._store_lock,
+        monitor_store,
+        monitor_lock,
         load_monitors(settings.monitors_dir),
         predictions_topic=names.predictions,
         idle_seconds=settings.idle_partition_seconds,

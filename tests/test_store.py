@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -199,3 +200,38 @@ def test_array_parameters_arrive_unchanged(store: Store) -> None:
         {"names": HOSTILE, "edges": [-1.5, 0.0, 2.25]},
     )
     assert rows == [{"names": HOSTILE, "edges": [-1.5, 0.0, 2.25]}]
+
+
+def test_a_sibling_connection_sees_the_same_data_and_runs_beside_the_owner(
+    tmp_path: Path,
+) -> None:
+    owner = EmbeddedStore(tmp_path / "db", "driftline")
+    owner.command("CREATE TABLE t (n UInt64) ENGINE = MergeTree ORDER BY n")
+    sibling = owner.sibling()
+    owner.command("INSERT INTO t SELECT number FROM numbers(1000)")
+    assert sibling.query("SELECT count() AS n FROM t") == [{"n": 1000}]
+    sibling.command("INSERT INTO t VALUES (5000)")
+    assert owner.query("SELECT max(n) AS n FROM t") == [{"n": 5000}]
+
+    results: dict[int, int] = {}
+
+    def count_many(store: EmbeddedStore, base: int) -> None:
+        for i in range(50):  # parameters of one connection never leak into the other's
+            rows = store.query("SELECT {v:UInt64} AS v", {"v": base + i})
+            results[base + i] = rows[0]["v"]
+
+    threads = [
+        threading.Thread(target=count_many, args=(owner, 0)),
+        threading.Thread(target=count_many, args=(sibling, 1000)),
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert results == {v: v for v in [*range(50), *range(1000, 1050)]}
+    with pytest.raises(StoreLockedError):  # the directory stays owned while siblings live
+        EmbeddedStore(tmp_path / "db", "driftline")
+    owner.close()  # closes the sibling too, then releases the directory
+    with pytest.raises(StoreError, match="is closed"):
+        sibling.query("SELECT 1 AS x")
+    EmbeddedStore(tmp_path / "db", "driftline").close()

@@ -29,7 +29,7 @@ from hypothesis import strategies as st
 
 from driftline.store import EmbeddedStore, migrate
 from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
-from driftline.store.windows import label_counts, window_data, windows_data
+from driftline.store.windows import label_counts, window_counts, window_data, windows_data
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 HOUR = 3600.0
@@ -669,6 +669,12 @@ def test_label_counts_rise_with_late_labels(store: EmbeddedStore) -> None:
     loader.send([labels(["e0", "e3"], 1)])
     assert counts() == {T0: 1, T0 + HOUR: 1}
     loader.send([labels(["e1", "e2", "e4", "e5"], 0), labels(["e0"], 0)])  # e0 re-sent
+    assert counts() == {T0: 3, T0 + HOUR: 2}
+    loader.send(events)  # every prediction re-sent: nothing the monitor compares moves
+    both = window_counts(
+        store, model_id=model_id, model_version="v1", start=T0, end=T0 + 3 * HOUR, size=HOUR
+    )
+    assert both == {T0: (3, 3), T0 + HOUR: (2, 2)}
     assert counts() == {T0: 3, T0 + HOUR: 2}
     first = window_data(
         store, BINARY, model_id=model_id, model_version="v1", start=T0, end=T0 + HOUR

@@ -87,25 +87,30 @@ class EmbeddedStore:
     [{'answer': 42}]
     """
 
-    def __init__(self, path: Path, database: str) -> None:
+    def __init__(self, path: Path, database: str, *, _owner: EmbeddedStore | None = None) -> None:
         from chdb import session
 
         self.path = Path(path)
         self.database = database
-        self.path.mkdir(parents=True, exist_ok=True)
-        self._lock = open(self.path / "driftline.lock", "a+")  # noqa: SIM115
-        try:
-            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            self._lock.close()
-            raise StoreLockedError(
-                f"the chDB directory {self.path} is in use by another process "
-                "(a running worker); query it through that worker instead"
-            ) from None
-        self._lock.seek(0)
-        self._lock.truncate()
-        self._lock.write(str(os.getpid()))
-        self._lock.flush()
+        self._owner = _owner
+        self._siblings: list[EmbeddedStore] = []
+        if _owner is None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            self._lock = open(self.path / "driftline.lock", "a+")  # noqa: SIM115
+            try:
+                fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._lock.close()
+                raise StoreLockedError(
+                    f"the chDB directory {self.path} is in use by another process "
+                    "(a running worker); query it through that worker instead"
+                ) from None
+            self._lock.seek(0)
+            self._lock.truncate()
+            self._lock.write(str(os.getpid()))
+            self._lock.flush()
+        else:
+            self._lock = _owner._lock
         self._session = session.Session(str(self.path))
         # Insert spool: tmpfs when there is one, else beside the data; private to us.
         shm = Path("/dev/shm")
@@ -115,7 +120,23 @@ class EmbeddedStore:
         self._run(f"CREATE DATABASE IF NOT EXISTS {database}")
         self._run(f"USE {database}")
 
+    def sibling(self) -> EmbeddedStore:
+        """Another connection to the same engine and directory, for another thread.
+
+        chDB (4.x) runs queries of different connections in parallel, so a thread with
+        its own connection (the monitor's window queries) never waits for one busy on
+        another (the ingest's inserts). The directory lock stays with this store,
+        and closing it closes its siblings first.
+        """
+        if self._owner is not None:
+            return self._owner.sibling()
+        sibling = EmbeddedStore(self.path, self.database, _owner=self)
+        self._siblings.append(sibling)
+        return sibling
+
     def _run(self, sql: str, parameters: dict[str, Any] | None = None, fmt: str = "CSV") -> bytes:
+        if self._session is None:
+            raise StoreError(f"the store of {self.path} is closed")
         params = {name: parameter_text(value) for name, value in (parameters or {}).items()}
         try:
             result = self._session.query(sql, fmt, params=params or None)
@@ -168,10 +189,13 @@ class EmbeddedStore:
 
     def close(self) -> None:
         """Close the chDB session and release the directory."""
+        for sibling in self._siblings:
+            sibling.close()
+        self._siblings.clear()
         if self._session is not None:
             self._session.close()
             self._session = None  # type: ignore[assignment]
             shutil.rmtree(self._spool, ignore_errors=True)
-        if not self._lock.closed:
+        if self._owner is None and not self._lock.closed:
             fcntl.flock(self._lock, fcntl.LOCK_UN)
             self._lock.close()

@@ -73,7 +73,7 @@ from ..detectors.profiles import (
 )
 from .backend import Store
 
-__all__ = ["label_counts", "window_data", "windows_data"]
+__all__ = ["label_counts", "window_counts", "window_data", "windows_data"]
 
 _MICROS: Final = 1_000_000
 _TASKS: Final = ("binary_classification", "multiclass", "regression")
@@ -871,5 +871,57 @@ def label_counts(
     ORDER BY w"""
     return {
         int(row["w"]) * size_us / _MICROS: int(row["labelled"])
+        for row in store.query(sql, p.values)
+    }
+
+
+def window_counts(
+    store: Store,
+    *,
+    model_id: str,
+    model_version: str,
+    start: float,
+    end: float,
+    size: float,
+) -> dict[float, tuple[int, int]]:
+    """Distinct predictions and labelled predictions per window, in one cheap pass.
+
+    What the streaming monitor compares to decide whether a closed window got late
+    data: event ids of ``model_version`` with a timestamp in ``[start, end)``, counted
+    once however often they were re-sent (``uniqExact``), and those with any label.
+    Unlike :func:`label_counts` it does not resolve which copy of a re-sent event is
+    the latest, so it reads only the event id and timestamp columns; a duplicate never
+    raises a count, so it never triggers a re-evaluation.
+
+    Returns
+    -------
+    dict of float to (int, int)
+        Window start to (predictions, labelled predictions), for every window with a
+        prediction.
+    """
+    if not end > start:
+        raise ValueError("a range ends after it starts")
+    if not (math.isfinite(size) and round(size * _MICROS) >= 1):
+        raise ValueError("window size must be at least one microsecond")
+    size_us = round(size * _MICROS)
+    p = _Params()
+    low, high = round(start * _MICROS), round(end * _MICROS)
+    in_range = _range_sql(p, model_id, model_version, low, high)
+    sql = f"""
+    SELECT intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
+           uniqExact(p.event_id) AS n,
+           uniqExactIf(p.event_id, l.has_label = 1) AS labelled
+    FROM (SELECT event_id, timestamp FROM predictions WHERE {in_range}) AS p
+    LEFT JOIN (
+        SELECT DISTINCT event_id, toUInt8(1) AS has_label
+        FROM feedback
+        WHERE model_id = {p.string(model_id)} AND event_id IN (
+            SELECT event_id FROM predictions WHERE {in_range})
+    ) AS l ON l.event_id = p.event_id
+    GROUP BY w
+    ORDER BY w
+    SETTINGS join_use_nulls = 0"""
+    return {
+        int(row["w"]) * size_us / _MICROS: (int(row["n"]), int(row["labelled"]))
         for row in store.query(sql, p.values)
     }
