@@ -311,6 +311,17 @@ class _EventTap:
         self.consumer.close()
 
 
+class _Serving:
+    """The service's (version, model) pair, replaced as one object on every swap."""
+
+    def __init__(self) -> None:
+        self.current: tuple[str, Any] = ("", None)
+
+    def swap(self, event: Any, model: Any) -> None:
+        """The subscriber's ``on_version`` callback (runs on its thread)."""
+        self.current = (str(event.version), model)
+
+
 def _window_of(when: Any) -> int:
     """The demo window of an event's time (RFC 3339 text or epoch seconds)."""
     if isinstance(when, str):
@@ -319,13 +330,13 @@ def _window_of(when: Any) -> int:
 
 
 def _serve_window(
-    plan: DemoPlan, window: int, subscriber: Any, loggers: dict[str, Any], feedback: Any, make: Any
+    plan: DemoPlan, window: int, serving: Any, loggers: dict[str, Any], feedback: Any, make: Any
 ) -> tuple[str, float]:
     """Predict one window with the serving champion, log predictions and labels."""
     data = synthetic_window(plan, window)
     features = data["features"]
     started = time.perf_counter()
-    model, version = subscriber.current, subscriber.version
+    version, model = serving.current  # one read: a swap never splits version and model
     predicted = model.predict(features)
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(data["event_ids"]))
     if version not in loggers:
@@ -521,10 +532,14 @@ def run_demo(settings: Settings, duration: float = 90.0, windows: int = 24) -> i
         )
         print(f"  retrainer   pid {retrainer.pid} (store through the worker)")
         tap = _EventTap(settings, bootstrap)
-        subscriber = ModelSubscriber(MODEL_ID, bootstrap, topic_prefix=settings.topic_prefix)
+        serving = _Serving()
+        subscriber = ModelSubscriber(
+            MODEL_ID, bootstrap, topic_prefix=settings.topic_prefix, on_version=serving.swap
+        )
         subscriber.start()
         if not subscriber.wait_for_version(FIRST_VERSION, timeout=60):
             raise RuntimeError(f"the subscriber did not load {FIRST_VERSION}")
+        _wait(lambda: serving.current[0] == FIRST_VERSION, 10, "the first champion")
         bad = _send_bad_messages(bootstrap, settings)
         print(
             f"  traffic     {plan.windows} one-minute windows x {plan.events_per_window} events"
@@ -543,9 +558,7 @@ def run_demo(settings: Settings, duration: float = 90.0, windows: int = 24) -> i
         started = time.monotonic()
         sent = 0
         for window in range(plan.windows):
-            version, accuracy = _serve_window(
-                plan, window, subscriber, loggers, feedback, make_logger
-            )
+            version, accuracy = _serve_window(plan, window, serving, loggers, feedback, make_logger)
             sent += plan.events_per_window
             if result.served and result.served[-1][1] != version:
                 result.swaps.append((window, version))
