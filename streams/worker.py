@@ -174,12 +174,17 @@ def build_worker(
         body = generate_latest(metrics.registry)
         return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
+    # Read-only pages get their own chDB connection: a reader never delays an insert.
+    reader: tuple[Store, threading.Lock] = (ingestor.store, ingestor._store_lock)
+    if isinstance(ingestor.store, EmbeddedStore):
+        reader = (ingestor.store.sibling(), threading.Lock())
+
     @app.page("/query")
     class QueryPage(faust.web.View):
         async def post(self, request: Any) -> Any:
             sql = (await request.read()).decode("utf-8", errors="replace")
             try:
-                rows = await asyncio.to_thread(_locked_query, ingestor, check_read_only(sql))
+                rows = await asyncio.to_thread(_locked_query, *reader, check_read_only(sql))
             except ReadOnlyQueryError as error:
                 return self.bytes(str(error).encode(), status=403)
             except StoreError as error:
@@ -336,9 +341,9 @@ def _locked_save_profile(ingestor: Ingestor, profile: ModelProfile) -> None:
         save_profile(ingestor.store, profile)
 
 
-def _locked_query(ingestor: Ingestor, sql: str) -> list[dict[str, Any]]:
-    with ingestor._store_lock:
-        return ingestor.store.query(sql)
+def _locked_query(store: Store, lock: threading.Lock, sql: str) -> list[dict[str, Any]]:
+    with lock:
+        return store.query(sql)
 
 
 def use_uvloop() -> bool:
