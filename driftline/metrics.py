@@ -23,8 +23,17 @@ Worker metrics (``GET /metrics`` on the worker's web port)
     ``driftline_alerts_opened_total{model_id,kind,severity}``,
     ``driftline_retrain_requests_total{model_id}``,
     ``driftline_prediction_latency_seconds{model_id}``,
-    ``driftline_drift_value{model_id,feature,statistic}`` and
-    ``driftline_performance_value{model_id,metric}``.
+    ``driftline_drift_value{model_id,feature,statistic}``,
+    ``driftline_drift_critical_threshold{model_id,feature,statistic}`` (the monitor's
+    own critical threshold of that value),
+    ``driftline_performance_value{model_id,metric}`` and
+    ``driftline_performance_critical_level{model_id,metric}`` (the value past which
+    the window is critical: the reference minus the critical drop for scores, the
+    reference raised by the relative critical drop for errors).
+
+The alert rules (``prometheus/rules.yml``) compare each value with its own
+threshold series, so they follow every model's monitor config instead of a copy
+of the defaults.
 Retrainer metrics (``DRIFTLINE_RETRAINER_METRICS_PORT``)
     ``driftline_retrain_requests_processed_total{model_id,outcome}``,
     ``driftline_training_duration_seconds{model_id,device}`` and
@@ -49,7 +58,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
-from driftline.detectors.evaluate import WindowReport
+from driftline.detectors.evaluate import MetricRow, WindowReport
+from driftline.detectors.performance import HIGHER_IS_BETTER
 from driftline.schemas.codec import REASONS
 from driftline.schemas.events import AlertEvent
 from driftline.schemas.monitor import ALERT_KINDS, DEFAULT_THRESHOLDS, TASK_METRICS, MonitorConfig
@@ -72,6 +82,7 @@ __all__ = [
     "WatermarkDelay",
     "WorkerMetrics",
     "consumer_lags",
+    "critical_level",
     "start_metrics_server",
 ]
 
@@ -422,9 +433,23 @@ class WorkerMetrics:
             ["model_id", "feature", "statistic"],
             registry=registry,
         )
+        self.drift_threshold = Gauge(
+            "driftline_drift_critical_threshold",
+            "The monitor's critical threshold of driftline_drift_value (same labels).",
+            ["model_id", "feature", "statistic"],
+            registry=registry,
+        )
         self.performance = Gauge(
             "driftline_performance_value",
             "Performance metrics of the latest window (latest revision).",
+            ["model_id", "metric"],
+            registry=registry,
+        )
+        self.performance_level = Gauge(
+            "driftline_performance_critical_level",
+            "Value of driftline_performance_value past which the window is critical "
+            "(below it for scores, above it for errors), from the reference and the "
+            "monitor's critical drop.",
             ["model_id", "metric"],
             registry=registry,
         )
@@ -544,10 +569,31 @@ class WorkerMetrics:
                 statistic = row.metric if row.metric in _STATISTICS else OTHER
                 feature = self.guard.feature(report.model_id, name)
                 self.drift.labels(model, feature, statistic).set(row.value)
+                self.drift_threshold.labels(model, feature, statistic).set(row.critical)
         for row in report.rows:
             if row.kind == "performance" and row.value is not None:
                 metric = row.metric if row.metric in _PERFORMANCE_METRICS else OTHER
                 self.performance.labels(model, metric).set(row.value)
+                level = critical_level(row)
+                if level is not None:
+                    self.performance_level.labels(model, metric).set(level)
+
+
+def critical_level(row: MetricRow) -> float | None:
+    """The value of a performance row past which its window is critical, or ``None``
+    without a reference value.
+
+    ``reference - critical`` for scores (higher is better); for errors the drop is
+    relative, so ``reference * (1 + critical)``, or ``reference + critical`` when the
+    reference is not positive (as :mod:`driftline.detectors.performance` judges it).
+    """
+    if row.reference is None or not math.isfinite(row.reference):
+        return None
+    if HIGHER_IS_BETTER.get(row.metric, True):
+        return row.reference - row.critical
+    if row.reference <= 0:
+        return row.reference + row.critical
+    return row.reference * (1.0 + row.critical)
 
 
 class RetrainerMetrics:

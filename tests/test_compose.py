@@ -3,6 +3,7 @@ the Dockerfile, and their agreement with prometheus/ and grafana/ and the settin
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 import subprocess
@@ -162,3 +163,43 @@ def test_the_dockerfile_builds_a_non_root_driftline_image() -> None:
         assert re.search(rf"^COPY {folder} {folder}$", text, re.M), folder
     ignored = (ROOT / ".dockerignore").read_text().split()
     assert ".git" in ignored and ".venv" in ignored
+
+
+def test_the_traffic_generator_stores_the_reference_profile_the_worker_needs(
+    tmp_path: Path,
+) -> None:
+    """The worker evaluates a model's windows only against a stored reference profile;
+    the traffic service stores the one of the "credit" v1 it sends before any traffic.
+    Run here on an embedded store, with TRAFFIC_WINDOWS=0 (the reference only)."""
+    import os
+    import sys
+
+    from driftline.store import EmbeddedStore
+
+    traffic = raw()["services"]["traffic"]
+    assert traffic["entrypoint"] == ["python", "-c"]
+    (script,) = traffic["command"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    env |= {
+        "DRIFTLINE_DATA_DIR": str(tmp_path / "data"),
+        "DRIFTLINE_MONITORS_DIR": str(ROOT / "monitors"),
+        "TRAFFIC_WINDOWS": "0",
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    store = EmbeddedStore(tmp_path / "data" / "chdb", Settings().clickhouse_database)
+    try:
+        rows = store.query("SELECT model_id, model_version, profile FROM reference_profiles FINAL")
+    finally:
+        store.close()
+    assert [(r["model_id"], r["model_version"]) for r in rows] == [("credit", "v1")]
+    monitor = yaml.safe_load((ROOT / "monitors" / "credit.yaml").read_text())
+    profiled = set(json.loads(rows[0]["profile"])["features"])
+    assert set(monitor["features"]) <= profiled

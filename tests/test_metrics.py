@@ -28,6 +28,7 @@ from driftline.metrics import (
     VectorHistogram,
     WorkerMetrics,
     consumer_lags,
+    critical_level,
     start_metrics_server,
 )
 
@@ -49,6 +50,8 @@ WORKER_CONTRACT = {
     "driftline_prediction_latency_seconds": ("histogram", {"model_id"}),
     "driftline_drift_value": ("gauge", {"model_id", "feature", "statistic"}),
     "driftline_performance_value": ("gauge", {"model_id", "metric"}),
+    "driftline_drift_critical_threshold": ("gauge", {"model_id", "feature", "statistic"}),
+    "driftline_performance_critical_level": ("gauge", {"model_id", "metric"}),
 }
 RETRAINER_CONTRACT = {
     "driftline_retrain_requests_processed": ("counter", {"model_id", "outcome"}),
@@ -193,20 +196,20 @@ def test_names_follow_prometheus_conventions_and_the_contract() -> None:
             assert not any(unit in name for unit in ("_ms", "millis", "_minutes")), name
 
 
+def row(kind: Any, metric: str, feature: str | None, value: float, **extra: Any) -> MetricRow:
+    thresholds = {"warning": 0.1, "critical": 0.25, "threshold": 0.25}
+    return MetricRow(
+        kind=kind,
+        metric=metric,
+        feature=feature,
+        value=value,
+        status="critical",
+        n=100,
+        **{**thresholds, **extra},
+    )
+
+
 def report(start: float, revision: int = 0, psi: float = 0.3, auc: float = 0.8) -> WindowReport:
-    def row(kind: Any, metric: str, feature: str | None, value: float, **extra: Any) -> MetricRow:
-        return MetricRow(
-            kind=kind,
-            metric=metric,
-            feature=feature,
-            value=value,
-            warning=0.1,
-            critical=0.25,
-            threshold=0.25,
-            status="critical",
-            n=100,
-            **extra,
-        )
 
     return WindowReport(
         model_id="credit",
@@ -220,7 +223,7 @@ def report(start: float, revision: int = 0, psi: float = 0.3, auc: float = 0.8) 
             row("data_drift", "psi", "surprise", 9.0),
             row("prediction_drift", "psi", "prediction", psi / 2),
             row("prediction_drift", "psi", "score", psi / 3),
-            row("performance", "roc_auc", None, auc),
+            row("performance", "roc_auc", None, auc, reference=0.92, critical=0.05),
             row("performance", "accuracy", None, 0.7, primary=False),
         ),
     )
@@ -399,3 +402,55 @@ def test_retrainer_outcomes_count_training_and_published_versions() -> None:
         (("device", "cuda"), ("model_id", "credit")): 12.5,
         (("device", "cpu"), ("model_id", "credit")): 3.0,
     }
+
+
+def test_thresholds_exported_beside_the_values_come_from_each_monitor() -> None:
+    """The alert rules compare every value with its own series: a model whose monitor
+    sets its own critical threshold must export that threshold, not the default."""
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+    strict = WindowReport(
+        model_id="credit",
+        model_version="v1",
+        window_start=60.0,
+        window_end=120.0,
+        n_events=100,
+        rows=(
+            row("data_drift", "psi", "income", 0.4, warning=0.3, critical=0.5),
+            row("data_drift", "wasserstein", "region", 0.1, warning=0.2, critical=0.6),
+            row("performance", "roc_auc", None, 0.8, reference=0.9, critical=0.04),
+            row("performance", "log_loss", None, 0.5, reference=0.4, critical=0.5),
+            row("performance", "mae", None, 0.5),  # no reference: no level
+        ),
+    )
+    metrics.window_evaluated(strict, [], False, 0.1)
+    value = registry.get_sample_value
+    psi = {"model_id": "credit", "feature": "income", "statistic": "psi"}
+    assert value("driftline_drift_critical_threshold", psi) == 0.5
+    assert value("driftline_drift_value", psi) == 0.4
+    distance = {"model_id": "credit", "feature": "region", "statistic": "wasserstein"}
+    assert value("driftline_drift_critical_threshold", distance) == 0.6
+    levels = samples(registry, "driftline_performance_critical_level")
+    assert levels == {
+        (("metric", "roc_auc"), ("model_id", "credit")): pytest.approx(0.86),
+        (("metric", "log_loss"), ("model_id", "credit")): pytest.approx(0.6),
+    }
+
+
+@pytest.mark.parametrize(
+    ("metric", "reference", "critical", "level"),
+    [
+        ("accuracy", 0.9, 0.05, 0.85),  # scores: absolute drop
+        ("rmse", 2.0, 0.25, 2.5),  # errors: relative rise
+        ("mae", 0.0, 0.25, 0.25),  # error with a zero reference: absolute rise
+        ("roc_auc", None, 0.05, None),  # no reference: no level
+        ("roc_auc", math.nan, 0.05, None),
+    ],
+)
+def test_critical_level_matches_how_the_detector_judges_a_drop(
+    metric: str, reference: float | None, critical: float, level: float | None
+) -> None:
+    got = critical_level(
+        row("performance", metric, None, 1.0, reference=reference, critical=critical)
+    )
+    assert got == (None if level is None else pytest.approx(level))

@@ -88,6 +88,27 @@ def test_every_alert_has_severity_annotations_and_a_firing_unit_test() -> None:
     assert quiet == names, f"alerts never shown quiet: {names - quiet}"
 
 
+def test_drift_and_performance_alerts_use_the_exported_thresholds() -> None:
+    """No copy of the default thresholds in the rules: the worker exports each model's own
+    thresholds, and the error metrics the rules treat as lower-is-better are exactly the
+    detector's."""
+    import re
+
+    import yaml
+    from driftline.detectors.performance import HIGHER_IS_BETTER
+
+    groups = yaml.safe_load(RULES.read_text())["groups"]
+    rules = {rule.get("alert"): rule["expr"] for group in groups for rule in group["rules"]}
+    for name in ("DriftlineDataDrift", "DriftlinePredictionDrift"):
+        assert "driftline_drift_critical_threshold" in rules[name], name
+        assert not re.search(r"\bvector\(", rules[name]), name
+    performance = rules["DriftlinePerformanceDrop"]
+    assert "driftline_performance_critical_level" in performance
+    lower = {metric for metric, higher in HIGHER_IS_BETTER.items() if not higher}
+    for alternatives in re.findall(r'metric[!=]~"([^"]+)"', performance):
+        assert set(alternatives.split("|")) == lower, alternatives
+
+
 # --------------------------------------------------------------------------- a real server
 
 
@@ -372,7 +393,9 @@ def test_worker_metrics_follow_the_monitor_like_the_backtest(
     latest = {}  # the newest window's rows, latest revision last
     for row in sorted(rows, key=lambda row: row["revision"]):
         if row["window_start"] == newest and row["primary"] and row["value"] is not None:
-            latest[row["kind"], row["metric"], row["feature"]] = row["value"]
+            # on a critical row, threshold is the monitor's critical threshold
+            critical = row["threshold"] if row["status"] == "critical" else None
+            latest[row["kind"], row["metric"], row["feature"]] = (row["value"], critical)
     assert alerts and requests
 
     worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
@@ -394,11 +417,13 @@ def test_worker_metrics_follow_the_monitor_like_the_backtest(
         want["driftline_alerts_opened_total", key] = (
             want.get(("driftline_alerts_opened_total", key), 0.0) + 1
         )
-    for (kind, metric, feature), value in latest.items():
+    for (kind, metric, feature), (value, critical) in latest.items():
         if kind == "data_drift" or kind == "prediction_drift":
             name = features.get(feature, feature) if kind == "prediction_drift" else feature
             key = (("feature", name), ("model_id", "credit"), ("statistic", metric))
             want["driftline_drift_value", key] = value
+            if critical is not None:
+                want["driftline_drift_critical_threshold", key] = critical
         elif kind == "performance":
             want["driftline_performance_value", (("metric", metric), ("model_id", "credit"))] = (
                 value
@@ -410,5 +435,8 @@ def test_worker_metrics_follow_the_monitor_like_the_backtest(
 
     got = wait_for(observed, lambda value: value == want, 60, "the monitor's metrics")
     assert any(name == "driftline_drift_value" for name, _ in got)
+    assert any(name == "driftline_drift_critical_threshold" for name, _ in got), (
+        "the drifting x2 should be critical in the newest window"
+    )
     closes = worker_samples(worker)["driftline_window_close_duration_seconds_count", credit]
     assert closes >= 6
