@@ -2,8 +2,9 @@
 
 ``models list`` reads ``model_versions`` through the worker that owns an embedded
 store (its read-only ``/query`` page) or directly; ``promote`` and ``rollback``
-write status rows (through the owner worker's ``/store`` pages when one runs) and
-publish the matching ``model_version`` events.
+write status rows (through the owner worker's ``/store`` pages when one runs),
+give the new champion its reference profile from its artifact when the store has
+none for it yet, and publish the matching ``model_version`` events.
 """
 
 from __future__ import annotations
@@ -133,9 +134,12 @@ def _change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]],
 def cmd_models_promote(args: argparse.Namespace) -> int:
     """Make a version the champion and publish it."""
     from driftline.retrainer.registry import ModelRegistry
+    from driftline.retrainer.worker import publish_version_profile
 
     def change(store: Any) -> list[Any]:
-        return [ModelRegistry(store).promote(args.model_id, args.version)]
+        promoted = ModelRegistry(store).promote(args.model_id, args.version)
+        publish_version_profile(store, promoted)  # the monitors' reference for its traffic
+        return [promoted]
 
     return _change_status(args, change, "promoted")
 
@@ -143,9 +147,11 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
 def cmd_models_rollback(args: argparse.Namespace) -> int:
     """Roll the champion back to its parent (or ``--to``) and publish both changes."""
     from driftline.retrainer.registry import ModelRegistry
+    from driftline.retrainer.worker import publish_version_profile
 
     def change(store: Any) -> list[Any]:
         done = ModelRegistry(store).rollback(args.model_id, args.to)
+        publish_version_profile(store, done.restored)  # a restored rejected version has none
         return [done.rolled_back, done.restored]
 
     return _change_status(args, change, "rollback")

@@ -5,7 +5,9 @@ A version lives at ``<root>/<model_id>/<version>/`` and holds what the model's
 metadata) plus ``artifact.json``: the caller's metadata and the import path of
 the model's class. It is written into a temporary directory beside it and then
 renamed into place, so a reader sees a whole version or none, and saving a version
-that already exists changes nothing. Versions are addressed by ``file://`` URIs.
+that already exists changes nothing (unless the caller asks to replace it: the
+retrainer does, for the leftover of an attempt that crashed before its registry
+row). Versions are addressed by ``file://`` URIs.
 """
 
 from __future__ import annotations
@@ -76,20 +78,33 @@ class ArtifactStore:
         return (self.directory_for(model_id, version) / ARTIFACT_FILE).is_file()
 
     def save(
-        self, model: Predictor, model_id: str, version: str, metadata: Mapping[str, Any]
+        self,
+        model: Predictor,
+        model_id: str,
+        version: str,
+        metadata: Mapping[str, Any],
+        *,
+        files: Mapping[str, str] | None = None,
+        replace: bool = False,
     ) -> str:
         """Store ``model`` as ``model_id``/``version`` and return its URI.
 
-        Saving a version that already exists leaves it as it is (idempotent).
+        ``files`` are extra text files (name to content) stored beside the model.
+        Saving a version that already exists leaves it as it is (idempotent), unless
+        ``replace``: then the new copy takes its place whole (for a version that no
+        registry row refers to yet, such as the leftover of a crashed attempt).
 
         Raises
         ------
         ValueError
-            When a name cannot be a directory, or ``metadata`` is not JSON.
+            When a name cannot be a directory or file name, or ``metadata`` is not JSON.
         """
         target = self.directory_for(model_id, version)
-        if self.exists(model_id, version):
+        if not replace and self.exists(model_id, version):
             return target.as_uri()
+        extra = {_check_name("file", name): text for name, text in (files or {}).items()}
+        if ARTIFACT_FILE in extra:
+            raise ValueError(f"file {ARTIFACT_FILE!r} is the artifact's own metadata")
         record = {
             "model_id": model_id,
             "version": version,
@@ -104,16 +119,21 @@ class ArtifactStore:
         staging = Path(tempfile.mkdtemp(prefix=f".{version}.", dir=target.parent))
         try:
             model.save(staging)
+            for name, content in extra.items():
+                (staging / name).write_text(content, encoding="utf-8")
             (staging / ARTIFACT_FILE).write_text(text, encoding="utf-8")
             try:
                 os.rename(staging, target)
             except OSError:
-                if not self.exists(model_id, version):
-                    if target.exists():  # a crashed writer left an incomplete copy
-                        shutil.rmtree(target)
-                        os.rename(staging, target)
-                    else:
-                        raise
+                if not target.exists():
+                    raise
+                if replace or not self.exists(model_id, version):
+                    # the copy to replace, or an incomplete one a crashed writer left:
+                    # move it aside first, so the version is never half old, half new
+                    discarded = Path(tempfile.mkdtemp(prefix=f".{version}.old.", dir=target.parent))
+                    os.rename(target, discarded / version)
+                    os.rename(staging, target)
+                    shutil.rmtree(discarded, ignore_errors=True)
         finally:
             if staging.exists():
                 shutil.rmtree(staging, ignore_errors=True)

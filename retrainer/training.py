@@ -4,7 +4,8 @@
 monitor's ``training:`` overrides win over the options passed in), then either
 calls the user's function named by ``training.function`` (``package.module:function``,
 called as ``function(train, monitor, options)`` and returning a
-:class:`~driftline.retrainer.evaluation.Predictor`) or trains the built-in
+:class:`~driftline.retrainer.evaluation.Predictor` whose class has a
+``load(directory)`` class method, so the registry can load it back) or trains the built-in
 :class:`~driftline.retrainer.model.TabularMLP` with :func:`train_mlp`.
 
 The built-in trainer fits a :class:`~driftline.retrainer.preprocessing.Preprocessor`
@@ -149,7 +150,7 @@ class TrainingReport(BaseModel):
 
 
 class TrainingFunctionError(ValueError):
-    """A user's training function could not be imported or returned no predictor."""
+    """A user's training function could not be imported, raised, or returned no predictor."""
 
 
 class TrainedModel:
@@ -315,7 +316,8 @@ def train_model(
     Raises
     ------
     TrainingFunctionError
-        When ``training.function`` cannot be imported or returns no predictor.
+        When ``training.function`` cannot be imported, raises, or returns no predictor
+        (one with ``predict``, ``save`` and a ``load(directory)`` class method).
     ValueError
         When the data cannot train a model (too few rows, one class, missing features).
     """
@@ -327,13 +329,23 @@ def train_model(
     emit = log or _LOG.info
     emit(f"training {monitor.model_id} with {path} on {len(train)} rows")
     started = time.perf_counter()
-    model = function(train, monitor, resolved)
+    try:
+        model = function(train, monitor, resolved)
+    except Exception as exc:  # the user's code: its failure is this request's, not ours
+        raise TrainingFunctionError(
+            f"training.function {path!r} raised {type(exc).__name__}: {exc}"
+        ) from exc
     seconds = time.perf_counter() - started
     if isinstance(model, tuple) or not isinstance(model, Predictor):
         raise TrainingFunctionError(
             f"training.function {path!r} returned {type(model).__name__}, which is not a "
             "predictor: return an object with predict(features) -> Predictions and "
             "save(directory)"
+        )
+    if not callable(getattr(type(model), "load", None)):
+        raise TrainingFunctionError(
+            f"training.function {path!r} returned {type(model).__name__}, which has no "
+            "load(directory) class method: the registry could not load the saved model back"
         )
     emit(f"{path} trained in {seconds:.2f} s")
     report = TrainingReport(

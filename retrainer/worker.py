@@ -4,22 +4,26 @@
 :meth:`Retrainer.handle` reads the labelled rows of the request's data window
 (predictions joined with their feedback, in SQL), splits them by time, trains a
 candidate, scores it and the current champion on the same holdout (the newest
-rows), saves the artifact, records the version in ``model_versions`` (with a
-reference profile of its training data when it becomes champion) and publishes
-the ``model_version`` event. :func:`run_retrainer` is the ``driftline retrainer``
-shell around it: a confluent-kafka consumer of ``<prefix>.retrain-requests`` that
-commits a request's offset only after it is handled.
+rows), saves the artifact (with a reference profile of its training data),
+records the version in ``model_versions`` (and the profile in
+``reference_profiles`` when it becomes champion; a later manual promotion copies it
+from the artifact) and publishes the ``model_version`` event. :func:`run_retrainer`
+is the ``driftline retrainer`` shell around it: a confluent-kafka consumer of
+``<prefix>.retrain-requests`` that commits a request's offset only after it is handled.
 
 Idempotency: the version name is derived from the request id
 (:func:`~driftline.retrainer.registry.version_for_request`) and the
 ``model_versions`` row is the commit point. A request whose row exists is not
 trained again: its event is re-published (a crash may have come between the row
 and the event) and its offset committed. A crash before the row retrains from
-scratch into the same version name, so a request yields one version at most.
+scratch into the same version name, replacing the artifact the crashed attempt
+may have left, so a request yields one version at most, whose stored weights are
+the ones its row's metrics describe.
 
 A request that cannot train (no monitor config for the model, fewer labelled rows
-than ``training.min_rows``) records nothing: the reason is logged and the request
-is committed, so it does not block the queue.
+than ``training.min_rows``, one class only, a user's training function that fails)
+records nothing: the reason is logged and the request is committed, so it does not
+block the queue. Other failures (the store, Kafka) are retried.
 """
 
 from __future__ import annotations
@@ -30,7 +34,8 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -51,12 +56,14 @@ from .dataset import LabelledDataset
 from .registry import ModelRegistry, VersionRecord, version_for_request
 
 __all__ = [
+    "PROFILE_FILE",
     "STATUS_FILE",
     "KafkaPublisher",
     "RetrainOutcome",
     "Retrainer",
     "load_monitors",
     "open_retrainer_store",
+    "publish_version_profile",
     "read_labelled_rows",
     "resolve_bootstrap",
     "run_retrainer",
@@ -67,6 +74,8 @@ log = logging.getLogger(__name__)
 
 #: The retrainer's state file in the data directory (``{"state": "idle"|"training", ...}``).
 STATUS_FILE = "retrainer.json"
+#: The reference profile of a version's training data, kept in its artifact directory.
+PROFILE_FILE = "reference_profile.json"
 
 #: Publishes a model_version event and returns once Kafka acknowledged it.
 Publish = Callable[[ModelVersionEvent], None]
@@ -299,11 +308,10 @@ class Retrainer:
             except Exception:  # a champion we cannot load or score cannot block a retrain
                 log.exception("cannot score champion %s", champion_record.version)
         metric = monitor.training.metric or monitor.performance_metric
+        with _user_model(monitor, "scoring the holdout"):
+            candidate_score = score_predictor(candidate, holdout, monitor)
         result = challenge(
-            score_predictor(candidate, holdout, monitor),
-            champion_score,
-            metric,
-            monitor.training.promotion_margin,
+            candidate_score, champion_score, metric, monitor.training.promotion_margin
         )
         log.info("request %s: %s", request.request_id, result.decision)
         now = self.clock()
@@ -326,12 +334,22 @@ class Retrainer:
             training_seconds=round(seconds, 3),
             device=str(report.device),
         )
+        with _user_model(monitor, "profiling the training data"):
+            profile = training_profile(candidate, train, monitor, version)
+        # No row names this version yet, so a directory already there is the leftover of
+        # an attempt that crashed before its row: replace it, so that the weights stored
+        # are the ones the row's metrics describe.
         uri = self.artifacts.save(
-            candidate, request.model_id, version, metadata=record.model_dump(mode="json")
+            candidate,
+            request.model_id,
+            version,
+            metadata=record.model_dump(mode="json"),
+            files={PROFILE_FILE: profile.to_json()},
+            replace=True,
         )
         record = record.model_copy(update={"artifact_uri": str(uri)})
         if result.promote:
-            save_profile(self.store, training_profile(candidate, train, monitor, version))
+            save_profile(self.store, profile)
         self.registry.record(record)  # the commit point of the request
         self._finish(record)
         self._status("idle")
@@ -381,14 +399,66 @@ class Retrainer:
             training_seconds=round(seconds, 3),
             device=device,
         )
+        profile = training_profile(model, train, monitor, version)
         uri = self.artifacts.save(
-            model, monitor.model_id, version, metadata=record.model_dump(mode="json")
+            model,
+            monitor.model_id,
+            version,
+            metadata=record.model_dump(mode="json"),
+            files={PROFILE_FILE: profile.to_json()},
         )
         record = record.model_copy(update={"artifact_uri": str(uri)})
-        save_profile(self.store, training_profile(model, train, monitor, version))
+        save_profile(self.store, profile)
         self.registry.record(record)
         self._finish(record)
         return record
+
+
+@contextmanager
+def _user_model(monitor: MonitorConfig, step: str) -> Iterator[None]:
+    """Turn a failure of a user's model (``training.function``) into a request error.
+
+    A user's ``predict`` that raises fails this request, not the retrainer: the
+    request is skipped with the reason instead of being retried forever.
+    """
+    try:
+        yield
+    except Exception as error:
+        path = monitor.training.function
+        if path is None or isinstance(error, ValueError):
+            raise
+        raise ValueError(
+            f"the model of training.function {path!r} failed while {step}: "
+            f"{type(error).__name__}: {error}"
+        ) from error
+
+
+def publish_version_profile(store: Any, record: VersionRecord) -> bool:
+    """Make the reference profile of ``record``'s version the monitors' for that version.
+
+    The retrainer stores a profile of every version's training data in its artifact
+    (:data:`PROFILE_FILE`) and in ``reference_profiles`` only for the versions it
+    promotes; a version promoted or restored later by hand gets it from its artifact
+    here. Returns whether a profile was written (``False``: it was there already, or
+    the artifact holds none, as for versions registered before profiles were kept).
+    """
+    from .artifact import ArtifactStore
+
+    rows = store.query(
+        "SELECT count() AS n FROM reference_profiles FINAL "
+        "WHERE model_id = {model:String} AND model_version = {version:String}",
+        {"model": record.model_id, "version": record.version},
+    )
+    if rows and int(rows[0]["n"]) > 0:
+        return False
+    try:
+        path = ArtifactStore(".").path_of(record.artifact_uri) / PROFILE_FILE
+        text = path.read_text(encoding="utf-8")
+    except (ValueError, OSError) as error:
+        log.warning("version %s has no stored reference profile: %s", record.version, error)
+        return False
+    save_profile(store, ModelProfile.from_json(text))
+    return True
 
 
 class KafkaPublisher:

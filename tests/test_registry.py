@@ -1,28 +1,42 @@
-"""The model registry on a real chDB store: versions, champion, promote, rollback."""
+"""The model registry on a real chDB store: versions, champion, promote, rollback, and the
+retrainer's handling of requests against it (idempotency, crash leftovers, bad input)."""
 
 from __future__ import annotations
 
 import json
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import orjson
 import pytest
 from confluent_kafka import Consumer, TopicPartition
+from driftline.detectors.profiles import build_profile
+from driftline.retrainer.artifact import ArtifactStore
+from driftline.retrainer.dataset import LabelledDataset
 from driftline.retrainer.registry import (
     ModelRegistry,
     RegistryError,
     VersionRecord,
     version_for_request,
 )
-from driftline.schemas.events import ModelVersionEvent
+from driftline.retrainer.training import TrainedModel, TrainingOptions, train_model
+from driftline.retrainer.worker import PROFILE_FILE, Retrainer, publish_version_profile
+from driftline.schemas.codec import decode_ingest
+from driftline.schemas.events import ModelVersionEvent, RetrainRequestEvent
+from driftline.schemas.monitor import MonitorConfig
+from test_retrainer_training import MajorityPredictor
 
 from driftline.broker import EmbeddedBroker
 from driftline.cli import main
 from driftline.kafka import create_topics
 from driftline.settings import Settings
 from driftline.store import EmbeddedStore, migrate
+from driftline.store.profiles import load_profile
+from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
 
 
 @pytest.fixture
@@ -44,8 +58,8 @@ def _version(
             "status": status,
             "created_at": at,
             "updated_at": at,
-            **extra,
         }
+        | extra
     )
 
 
@@ -164,10 +178,20 @@ def test_the_models_commands_list_promote_and_roll_back(
     create_topics(Settings(topic_prefix=prefix, partitions=1), broker.bootstrap_servers)
     store = EmbeddedStore(data / "chdb", "driftline")
     migrate(store)
+    # v2 was rejected: its reference profile is in its artifact only
+    profile = build_profile("credit", "v2", features={"x": [1.0, 2.0, 3.0]}, kinds={"x": "numeric"})
+    v2_uri = ArtifactStore(tmp_path / "artifacts").save(
+        MajorityPredictor("1", ("0", "1")),
+        "credit",
+        "v2",
+        {},
+        files={PROFILE_FILE: profile.to_json()},
+    )
     ModelRegistry(store).record(
         _version("v1", "champion", at=100.0),
-        _version("v2", "rejected", at=200.0, parent_version="v1"),
+        _version("v2", "rejected", at=200.0, parent_version="v1", artifact_uri=v2_uri),
     )
+    assert load_profile(store, "credit", "v2") is None
     store.close()
 
     def run(*argv: str) -> tuple[int, str, str]:
@@ -183,6 +207,10 @@ def test_the_models_commands_list_promote_and_roll_back(
     assert states() == {"v1": "champion", "v2": "rejected"}
     assert run("models", "promote", "--model-id", "credit", "--version", "v2")[0] == 0
     assert states() == {"v1": "candidate", "v2": "champion"}
+    store = EmbeddedStore(data / "chdb", "driftline")
+    promoted_profile = load_profile(store, "credit", "v2")
+    store.close()
+    assert promoted_profile is not None and promoted_profile.model_version == "v2"
     code, _, err = run("models", "promote", "--model-id", "credit", "--version", "v9")
     assert code == 2 and "has no version 'v9'" in err
     code, _, err = run("models", "rollback", "--model-id", "ghost")
@@ -196,3 +224,217 @@ def test_the_models_commands_list_promote_and_roll_back(
         ("v2", "rolled_back"),
         ("v1", "champion"),
     ]
+
+
+# --- the retrainer's request handling on a real chDB store (publishing to a list) --------
+
+START = 1_767_225_600.0
+FAST_OPTIONS = TrainingOptions(
+    hidden_layers=(16,), batch_size=64, max_epochs=15, patience=3, learning_rate=0.01, device="cpu"
+)
+
+
+def _credit_monitor(**training: object) -> MonitorConfig:
+    return MonitorConfig.from_mapping(
+        {
+            "model_id": "credit",
+            "features": {"x0": "numeric", "x1": "numeric", "region": "categorical"},
+            "training": {"min_rows": 100, "holdout_fraction": 0.25, **training},
+        }
+    )
+
+
+def _period(store: EmbeddedStore, offset: int, rows: int, drifted: bool) -> LabelledDataset:
+    """Store ``rows`` labelled predictions from ``START + offset``; return them as a dataset."""
+    rng = np.random.default_rng(offset)
+    x0, x1 = rng.normal(size=(2, rows))
+    labels = ((x0 - x1 > 0) if drifted else (x0 + x1 > 0)).astype(int)
+    ids = [f"e{offset + i:06d}" for i in range(rows)]
+    times = (START + offset + np.arange(rows, dtype=float)).tolist()
+    regions = rng.choice(["north", "south"], rows).tolist()
+    predictions, feedback = PredictionRows(), FeedbackRows()
+    predictions.add(
+        decode_ingest(
+            orjson.dumps(
+                {
+                    "type": "prediction_batch",
+                    "model_id": "credit",
+                    "model_version": "v1",
+                    "event_ids": ids,
+                    "timestamps": times,
+                    "features": {"x0": x0.tolist(), "x1": x1.tolist(), "region": regions},
+                    "predictions": [0] * rows,
+                }
+            )
+        ),
+        KafkaPosition("predictions", 0, offset),
+    )
+    feedback.add(
+        decode_ingest(
+            orjson.dumps(
+                {
+                    "type": "feedback_batch",
+                    "model_id": "credit",
+                    "event_ids": ids,
+                    "timestamps": [t + 5 for t in times],
+                    "labels": labels.tolist(),
+                }
+            )
+        ),
+        KafkaPosition("feedback", 0, offset),
+    )
+    store.insert_arrow("predictions", predictions.build())
+    store.insert_arrow("feedback", feedback.build())
+    return LabelledDataset(
+        features={"x0": x0, "x1": x1, "region": np.asarray(regions, dtype=object)},
+        labels=labels.astype(str),
+        timestamps=np.asarray(times),
+        event_ids=np.asarray(ids),
+    )
+
+
+def _request(request_id: str, offset: float, rows: int) -> RetrainRequestEvent:
+    return RetrainRequestEvent(
+        request_id=request_id,
+        model_id="credit",
+        model_version="v1",
+        reason=["alert-1"],
+        data_from=START + offset,
+        data_to=START + offset + rows,
+        requested_at=START + offset + rows,
+    )
+
+
+@dataclass
+class Loop:
+    """A retrainer over a chDB store with a decayed champion ``v1`` and drifted rows."""
+
+    store: EmbeddedStore
+    retrainer: Retrainer
+    published: list[ModelVersionEvent]
+    artifacts: ArtifactStore
+
+
+@pytest.fixture
+def loop(tmp_path: Path) -> Iterator[Loop]:
+    store = EmbeddedStore(tmp_path / "chdb", "retrain_loop")
+    migrate(store)
+    monitor = _credit_monitor()
+    before = _period(store, 0, 600, drifted=False)
+    _period(store, 600, 600, drifted=True)
+    published: list[ModelVersionEvent] = []
+    artifacts = ArtifactStore(tmp_path / "artifacts")
+    retrainer = Retrainer(
+        store, {"credit": monitor}, artifacts, published.append, options=FAST_OPTIONS
+    )
+    first, _ = train_model(before, monitor, FAST_OPTIONS)
+    retrainer.register_initial(first, monitor, "v1", before)
+    published.clear()
+    yield Loop(store, retrainer, published, artifacts)
+    store.close()
+
+
+def test_a_request_trains_once_and_its_duplicate_only_publishes_again(loop: Loop) -> None:
+    request = _request("req-1", 600, 600)
+    outcome = loop.retrainer.handle(request)
+    assert outcome.status == "registered" and outcome.record is not None
+    record = outcome.record
+    assert record.version == version_for_request("req-1") and record.status == "champion"
+    assert record.metrics["candidate.accuracy"] > record.metrics["champion.accuracy"] + 0.2
+    assert (record.train_rows, record.holdout_rows) == (450, 150)
+    assert load_profile(loop.store, "credit", record.version).model_version == record.version
+    assert (loop.artifacts.path_of(record.artifact_uri) / PROFILE_FILE).is_file()
+
+    again = loop.retrainer.handle(request)
+    assert again.status == "duplicate" and again.record is not None
+    assert (again.record.version, again.record.artifact_uri) == (
+        record.version,
+        record.artifact_uri,
+    )
+    assert [(e.version, e.status) for e in loop.published] == [(record.version, "champion")] * 2
+    registry = ModelRegistry(loop.store)
+    assert [(r.version, r.status) for r in registry.versions("credit")] == [
+        ("v1", "candidate"),
+        (record.version, "champion"),
+    ]
+
+
+def test_a_restart_after_a_crash_before_the_row_replaces_the_leftover_artifact(
+    loop: Loop,
+) -> None:
+    version = version_for_request("req-crash")
+    leftover = MajorityPredictor("1", ("0", "1"))
+    loop.artifacts.save(leftover, "credit", version, {"attempt": "crashed"})
+
+    outcome = loop.retrainer.handle(_request("req-crash", 600, 600))
+    assert outcome.registered and outcome.record is not None
+    stored = loop.artifacts.metadata(outcome.record.artifact_uri)
+    assert "attempt" not in stored["metadata"]
+    assert stored["metadata"]["decision"] == outcome.record.decision
+    model = loop.artifacts.load_predictor(outcome.record.artifact_uri)
+    assert isinstance(model, TrainedModel)  # the retrained weights, not the leftover
+    [row] = ModelRegistry(loop.store).by_request("credit", "req-crash")
+    assert row.artifact_uri == outcome.record.artifact_uri
+    assert not [
+        p
+        for p in loop.artifacts.directory_for("credit", version).parent.iterdir()
+        if p.name.startswith(".")
+    ]  # no staging or discarded copy left behind
+
+
+def test_a_rejected_version_gets_its_profile_when_promoted_later(loop: Loop) -> None:
+    loop.retrainer.monitors["credit"] = _credit_monitor(promotion_margin=0.99)
+    outcome = loop.retrainer.handle(_request("req-rejected", 600, 600))
+    assert outcome.record is not None and outcome.record.status == "rejected"
+    assert outcome.record.decision.startswith("reject:")
+    version = outcome.record.version
+    assert load_profile(loop.store, "credit", version).model_version == "v1"  # not its own yet
+
+    promoted = ModelRegistry(loop.store).promote("credit", version)
+    assert publish_version_profile(loop.store, promoted)
+    assert load_profile(loop.store, "credit", version).model_version == version
+    assert not publish_version_profile(loop.store, promoted)  # once
+
+
+def fail_training(train: LabelledDataset, monitor: MonitorConfig, options: Any) -> Any:
+    """A user's training function with a bug."""
+    raise KeyError("no column named 'income'")
+
+
+class BrokenPredictor(MajorityPredictor):
+    """A user's model whose predict fails."""
+
+    def predict(self, features: Any) -> Any:
+        raise IndexError("predict exploded")
+
+
+def train_broken(train: LabelledDataset, monitor: MonitorConfig, options: Any) -> Any:
+    """A user's training function whose model cannot predict."""
+    return BrokenPredictor("1", ("0", "1"))
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        ("fail_training", "raised KeyError: \"no column named 'income'\""),
+        ("train_broken", "failed while scoring the holdout: IndexError: predict exploded"),
+    ],
+)
+def test_a_failing_user_function_skips_the_request_naming_it(
+    loop: Loop, function: str, message: str
+) -> None:
+    path = f"{__name__}:{function}"
+    loop.retrainer.monitors["credit"] = _credit_monitor(function=path)
+    outcome = loop.retrainer.handle(_request("req-user", 600, 600))
+    assert outcome.status == "skipped" and outcome.record is None
+    assert f"training.function {path!r}" in outcome.reason and message in outcome.reason
+    assert ModelRegistry(loop.store).by_request("credit", "req-user") == []
+    assert loop.published == []
+
+
+def test_too_few_labelled_rows_skip_the_request_naming_the_minimum(loop: Loop) -> None:
+    outcome = loop.retrainer.handle(_request("req-small", 600, 50))
+    assert outcome.status == "skipped"
+    assert "50 labelled rows of model 'credit'" in outcome.reason
+    assert "training.min_rows = 100" in outcome.reason
+    assert loop.published == []

@@ -13,6 +13,7 @@ import sys
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -458,6 +459,26 @@ def train_nothing(train: LabelledDataset, monitor: MonitorConfig, options: Train
     return 42
 
 
+def train_and_crash(train: LabelledDataset, monitor: MonitorConfig, options: Any) -> Any:
+    """A broken user's training function: raises."""
+    raise ZeroDivisionError("division by zero in fit")
+
+
+class Unloadable:
+    """A user's model that can be saved but never loaded back."""
+
+    def predict(self, features: Mapping[str, np.ndarray]) -> Predictions:
+        return Predictions(labels=np.full(len(next(iter(features.values()))), "1"))
+
+    def save(self, directory: Path) -> None:
+        (directory / "model.txt").write_text("1", encoding="utf-8")
+
+
+def train_unloadable(train: LabelledDataset, monitor: MonitorConfig, options: Any) -> Any:
+    """A user's training function whose model has no load(directory)."""
+    return Unloadable()
+
+
 def test_a_user_training_function_named_by_import_path_trains(tmp_path: Path) -> None:
     monitor = MonitorConfig.from_yaml(
         f"""
@@ -488,6 +509,8 @@ training:
         ("no_such_module_for_driftline:fit", "cannot import module 'no_such_module_for_driftline'"),
         (f"{__name__}:missing_function", "has no attribute 'missing_function'"),
         (f"{__name__}:train_nothing", "returned int, which is not a predictor"),
+        (f"{__name__}:train_and_crash", "raised ZeroDivisionError: division by zero in fit"),
+        (f"{__name__}:train_unloadable", "returned Unloadable, which has no load"),
     ],
 )
 def test_a_bad_training_function_gives_an_error_naming_it(path: str, message: str) -> None:

@@ -155,8 +155,36 @@ def test_a_version_that_fails_to_load_keeps_the_current_model(
         send(_event("v1"))
         assert subscriber.wait_for_version("v1", timeout=30)
         send(_event("broken"))
-        wait_for(lambda: subscriber.stats.load_failures, lambda n: n == 1, 30, "a load failure")
+        wait_for(lambda: subscriber.stats.load_failures, lambda n: n >= 1, 30, "a load failure")
         assert subscriber.version == "v1"
         assert subscriber.predict({}) == ("v1", "v1")
-        send(_event("v2"))
+        send(_event("v2"))  # a newer champion supersedes the one that failed
         assert subscriber.wait_for_version("v2", timeout=30)
+        failures = subscriber.stats.load_failures
+    assert subscriber.stats.load_failures == failures  # "broken" was not tried again
+
+
+def test_a_champion_that_fails_to_load_is_retried_until_it_loads(
+    broker: EmbeddedBroker, topic_prefix: str, send: Any
+) -> None:
+    attempts: list[str] = []
+
+    def loader(event: ModelVersionEvent) -> SlowModel:
+        attempts.append(event.version)
+        if attempts.count(event.version) < 3:  # the artifact is not visible yet
+            raise FileNotFoundError(event.artifact_uri)
+        return SlowModel(event.version)
+
+    with pytest.raises(ValueError, match="retry_seconds must be > 0, got 0"):
+        ModelSubscriber("credit", broker.bootstrap_servers, retry_seconds=0)
+    with ModelSubscriber(
+        "credit",
+        broker.bootstrap_servers,
+        topic_prefix=topic_prefix,
+        loader=loader,
+        retry_seconds=0.05,
+    ) as subscriber:
+        send(_event("v1"))
+        assert subscriber.wait_for_version("v1", timeout=30)  # without another event
+        assert attempts == ["v1", "v1", "v1"]
+        assert subscriber.stats.load_failures == 2 and subscriber.stats.swaps == 1

@@ -7,13 +7,15 @@ in with one reference assignment: a thread calling :meth:`ModelSubscriber.predic
 sees the old model or the new one, whole, never one half loaded. Events of other
 models, non-champion statuses and malformed messages are skipped (malformed ones
 are logged and counted); a version that fails to load leaves the current model in
-place.
+place and is tried again with a growing delay, until it loads or a newer champion
+supersedes it.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -81,6 +83,13 @@ class ModelSubscriber:
         Called on the subscriber's thread after each swap, with the event and model.
     kafka_config
         Extra librdkafka settings (security, ...).
+    poll_seconds
+        How long one poll of the topic waits for messages.
+    connect_timeout
+        How long :meth:`start` waits for the topic's metadata.
+    retry_seconds
+        A champion that failed to load is tried again after this many seconds
+        (doubling up to a minute) until it loads or a newer champion arrives.
 
     Examples
     --------
@@ -100,6 +109,7 @@ class ModelSubscriber:
         kafka_config: dict[str, Any] | None = None,
         poll_seconds: float = 0.2,
         connect_timeout: float = 30.0,
+        retry_seconds: float = 5.0,
     ) -> None:
         if not model_id:
             raise ValueError("model_id must not be empty")
@@ -112,6 +122,9 @@ class ModelSubscriber:
         self._kafka_config = dict(kafka_config or {})
         self._poll_seconds = poll_seconds
         self._connect_timeout = connect_timeout
+        if not retry_seconds > 0:
+            raise ValueError(f"retry_seconds must be > 0, got {retry_seconds!r}")
+        self._retry_seconds = retry_seconds
         self._serving: _Serving | None = None
         self._changed = threading.Condition()
         self._stop = threading.Event()
@@ -214,12 +227,21 @@ class ModelSubscriber:
     # ------------------------------------------------------------------ the thread
 
     def _run(self, consumer: Any) -> None:
+        pending: ModelVersionEvent | None = None  # the champion to load next
+        retry_at, delay = 0.0, self._retry_seconds
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(num_messages=500, timeout=self._poll_seconds)
                 newest = self._newest_champion(messages)
-                if newest is not None:
-                    self._swap(newest)
+                if newest is not None:  # a newer champion supersedes one that failed
+                    pending, retry_at, delay = newest, 0.0, self._retry_seconds
+                if pending is None or time.monotonic() < retry_at:
+                    continue
+                if self._swap(pending):
+                    pending = None
+                else:  # the artifact may appear later (a slow or remote file system)
+                    retry_at = time.monotonic() + delay
+                    delay = min(delay * 2, 60.0)
         except Exception:  # the serving process must keep its current model
             log.exception("the model subscriber of %s stopped", self.model_id)
         finally:
@@ -251,17 +273,21 @@ class ModelSubscriber:
             newest = event
         return newest
 
-    def _swap(self, event: ModelVersionEvent) -> None:
+    def _swap(self, event: ModelVersionEvent) -> bool:
+        """Load and serve ``event``'s version; ``False`` when it failed to load."""
         if self.version == event.version:
-            return
+            return True
         try:
             model = self._loader(event)
         except Exception:
             self.stats.load_failures += 1
             log.exception(
-                "cannot load %s %s from %s", event.model_id, event.version, event.artifact_uri
+                "cannot load %s %s from %s (retrying unless a newer champion comes)",
+                event.model_id,
+                event.version,
+                event.artifact_uri,
             )
-            return
+            return False
         with self._changed:
             self._serving = _Serving(model, event)  # one assignment: the swap
             self.stats.swaps += 1
@@ -272,3 +298,4 @@ class ModelSubscriber:
                 self._on_version(event, model)
             except Exception:
                 log.exception("on_version callback failed for %s", event.version)
+        return True
