@@ -93,7 +93,11 @@ FROM (
 ) AS p
 INNER JOIN (
     SELECT event_id, label_value, label_class FROM feedback FINAL
-    WHERE model_id = {model:String}
+    WHERE model_id = {model:String} AND event_id IN (
+        SELECT event_id FROM predictions
+        WHERE model_id = {model:String}
+          AND timestamp >= fromUnixTimestamp64Micro({start:Int64}, 'UTC')
+          AND timestamp < fromUnixTimestamp64Micro({stop:Int64}, 'UTC'))
 ) AS f ON p.event_id = f.event_id
 ORDER BY timestamp, event_id
 """
