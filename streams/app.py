@@ -9,6 +9,8 @@ import faust
 
 from driftline.settings import Settings
 
+from .transport import WorkerApp
+
 __all__ = ["StreamTopics", "create_app", "faust_credentials"]
 
 
@@ -68,7 +70,7 @@ def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, S
     >>> app.conf.id, topics.predictions.get_topic_name()
     ('doc-worker', 'doc.predictions')
     """
-    app = faust.App(
+    app = WorkerApp(
         f"{settings.topic_prefix}-worker",
         broker=f"kafka://{bootstrap_servers}",
         broker_credentials=faust_credentials(settings),
