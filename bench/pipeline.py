@@ -1,13 +1,17 @@
 """End-to-end benchmark of the streaming monitor: tansu + one worker process + chDB.
 
-Run: ``.venv/bin/python bench/pipeline.py [--rows N] [--single-rows M] [--batch B]``
+Run: ``.venv/bin/python bench/pipeline.py [--rows N] [--single-rows M] [--batch B]
+[--no-labels]``
 
 Prints:
 
-* batched: rows/s from the first event produced to the last window's metrics in
-  ClickHouse (``prediction_batch`` messages of ``--batch`` rows, 10 numeric features,
-  1-minute windows, labels included);
-* single events: the same with one ``prediction`` message per row;
+* batched: from the first event produced to the last window's metrics in ClickHouse
+  (``prediction_batch`` messages of ``--batch`` rows and ``feedback_batch`` messages
+  with a label for every prediction, 10 numeric features, 1-minute windows, all on
+  one partition as the SDK keys by model): predictions/s, and rows/s counting the
+  labels too; per stream also when the predictions were all stored and the worker's
+  CPU time;
+* single events: the same with one ``prediction``/``feedback`` message per row;
 * alert latency: from producing the event that moves the watermark past a drifted
   window's end + allowed lateness to the alert read from ``<prefix>.alerts``.
 
@@ -94,8 +98,9 @@ def run_stream(
     start: float,
     worker_pid: int,
     labels: bool = True,
-) -> float:
-    """Produce a stream of ``model``; return rows/s until its last window's metrics exist."""
+) -> tuple[float, float]:
+    """Produce a stream of ``model``; return (predictions/s, rows/s with the labels) until
+    its last window's metrics exist."""
     n_windows = 10
     stream = simulate(
         n_windows=n_windows,
@@ -129,7 +134,8 @@ def run_stream(
         f"last window's metrics {total:.2f}s; worker CPU {cpu:.2f}s "
         f"({stream.rows / cpu:,.0f} rows per CPU second)"
     )
-    return stream.rows / total
+    labels = int(stream.labelled.sum()) if labels else 0
+    return stream.rows / total, (stream.rows + labels) / total
 
 
 def _count(reader: WorkerReader, table: str, model: str) -> int:
@@ -278,8 +284,14 @@ def main() -> None:
             worker.terminate()
             worker.wait(30)
             log.close()
-    print(f"batched ({args.batch} rows/message, {args.rows} rows): {batched:,.0f} rows/s")
-    print(f"single events ({args.single_rows} rows): {single:,.0f} rows/s")
+    for name, (predictions, rows) in (
+        (f"batched ({args.batch} rows/message, {args.rows} predictions)", batched),
+        (f"single events ({args.single_rows} predictions)", single),
+    ):
+        print(
+            f"{name}: {predictions:,.0f} predictions/s; {rows:,.0f} rows/s "
+            "counting predictions and labels"
+        )
     print(
         "alert latency (watermark past window end + lateness -> alert on Kafka): "
         + ", ".join(f"{x:.2f}s" for x in latencies)
