@@ -206,6 +206,7 @@ def empty_agent_rate(bootstrap: str, topic: str, count: int, folder: Path) -> fl
     out = folder / "empty_agent.json"
     process = subprocess.Popen(
         [sys.executable, str(script), bootstrap, topic, str(count), str(out)],
+        cwd=folder,  # Faust keeps its data folder in the working directory
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
