@@ -44,6 +44,7 @@ from typing import Any, Literal
 from driftline.detectors.profiles import ModelProfile, build_profile
 from driftline.schemas.events import ModelVersionEvent, RetrainRequestEvent
 from driftline.schemas.monitor import MonitorConfig
+from driftline.schemas.monitor import load_monitors as load_monitor_configs
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
@@ -545,18 +546,11 @@ def resolve_bootstrap(settings: Settings) -> str:
 
 
 def load_monitors(folder: Path | None) -> dict[str, MonitorConfig]:
-    """Monitor configs of ``folder/*.yaml`` by model id (a model named twice is an error)."""
-    monitors: dict[str, MonitorConfig] = {}
-    if folder is None:
-        return monitors
-    if not Path(folder).is_dir():
+    """Monitor configs of ``folder/*.yaml`` by model id; a folder that does not exist is
+    an error (the retrainer cannot train a model it has no config for)."""
+    if folder is not None and not Path(folder).is_dir():
         raise ValueError(f"monitors folder {folder} does not exist")
-    for path in sorted(Path(folder).glob("*.yaml")):
-        config = MonitorConfig.from_yaml(path)
-        if config.model_id in monitors:
-            raise ValueError(f"{path}: model {config.model_id!r} has another monitor already")
-        monitors[config.model_id] = config
-    return monitors
+    return load_monitor_configs(folder)
 
 
 def run_retrainer(

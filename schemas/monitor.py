@@ -78,6 +78,7 @@ __all__ = [
     "Severity",
     "Task",
     "TrainingConfig",
+    "load_monitors",
     "parse_duration",
 ]
 
@@ -672,3 +673,16 @@ _Loader.add_implicit_resolver(
     re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
     list("tTfF"),
 )
+
+
+def load_monitors(folder: Path | None) -> dict[str, MonitorConfig]:
+    """Monitor configs of ``folder/*.yaml`` by model id (a model named twice is an error)."""
+    monitors: dict[str, MonitorConfig] = {}
+    if folder is None:
+        return monitors
+    for path in sorted(Path(folder).glob("*.yaml")):
+        config = MonitorConfig.from_yaml(path)
+        if config.model_id in monitors:
+            raise ValueError(f"{path}: model {config.model_id!r} has another monitor already")
+        monitors[config.model_id] = config
+    return monitors

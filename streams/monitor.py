@@ -68,7 +68,6 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -77,7 +76,7 @@ from driftline.detectors import AlertPolicy, PolicyState, RetrainPolicy, WindowR
 from driftline.detectors.evaluate import evaluate_window
 from driftline.detectors.profiles import ModelProfile
 from driftline.schemas.events import AlertEvent, RetrainRequestEvent
-from driftline.schemas.monitor import MonitorConfig
+from driftline.schemas.monitor import MonitorConfig, load_monitors
 from pydantic import BaseModel, ConfigDict
 
 from driftline.backtest import concept_drift_detectors, concept_drift_step, policy_step
@@ -419,19 +418,6 @@ def alert_table(events: Sequence[AlertEvent]) -> pa.Table:
             "opened_at": ts([e.opened_at for e in events]),
         }
     )
-
-
-def load_monitors(folder: Path | None) -> dict[str, MonitorConfig]:
-    """Monitor configs of ``folder/*.yaml`` by model id (a model named twice is an error)."""
-    monitors: dict[str, MonitorConfig] = {}
-    if folder is None:
-        return monitors
-    for path in sorted(Path(folder).glob("*.yaml")):
-        config = MonitorConfig.from_yaml(path)
-        if config.model_id in monitors:
-            raise ValueError(f"{path}: model {config.model_id!r} has another monitor already")
-        monitors[config.model_id] = config
-    return monitors
 
 
 # --------------------------------------------------------------------------- the shell
