@@ -817,6 +817,15 @@ def window_data(
     )[float(start)]
 
 
+def _micro_range(start: float, end: float, size: float) -> tuple[int, int, int]:
+    """``[start, end)`` and the window size in microseconds, checked."""
+    if not end > start:
+        raise ValueError("a range ends after it starts")
+    if not (math.isfinite(size) and round(size * _MICROS) >= 1):
+        raise ValueError("window size must be at least one microsecond")
+    return round(start * _MICROS), round(end * _MICROS), round(size * _MICROS)
+
+
 def label_counts(
     store: Store,
     *,
@@ -848,13 +857,8 @@ def label_counts(
     dict of float to int
         Window start to labelled predictions, for every window with a prediction.
     """
-    if not end > start:
-        raise ValueError("a range ends after it starts")
-    if not (math.isfinite(size) and round(size * _MICROS) >= 1):
-        raise ValueError("window size must be at least one microsecond")
-    size_us = round(size * _MICROS)
+    low, high, size_us = _micro_range(start, end, size)
     p = _Params()
-    low, high = round(start * _MICROS), round(end * _MICROS)
     sql = f"""
     SELECT intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
            countIf(l.has_label = 1) AS labelled
@@ -899,13 +903,8 @@ def window_counts(
         Window start to (predictions, labelled predictions), for every window with a
         prediction.
     """
-    if not end > start:
-        raise ValueError("a range ends after it starts")
-    if not (math.isfinite(size) and round(size * _MICROS) >= 1):
-        raise ValueError("window size must be at least one microsecond")
-    size_us = round(size * _MICROS)
+    low, high, size_us = _micro_range(start, end, size)
     p = _Params()
-    low, high = round(start * _MICROS), round(end * _MICROS)
     in_range = _range_sql(p, model_id, model_version, low, high)
     sql = f"""
     SELECT intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
