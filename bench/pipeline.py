@@ -124,23 +124,61 @@ def run_stream(
     )
     producer.flush(60)
     produced = time.perf_counter() - t0
-    _wait(lambda: _count(reader, "predictions", model) >= stream.rows, 600, f"{model} rows")
-    stored = time.perf_counter() - t0
-    _wait(lambda: _windows_done(reader, model, n_windows), 600, f"{model} windows")
+    n_labels = int(stream.labelled.sum()) if labels else 0
+    milestones = _milestones(reader, model, stream.rows, n_labels, n_windows, t0)
+    expected = _expected_coverage(stream, start, n_windows) if labels else None
+    if expected is not None:
+        # the metrics count only once every window's latest revision has all its labels
+        _wait(lambda: _coverage(reader, model) == expected, 600, f"{model} labels in metrics")
     total = time.perf_counter() - t0
     cpu = _cpu_seconds(worker_pid) - cpu0
     print(
-        f"  {model}: produced {produced:.2f}s, predictions stored {stored:.2f}s, "
-        f"last window's metrics {total:.2f}s; worker CPU {cpu:.2f}s "
-        f"({stream.rows / cpu:,.0f} rows per CPU second)"
+        f"  {model}: produced {produced:.2f}s, predictions stored {milestones['p']:.2f}s, "
+        f"labels stored {milestones['f']:.2f}s, every window's first metrics "
+        f"{milestones['w']:.2f}s, with all labels {total:.2f}s; worker CPU {cpu:.2f}s "
+        f"({(stream.rows + n_labels) / cpu:,.0f} rows per CPU second)"
     )
-    labels = int(stream.labelled.sum()) if labels else 0
-    return stream.rows / total, (stream.rows + labels) / total
+    return stream.rows / total, (stream.rows + n_labels) / total
 
 
-def _count(reader: WorkerReader, table: str, model: str) -> int:
-    rows = reader.query(f"SELECT count() AS n FROM {table} WHERE model_id = '{model}'")
-    return int(rows[0]["n"])
+def _milestones(
+    reader: WorkerReader, model: str, rows: int, labels: int, windows: int, t0: float
+) -> dict[str, float]:
+    """Seconds since ``t0`` at which the predictions (``p``), the labels (``f``) were
+    stored and every window had metrics (``w``), polled every 20 ms."""
+    targets = {"p": rows, "f": labels, "w": windows}
+    reached: dict[str, float] = {}
+    deadline = time.monotonic() + 600
+    while len(reached) < len(targets):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out; reached only {sorted(reached)}")
+        found = reader.query(
+            f"SELECT (SELECT count() FROM predictions WHERE model_id = '{model}') AS p, "
+            f"(SELECT count() FROM feedback WHERE model_id = '{model}') AS f, "
+            "(SELECT uniqExact(window_start) FROM window_metrics "
+            f"WHERE model_id = '{model}') AS w"  # constants of this script
+        )[0]
+        now = time.perf_counter() - t0
+        for key, target in targets.items():
+            if key not in reached and int(found[key]) >= target:
+                reached[key] = now
+        time.sleep(0.02)
+    return reached
+
+
+def _expected_coverage(stream: Any, start: float, n_windows: int) -> list[float]:
+    """Label coverage of each window once all of its labels are in."""
+    window = ((stream.timestamps - start) // WINDOW).astype(int)
+    return [round(float(stream.labelled[window == w].mean()), 6) for w in range(n_windows)]
+
+
+def _coverage(reader: WorkerReader, model: str) -> list[float]:
+    rows = reader.query(
+        "SELECT window_start, argMax(label_coverage, revision) AS c FROM window_metrics "
+        f"WHERE model_id = '{model}' AND label_coverage IS NOT NULL "  # a constant here
+        "GROUP BY window_start ORDER BY window_start"
+    )
+    return [round(float(row["c"]), 6) for row in rows]
 
 
 def alert_latency(

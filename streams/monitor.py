@@ -4,14 +4,21 @@ A thin shell around the pure core (DESIGN §2). Every tick the Faust leader:
 
 1. reads the **global watermark** from the ``watermarks`` table
    (:func:`global_watermark`);
-2. for each monitored model (a ``*.yaml`` monitor config in ``monitors_dir``) and each
-   of its versions with predictions and a reference profile (the version's own, else
-   the model's newest), counts predictions and labels per window in ClickHouse and
-   decides which windows to evaluate (:func:`plan_windows`);
+2. for each monitored model (a ``*.yaml`` monitor config in ``monitors_dir``) whose
+   pass is due (below), and each of its versions with predictions and a reference
+   profile (the version's own, else the model's newest), counts predictions and labels
+   per window in ClickHouse and decides which windows to evaluate (:func:`plan_windows`);
 3. aggregates those windows in ClickHouse (:func:`driftline.store.windows.windows_data`),
    evaluates them (:func:`~driftline.detectors.evaluate.evaluate_window`) and applies the
    alert and retrain policies (:func:`driftline.backtest.policy_step`, the step the
-   backtest runs), one window at a time, oldest first.
+   backtest runs), window by window, oldest first.
+
+Passes
+    A model's pass is due when the watermark crossed one of its closing boundaries
+    (:func:`closing_boundary`) since its last pass, and at least every
+    ``late_data_check_seconds``: those timed passes also look for late data (below) and
+    pick up new model versions and reference profiles. Other ticks read only the
+    watermark, so a short monitor interval costs little while the stream runs.
 
 Watermark rule
     Per partition of the predictions topic the watermark is the largest prediction event
@@ -28,14 +35,15 @@ Closing
     stream, send a prediction (of any model) whose event time is past their end plus the
     allowed lateness.
 Late data
-    A closed window whose end is within ``late_data_horizon_seconds`` of the watermark is
-    evaluated again, as the next revision, when its number of predictions or of labelled
-    predictions rose since its last evaluation; the policy then sees the new report
-    (``now`` = the newest closed window's end + allowed lateness, so a replay gives the
-    same ``opened_at``). A window that was never closed and holds predictions older than
-    the newest closed window (late predictions) closes as revision 0 the same way.
+    On a timed pass, a closed window whose end is within ``late_data_horizon_seconds``
+    of the watermark is evaluated again, as the next revision, when its number of
+    predictions or of labelled predictions rose since its last evaluation; the policy then
+    sees the new report (``now`` = the newest closed window's end + allowed lateness, so
+    a replay gives the same ``opened_at``). A window that was never closed and holds
+    predictions older than the newest closed window (late predictions) closes as
+    revision 0 the same way.
 Concept drift (optional ``concept_drift`` section of the monitor config)
-    Each tick, before planning, the labels of the model version not yet fed are read
+    On each pass, before planning, the labels of the model version not yet fed are read
     from ClickHouse (``feedback FINAL`` joined to ``predictions FINAL`` by
     ``event_id``): those whose feedback time ``t`` has ``t + allowed_lateness <=
     watermark`` and whose key ``(t, event_id)`` lies beyond the stored cursor, in key
@@ -52,11 +60,12 @@ Concept drift (optional ``concept_drift`` section of the monitor config)
     twice. With every label in time, the last revision of each window equals the
     backtest's.
 Exactly once
-    Per window: metric rows, then alert rows, then the Kafka events (awaited until
-    delivered), then the monitor state (policy state, per-window revisions and counts)
-    in ``monitor_state``. A crash anywhere before the state is written redoes the window
-    from the previous state: the same rows (deduplicated by ClickHouse) and the same
-    event ids (consumers deduplicate by id).
+    Per model version and pass, for all its due windows together: metric rows, then
+    alert rows, then the Kafka events (awaited until delivered), then the monitor state
+    (policy state, per-window revisions and counts) in ``monitor_state``. A crash
+    anywhere before the state is written redoes those windows from the previous state:
+    the same rows (deduplicated by ClickHouse) and the same event ids (consumers
+    deduplicate by id).
 """
 
 from __future__ import annotations
@@ -75,11 +84,16 @@ import pyarrow as pa
 from driftline.detectors import AlertPolicy, PolicyState, RetrainPolicy, WindowReport
 from driftline.detectors.evaluate import evaluate_window
 from driftline.detectors.profiles import ModelProfile
-from driftline.schemas.events import AlertEvent, RetrainRequestEvent
+from driftline.schemas.events import AlertEvent
 from driftline.schemas.monitor import MonitorConfig, load_monitors
 from pydantic import BaseModel, ConfigDict
 
-from driftline.backtest import concept_drift_detectors, concept_drift_step, policy_step
+from driftline.backtest import (
+    PolicyStep,
+    concept_drift_detectors,
+    concept_drift_step,
+    policy_step,
+)
 from driftline.metrics import WorkerMetrics
 from driftline.store.backend import Store
 from driftline.store.profiles import load_profile
@@ -92,6 +106,7 @@ __all__ = [
     "PartitionMark",
     "WindowRecord",
     "WindowWork",
+    "closing_boundary",
     "global_watermark",
     "load_monitors",
     "metric_table",
@@ -134,6 +149,22 @@ def global_watermark(marks: Sequence[PartitionMark], now: float, idle_seconds: f
         return -math.inf
     active = [m.event_time for m in marks if now - m.updated_at <= idle_seconds]
     return min(active) if active else max(m.event_time for m in marks)
+
+
+def closing_boundary(config: MonitorConfig, watermark: float) -> int:
+    """How many window ends of ``config`` lie at or before ``watermark - allowed_lateness``.
+
+    Windows are epoch-aligned, so window ``[s, s + W)`` can close only once this number
+    passes ``(s + W) / W``: while it stays the same, no new window is due.
+
+    Examples
+    --------
+    >>> config = MonitorConfig.from_mapping({"model_id": "m", "window": "1m",
+    ...     "allowed_lateness": "10s", "features": {"x": "numeric"}})
+    >>> closing_boundary(config, 129.9), closing_boundary(config, 130.0)
+    (1, 2)
+    """
+    return math.floor((watermark - config.allowed_lateness_seconds) / config.window_seconds)
 
 
 class WindowRecord(BaseModel):
@@ -423,14 +454,6 @@ def alert_table(events: Sequence[AlertEvent]) -> pa.Table:
 # --------------------------------------------------------------------------- the shell
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """Events of one window, to deliver before its state is written."""
-
-    alerts: tuple[AlertEvent, ...]
-    requests: tuple[RetrainRequestEvent, ...]
-
-
 #: Sends (key, JSON value) to a topic and returns when Kafka acknowledged it.
 Send = Callable[[str, bytes], Awaitable[None]]
 
@@ -439,7 +462,13 @@ class Monitor:
     """Closes the windows of the monitored models (see the module docstring).
 
     ``lock`` guards the store (the ingest agents share it); every store call runs on a
-    thread while holding it.
+    thread while holding it. ``late_check_seconds`` is the longest time between two
+    passes of a model (see "Passes"), measured on ``clock`` (seconds, monotonic).
+
+    Examples
+    --------
+    >>> Monitor.tick.__doc__.splitlines()[0]
+    'Read the watermark; pass over every model that may have windows to evaluate.'
     """
 
     def __init__(
@@ -454,6 +483,7 @@ class Monitor:
         send_alert: Send,
         send_request: Send,
         late_check_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.lock = lock
@@ -464,7 +494,11 @@ class Monitor:
         self.send_alert = send_alert
         self.send_request = send_request
         self.late_check_seconds = late_check_seconds
-        self._late_checked: dict[tuple[str, str], float] = {}
+        self.clock = clock
+        #: Per model: monotonic time of the last pass that looked for late data.
+        self._late_checked: dict[str, float] = {}
+        #: Per model: the closing boundary (see :func:`closing_boundary`) of its last pass.
+        self._boundaries: dict[str, int] = {}
         self._rows_seen: dict[tuple[str, str], tuple[int, int]] = {}
         self.windows_closed = 0
         self.revisions = 0
@@ -482,15 +516,46 @@ class Monitor:
         return await asyncio.to_thread(locked)
 
     async def tick(self) -> None:
-        """One pass: every due window of every monitored model version."""
-        watermark = await self._store(self._watermark)
-        self.watermark = watermark
-        if watermark == -math.inf:
-            return
-        for config in self.monitors.values():
-            versions = await self._store(self._versions, config.model_id)
-            for version in versions:
-                await self._close(config, version, watermark)
+        """Read the watermark; pass over every model that may have windows to evaluate.
+
+        A model's pass (its versions, their counts, due windows and concept-drift labels)
+        runs when the watermark crossed a closing boundary of its windows since its last
+        pass, and at least every ``late_check_seconds``; that one also re-counts closed
+        windows for late data. Between boundaries no window can become due but by late
+        data, so the other ticks cost one small query. When the watermark crossed another
+        boundary while windows were being evaluated, the tick goes on with those windows
+        (up to :attr:`MAX_ROUNDS` rounds) instead of waiting for the next tick.
+        """
+        for _ in range(self.MAX_ROUNDS):
+            watermark = await self._store(self._watermark)
+            self.watermark = watermark
+            if watermark == -math.inf:
+                return
+            passed = False
+            for config in self.monitors.values():
+                passed |= await self._pass(config, watermark)
+            if not passed:
+                return
+
+    #: Most rounds of passes in one tick (see :meth:`tick`).
+    MAX_ROUNDS = 8
+
+    async def _pass(self, config: MonitorConfig, watermark: float) -> bool:
+        """One model's pass when it is due; whether it ran."""
+        model = config.model_id
+        boundary = closing_boundary(config, watermark)
+        now = self.clock()
+        late = now - self._late_checked.get(model, -math.inf) >= self.late_check_seconds
+        if not late and self._boundaries.get(model) == boundary:
+            return False
+        versions = await self._store(self._versions, model)
+        for version in versions:
+            await self._close(config, version, watermark, late)
+        # only after the pass succeeded: a failed one is retried on the next tick
+        self._boundaries[model] = boundary
+        if late:
+            self._late_checked[model] = now
+        return True
 
     # store reads (called under the lock, on a thread)
 
@@ -623,7 +688,7 @@ class Monitor:
         )
 
     def _plan(
-        self, config: MonitorConfig, version: str, watermark: float
+        self, config: MonitorConfig, version: str, watermark: float, late: bool
     ) -> tuple[ModelProfile | None, MonitorState, list[WindowWork], bool]:
         profile = load_profile(self.store, config.model_id, version)
         if profile is None:
@@ -638,15 +703,11 @@ class Monitor:
             state = state.model_copy(update={"concept": concept})
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close
-        now, key = time.monotonic(), (config.model_id, version)
         if state.last_closed is None:
             low = 0.0  # everything (a backlog) on the first pass
-        elif now - self._late_checked.get(
-            key, -math.inf
-        ) >= self.late_check_seconds and self._rows_changed(config.model_id, key):
+        elif late and self._rows_changed(config.model_id, (config.model_id, version)):
             # Closed windows within the horizon too: late labels and predictions.
             low = min(watermark - self.horizon_seconds - size, state.last_closed + size)
-            self._late_checked[key] = now
         else:
             low = state.last_closed + size  # only windows never evaluated
         counts = self._counts(config, version, low, high)
@@ -681,16 +742,22 @@ class Monitor:
             task=config.task,
         )
 
-    def _write_rows(self, report: WindowReport, alerts: Sequence[AlertEvent]) -> None:
-        self.store.insert_arrow("window_metrics", metric_table(report, time.time()))
+    def _write_rows(self, reports: Sequence[WindowReport], alerts: Sequence[AlertEvent]) -> None:
+        now = time.time()
+        tables = [metric_table(report, now) for report in reports]
+        self.store.insert_arrow("window_metrics", pa.concat_tables(tables))
         if alerts:
             self.store.insert_arrow("alerts", alert_table(alerts))
 
     # one model version
 
-    async def _close(self, config: MonitorConfig, version: str, watermark: float) -> None:
-        started = time.perf_counter()  # a window's close time includes its share of the plan
-        profile, state, work, changed = await self._store(self._plan, config, version, watermark)
+    async def _close(
+        self, config: MonitorConfig, version: str, watermark: float, late: bool
+    ) -> None:
+        started = time.perf_counter()  # the windows' close time includes the plan
+        profile, state, work, changed = await self._store(
+            self._plan, config, version, watermark, late
+        )
         if profile is None:
             return
         if not work:
@@ -704,7 +771,8 @@ class Monitor:
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         alert_policy = AlertPolicy.from_config(config)
         retrain_policy = RetrainPolicy.from_config(config)
-        for item in work:
+        closed: list[tuple[WindowWork, WindowReport, PolicyStep]] = []
+        for item in work:  # oldest first; each window's policy step sees the one before
             window_data = data[item.start]
             if names:
                 found = hits.get(item.start, {})
@@ -733,15 +801,6 @@ class Monitor:
                 now=newest + size + lateness,
                 labelled_by_start=labelled,
             )
-            await self._store(self._write_rows, report, step.alert_events)
-            for event in step.alert_events:
-                await self.send_alert(event.model_id, event.model_dump_json().encode())
-                self.alerts_sent += 1
-            if step.request is not None:
-                await self.send_request(
-                    step.request.model_id, step.request.model_dump_json().encode()
-                )
-                self.requests_sent += 1
             state = advance_state(
                 state,
                 item,
@@ -750,9 +809,24 @@ class Monitor:
                 watermark=watermark,
                 horizon=self.horizon_seconds,
             )
-            await self._store(self._save_state, config.model_id, version, state)
+            closed.append((item, report, step))
+        # Rows, then the events, then the state that records them (see "Exactly once").
+        reports = [report for _, report, _ in closed]
+        alerts = [event for _, _, step in closed for event in step.alert_events]
+        await self._store(self._write_rows, reports, alerts)
+        for _, _, step in closed:
+            for event in step.alert_events:
+                await self.send_alert(event.model_id, event.model_dump_json().encode())
+                self.alerts_sent += 1
+            if step.request is not None:
+                await self.send_request(
+                    step.request.model_id, step.request.model_dump_json().encode()
+                )
+                self.requests_sent += 1
+        await self._store(self._save_state, config.model_id, version, state)
+        elapsed = (time.perf_counter() - started) / len(closed)
+        for item, report, step in closed:
             if self.metrics is not None:
-                elapsed, started = time.perf_counter() - started, time.perf_counter()
                 self.metrics.window_evaluated(
                     report, step.alert_events, step.request is not None, elapsed
                 )

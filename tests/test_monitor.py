@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import math
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -98,14 +100,22 @@ def test_monitors_are_loaded_from_a_folder(tmp_path: Path) -> None:
 class Harness:
     """A store fed like the ingest agents feed it, and a monitor with in-memory senders."""
 
-    def __init__(self, folder: Path, monitor: Path) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        monitor: Path,
+        late_check_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         self.store = EmbeddedStore(folder / "db", "driftline")
         migrate(self.store)
         self.sent: dict[str, list[dict[str, Any]]] = {"alerts": [], "requests": []}
         self.offset = 0
-        self.monitor = self._monitor(monitor)
+        self.monitor = self._monitor(monitor, late_check_seconds, clock)
 
-    def _monitor(self, monitor: Path) -> Monitor:
+    def _monitor(
+        self, monitor: Path, late_check_seconds: float, clock: Callable[[], float]
+    ) -> Monitor:
         async def alert(key: str, value: bytes) -> None:
             self.sent["alerts"].append(orjson.loads(value))
 
@@ -121,6 +131,8 @@ class Harness:
             horizon_seconds=1e9,
             send_alert=alert,
             send_request=request,
+            late_check_seconds=late_check_seconds,
+            clock=clock,
         )
 
     def ingest(self, lines: list[bytes]) -> None:
@@ -280,6 +292,53 @@ def test_late_labels_make_a_new_revision_and_can_raise_an_alert(tmp_path: Path) 
             assert (after[key]["label_coverage"] or 0) > (before[key]["label_coverage"] or 0)
         assert [a for a in h.sent["alerts"] if a["kind"] == "performance"], "no late alert"
         # once every label is in, the latest revisions equal the backtest
+        assert_same_metrics(h.metrics(), out)
+    finally:
+        h.store.close()
+
+
+def test_new_windows_close_at_once_and_late_data_waits_for_a_timed_pass(tmp_path: Path) -> None:
+    monitor, ref_path, events, stream = backtest_case(tmp_path)
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, events, out)
+    t0 = float(stream.timestamps.min())
+    lines = events.read_bytes().splitlines()
+
+    def window_of(line: bytes, delay: float) -> int:
+        return int((max(orjson.loads(line)["timestamps"]) - delay - t0) // 60)
+
+    predictions = [x for x in lines if b'"prediction_batch"' in x]
+    feedback = [x for x in lines if b'"feedback_batch"' in x]
+    held = [x for x in feedback if window_of(x, 60) in (4, 5)]  # labels of windows 4 and 5
+    now = [0.0]
+    h = Harness(tmp_path, monitor, late_check_seconds=5.0, clock=lambda: now[0])
+
+    def closed() -> dict[int, int]:
+        rows = h.store.query(
+            "SELECT toUnixTimestamp64Micro(window_start) AS ws, max(revision) AS r "
+            "FROM window_metrics GROUP BY ws"
+        )
+        return {int((r["ws"] / 1e6 - t0) // 60): int(r["r"]) for r in rows}
+
+    try:
+        save_profile(h.store, reference_profile(monitor, ref_path)[1])
+        h.ingest([x for x in predictions if window_of(x, 0) <= 6])
+        h.ingest([x for x in feedback if window_of(x, 60) < 4])
+        h.tick()  # the watermark lies in window 6: windows 0..5 close
+        assert closed() == dict.fromkeys(range(6), 0)
+        h.ingest(held)
+        now[0] = 1.0
+        h.tick()  # no boundary crossed, no timed pass due: the late labels wait
+        assert closed() == dict.fromkeys(range(6), 0)
+        h.ingest([x for x in predictions if window_of(x, 0) == 7])
+        h.ingest([x for x in feedback if window_of(x, 60) >= 6])
+        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
+        now[0] = 2.0
+        h.tick()  # boundaries crossed: windows 6 and 7 close at once, nothing is re-counted
+        assert closed() == dict.fromkeys(range(8), 0)
+        now[0] = 6.0
+        h.tick()  # the timed pass finds the late labels of windows 4 and 5
+        assert closed() == {**dict.fromkeys(range(8), 0), 4: 1, 5: 1}
         assert_same_metrics(h.metrics(), out)
     finally:
         h.store.close()
