@@ -114,7 +114,10 @@ class Harness:
         self.monitor = self._monitor(monitor, late_check_seconds, clock)
 
     def _monitor(
-        self, monitor: Path, late_check_seconds: float, clock: Callable[[], float]
+        self,
+        monitor: Path,
+        late_check_seconds: float = 0.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> Monitor:
         async def alert(key: str, value: bytes) -> None:
             self.sent["alerts"].append(orjson.loads(value))
