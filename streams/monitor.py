@@ -6,8 +6,11 @@ A thin shell around the pure core (DESIGN §2). Every tick the Faust leader:
    (:func:`global_watermark`);
 2. for each monitored model (a ``*.yaml`` monitor config in ``monitors_dir``) whose
    pass is due (below), and each of its versions with predictions and a reference
-   profile (the version's own, else the model's newest), counts predictions and labels
-   per window in ClickHouse and decides which windows to evaluate (:func:`plan_windows`);
+   profile (the version's own, else the model's newest), decides which windows to
+   evaluate: on the first pass, and on a timed pass when rows arrived, it counts
+   predictions and labels per window in ClickHouse (:func:`plan_windows`); otherwise
+   only windows newer than the newest closed one can be due, and it lists those that
+   hold predictions (their counts come with their aggregates);
 3. aggregates those windows in ClickHouse (:func:`driftline.store.windows.windows_data`),
    evaluates them (:func:`~driftline.detectors.evaluate.evaluate_window`) and applies the
    alert and retrain policies (:func:`driftline.backtest.policy_step`, the step the
@@ -76,7 +79,7 @@ import math
 import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -97,7 +100,14 @@ from driftline.backtest import (
 from driftline.metrics import WorkerMetrics
 from driftline.store.backend import Store
 from driftline.store.profiles import load_profile
-from driftline.store.windows import _classes, _Params, window_counts, windows_data
+from driftline.store.windows import (
+    WindowAggregate,
+    _classes,
+    _Params,
+    window_counts,
+    window_starts,
+    windows_aggregates,
+)
 
 __all__ = [
     "ConceptState",
@@ -234,6 +244,11 @@ class MonitorState(BaseModel):
     def record(self, start: float) -> WindowRecord | None:
         """The record of the window starting at ``start``, if it was evaluated."""
         return next((w for w in self.windows if w.start == start), None)
+
+
+#: ``WindowWork.n`` and ``labelled`` of a window never evaluated, planned without counting
+#: its rows: they are taken from its aggregates.
+FRESH = -1
 
 
 @dataclass(frozen=True)
@@ -703,13 +718,36 @@ class Monitor:
             state = state.model_copy(update={"concept": concept})
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close
-        if state.last_closed is None:
-            low = 0.0  # everything (a backlog) on the first pass
-        elif late and self._rows_changed(config.model_id, (config.model_id, version)):
-            # Closed windows within the horizon too: late labels and predictions.
+        drift = self._drift_totals(config, state)
+        if state.last_closed is not None and not (
+            late and self._rows_changed(config.model_id, (config.model_id, version))
+        ):
+            # Only windows never evaluated: which hold predictions is enough to know; their
+            # counts come with their aggregates (see _close).
+            low = state.last_closed + size
+            starts = (
+                window_starts(
+                    self.store,
+                    model_id=config.model_id,
+                    model_version=version,
+                    start=low,
+                    end=high,
+                    size=size,
+                )
+                if high > low
+                else []
+            )
+            work = [
+                WindowWork(start, 0, FRESH, FRESH, int(drift.get(start, 0)))
+                for start in starts
+                if start + size + lateness <= watermark
+            ]
+            return profile, state, work, changed
+        # Everything (a backlog) on the first pass; on a timed pass with new rows, closed
+        # windows within the horizon too (late labels and predictions).
+        low = 0.0
+        if state.last_closed is not None:
             low = min(watermark - self.horizon_seconds - size, state.last_closed + size)
-        else:
-            low = state.last_closed + size  # only windows never evaluated
         counts = self._counts(config, version, low, high)
         work = plan_windows(
             state,
@@ -718,7 +756,7 @@ class Monitor:
             lateness=lateness,
             watermark=watermark,
             horizon=self.horizon_seconds,
-            drift=self._drift_totals(config, state),
+            drift=drift,
         )
         return profile, state, work, changed
 
@@ -730,8 +768,8 @@ class Monitor:
 
     def _aggregate(
         self, config: MonitorConfig, version: str, profile: ModelProfile, starts: list[float]
-    ) -> dict[float, Any]:
-        return windows_data(
+    ) -> dict[float, WindowAggregate]:
+        return windows_aggregates(
             self.store,
             profile,
             model_id=config.model_id,
@@ -751,6 +789,14 @@ class Monitor:
 
     # one model version
 
+    async def _keep_concept(
+        self, config: MonitorConfig, version: str, state: MonitorState, changed: bool
+    ) -> None:
+        """Save the state when only its cursor and detector states moved."""
+        if changed:
+            state = state.model_copy(update={"seq": state.seq + 1})
+            await self._store(self._save_state, config.model_id, version, state)
+
     async def _close(
         self, config: MonitorConfig, version: str, watermark: float, late: bool
     ) -> None:
@@ -761,9 +807,7 @@ class Monitor:
         if profile is None:
             return
         if not work:
-            if changed:  # the cursor and detector states moved: keep them
-                state = state.model_copy(update={"seq": state.seq + 1})
-                await self._store(self._save_state, config.model_id, version, state)
+            await self._keep_concept(config, version, state, changed)
             return
         data = await self._store(self._aggregate, config, version, profile, [w.start for w in work])
         names = config.concept_drift.detectors if config.concept_drift is not None else ()
@@ -773,11 +817,16 @@ class Monitor:
         retrain_policy = RetrainPolicy.from_config(config)
         closed: list[tuple[WindowWork, WindowReport, PolicyStep]] = []
         for item in work:  # oldest first; each window's policy step sees the one before
-            window_data = data[item.start]
+            found = data[item.start]
+            if item.n == FRESH:  # counted with its aggregates
+                if found.events == 0:  # every event of it moved elsewhere by a re-send
+                    continue
+                item = replace(item, n=found.events, labelled=found.labelled)
+            window_data = found.data
             if names:
-                found = hits.get(item.start, {})
+                window_hits = hits.get(item.start, {})
                 window_data = window_data.model_copy(
-                    update={"concept_drift": {d: int(found.get(d, 0)) for d in names}}
+                    update={"concept_drift": {d: int(window_hits.get(d, 0)) for d in names}}
                 )
             report = evaluate_window(
                 profile,
@@ -810,6 +859,9 @@ class Monitor:
                 horizon=self.horizon_seconds,
             )
             closed.append((item, report, step))
+        if not closed:
+            await self._keep_concept(config, version, state, changed)
+            return
         # Rows, then the events, then the state that records them (see "Exactly once").
         reports = [report for _, report, _ in closed]
         alerts = [event for _, _, step in closed for event in step.alert_events]

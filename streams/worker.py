@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 #: Name of the file in the data directory that advertises a running worker.
 WORKER_FILE = "worker.json"
 #: Bytes of messages decoded and inserted as one group (pipelining granularity).
-GROUP_BYTES = 4 * 1024 * 1024
+GROUP_BYTES = 16 * 1024 * 1024
 #: Tries to store a group before the worker stops without acknowledging it.
 STORE_ATTEMPTS = 5
 

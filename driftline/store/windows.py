@@ -73,7 +73,15 @@ from ..detectors.profiles import (
 )
 from .backend import Store
 
-__all__ = ["label_counts", "window_counts", "window_data", "windows_data"]
+__all__ = [
+    "WindowAggregate",
+    "label_counts",
+    "window_counts",
+    "window_data",
+    "window_starts",
+    "windows_aggregates",
+    "windows_data",
+]
 
 _MICROS: Final = 1_000_000
 _TASKS: Final = ("binary_classification", "multiclass", "regression")
@@ -336,22 +344,18 @@ class _Window:
     performance: PerformanceCounts | None = None
 
 
-def _numeric_query(
-    store: Store,
-    grid: _Grid,
-    model_id: str,
-    model_version: str,
-    columns: dict[str, tuple[str | None, tuple[float, ...]]],
-    positive_label: str,
-) -> dict[int, dict[str, NumericCounts]]:
-    """Histograms of numeric columns per window.
+def _numeric_parts(
+    p: _Params, columns: dict[str, tuple[str | None, tuple[float, ...]]], positive_label: str
+) -> tuple[list[str], list[str]]:
+    """Row expressions and aggregates of the histograms of numeric columns.
 
     ``columns`` maps a result key to ``(feature name or None, edges)``; ``None`` stands
-    for the row expression given by the key itself (``score``, ``prediction``).
+    for the row expression given by the key itself (``score``, ``prediction``). Column
+    ``t`` aggregates to ``c{t}`` (counts per bin) and ``s{t}`` (sums per bin); a value
+    that is absent, null or not finite falls in no bin.
     """
-    p = _Params()
     inner: list[str] = []
-    aggregates = ["count() AS n"]
+    aggregates: list[str] = []
     for t, (key, (name, edges)) in enumerate(columns.items()):
         x = f"x{t}"
         if name is not None:
@@ -369,14 +373,28 @@ def _numeric_query(
         inner.append(f"if({present}, {_bin_sql(p, x, edges)}, {bins}) AS b{t}")
         aggregates.append(f"countResample(0, {bins}, 1)(b{t}) AS c{t}")
         aggregates.append(f"sumResample(0, {bins}, 1)({x}, b{t}) AS s{t}")
-    source = _rows_sql(p, grid, model_id, model_version, inner)
-    sql = f"SELECT w, {', '.join(aggregates)} FROM ({source}\n) GROUP BY w"
+    return inner, aggregates
+
+
+def _numeric_windows(
+    rows: Sequence[Mapping[str, Any]],
+    columns: Sequence[str],
+    totals: Mapping[int, int],
+) -> dict[int, dict[str, NumericCounts]]:
+    """Histograms per window from result rows holding ``c{t}``/``s{t}`` of some of its
+    rows each (several rows of one window are added up); ``totals``: rows per window."""
+    if not rows or not columns:
+        return {}
+    w = _counts([r["w"] for r in rows])
     out: dict[int, dict[str, NumericCounts]] = {}
-    for row in store.query(sql, p.values):
-        n = int(row["n"])
-        out[int(row["w"])] = {
-            key: _histogram(row[f"c{t}"], row[f"s{t}"], n) for t, key in enumerate(columns)
-        }
+    for t, key in enumerate(columns):
+        counts = np.array([r[f"c{t}"] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+        sums = _floats([r[f"s{t}"] for r in rows]).reshape(len(rows), -1)
+        for window in np.unique(w).tolist():
+            mine = w == window
+            out.setdefault(window, {})[key] = _histogram(
+                counts[mine].sum(axis=0), sums[mine].sum(axis=0), totals[window]
+            )
     return out
 
 
@@ -436,12 +454,15 @@ def _classification_query(
     grid: _Grid,
     model_id: str,
     model_version: str,
+    numeric: dict[str, tuple[str | None, tuple[float, ...]]],
     *,
     binary: bool,
     positive_label: str,
 ) -> list[dict[str, Any]]:
-    """Rows per window, prediction and label, with score histograms and log-loss sums."""
+    """Rows per window, prediction and label, with score histograms and log-loss sums,
+    and the histograms of ``numeric`` (see :func:`_numeric_parts`) of each such group."""
     p = _Params()
+    numeric_inner, numeric_aggregates = _numeric_parts(p, numeric, positive_label)
     columns = [
         "p.prediction_class AS pc",
         "p.prediction_value AS pv",
@@ -470,20 +491,27 @@ def _classification_query(
             f" countResample(0, {SCORE_BINS}, 1)(sbin) AS hist,"
             " sumIf(loss, scored) AS loss_sum, sumIf(loss * loss, scored) AS loss_sq_sum"
         )
-    source = _rows_sql(p, grid, model_id, model_version, columns, labels=True)
+    source = _rows_sql(p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True)
+    extra = "".join(f", {aggregate}" for aggregate in numeric_aggregates)
     sql = f"""
     SELECT w, pc, pv, label_class AS lc, label_value AS lv, has_label, count() AS n,
-           countIf(isFinite(sx)) AS finite_scores{scored}
+           countIf(isFinite(sx)) AS finite_scores{scored}{extra}
     FROM ({source}
     ) GROUP BY w, pc, pv, lc, lv, has_label"""
     return store.query(sql, p.values)
 
 
 def _regression_query(
-    store: Store, grid: _Grid, model_id: str, model_version: str
+    store: Store,
+    grid: _Grid,
+    model_id: str,
+    model_version: str,
+    numeric: dict[str, tuple[str | None, tuple[float, ...]]],
+    positive_label: str,
 ) -> list[dict[str, Any]]:
-    """Error moment sums per window."""
+    """Error moment sums and labelled rows per window, and the histograms of ``numeric``."""
     p = _Params()
+    numeric_inner, numeric_aggregates = _numeric_parts(p, numeric, positive_label)
     columns = [
         "ifNull(p.prediction_value, nan) AS pv",
         "ifNull(label_value, nan) AS lv",
@@ -492,9 +520,10 @@ def _regression_query(
         "ok AND lv != 0 AS pct_ok",
         "abs(err / lv) AS pct",
     ]
-    source = _rows_sql(p, grid, model_id, model_version, columns, labels=True)
+    source = _rows_sql(p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True)
+    extra = "".join(f", {aggregate}" for aggregate in numeric_aggregates)
     sql = f"""
-    SELECT w, count() AS n, countIf(ok) AS m,
+    SELECT w, count() AS n, countIf(ok) AS m, countIf(has_label) AS labelled{extra},
            sumIf(abs(err), ok) AS abs_sum, sumIf(err * err, ok) AS sq_sum,
            sumIf((err * err) * (err * err), ok) AS quad_sum,
            countIf(pct_ok) AS n_pct, sumIf(pct, pct_ok) AS pct_sum,
@@ -525,9 +554,10 @@ def _regression_counts(row: Mapping[str, Any]) -> RegressionCounts:
 
 def _classification_windows(
     rows: list[dict[str, Any]], *, binary: bool, positive_label: str
-) -> dict[int, tuple[int, int, dict[str, int], int, PerformanceCounts]]:
-    """Per window: rows, finite scores, prediction counts, null predictions, performance."""
-    out: dict[int, tuple[int, int, dict[str, int], int, PerformanceCounts]] = {}
+) -> dict[int, tuple[int, int, dict[str, int], int, PerformanceCounts, int]]:
+    """Per window: rows, finite scores, prediction counts, null predictions, performance
+    and rows with a label."""
+    out: dict[int, tuple[int, int, dict[str, int], int, PerformanceCounts, int]] = {}
     if not rows:
         return out
     w = _counts([r["w"] for r in rows])
@@ -535,7 +565,8 @@ def _classification_windows(
     finite = _counts([r["finite_scores"] for r in rows])
     pred, pred_null = _classes([r["pc"] for r in rows], [r["pv"] for r in rows])
     label, label_null = _classes([r["lc"] for r in rows], [r["lv"] for r in rows])
-    labelled = (_counts([r["has_label"] for r in rows]) > 0) & ~label_null
+    has_label = _counts([r["has_label"] for r in rows]) > 0
+    labelled = has_label & ~label_null
     predicted = _group_counts(w[~pred_null], pred[~pred_null], n[~pred_null])
     if binary:
         n_scored = _counts([r["n_scored"] for r in rows])
@@ -586,7 +617,8 @@ def _classification_windows(
                 classes=tuple(classes.tolist()),
                 matrix=tuple(tuple(row) for row in matrix.astype(np.int64).reshape(k, k).tolist()),
             )
-        out[window] = (total, n_finite, predicted.get(window, {}), nulls, perf)
+        with_label = int(n[mine & has_label].sum())
+        out[window] = (total, n_finite, predicted.get(window, {}), nulls, perf, with_label)
     return out
 
 
@@ -604,6 +636,107 @@ def _check_task(profile: ModelProfile, task: str | None) -> str:
             f" this profile's is {profile.prediction.kind}"
         )
     return chosen
+
+
+@dataclass(frozen=True)
+class WindowAggregate:
+    """What ClickHouse found for one window: its aggregates and how many rows they cover.
+
+    Examples
+    --------
+    >>> from driftline.detectors.evaluate import WindowData
+    >>> WindowAggregate(WindowData(n_events=0, features={}), events=0, labelled=0).events
+    0
+    """
+
+    #: The window's aggregates, as :func:`~driftline.detectors.evaluate.aggregate_window`
+    #: computes them.
+    data: WindowData
+    #: Predictions in the window (the rows ``predictions FINAL`` keeps).
+    events: int
+    #: Those of them with a label (any label row, whatever its value).
+    labelled: int
+
+
+def windows_aggregates(
+    store: Store,
+    profile: ModelProfile,
+    *,
+    model_id: str,
+    model_version: str,
+    starts: Iterable[float],
+    size: float,
+    positive_label: str = "1",
+    task: str | None = None,
+) -> dict[float, WindowAggregate]:
+    """Aggregates of many windows of one model version, with their row counts.
+
+    Every window in one pass of one query (two with categorical features); see
+    :func:`windows_data` for the parameters.
+    """
+    chosen = _check_task(profile, task)
+    grid, start_of = _Grid.of(starts, size)
+    binary = chosen == "binary_classification"
+    numeric: dict[str, tuple[str | None, tuple[float, ...]]] = {}
+    categorical: list[str] = []
+    for name, fprof in profile.features.items():
+        if isinstance(fprof, NumericProfile):
+            numeric[f"feature:{name}"] = (name, fprof.edges)
+        else:
+            categorical.append(name)
+    if isinstance(profile.prediction, NumericProfile):
+        numeric["prediction"] = (None, profile.prediction.edges)
+    if binary and profile.score is not None:
+        numeric["score"] = (None, profile.score.edges)
+
+    found: dict[int, _Window] = {index: _Window() for index in start_of}
+    labelled: dict[int, int] = dict.fromkeys(start_of, 0)
+    no_scores: set[int] = set()
+    if categorical:
+        for index, counts in _categorical_query(
+            store, grid, model_id, model_version, categorical
+        ).items():
+            found[index].categories = counts
+    if chosen == "regression":
+        rows = _regression_query(store, grid, model_id, model_version, numeric, positive_label)
+        for row in rows:
+            index = int(row["w"])
+            found[index].n_events = int(row["n"])
+            found[index].performance = _regression_counts(row)
+            labelled[index] = int(row["labelled"])
+    else:
+        rows = _classification_query(
+            store,
+            grid,
+            model_id,
+            model_version,
+            numeric,
+            binary=binary,
+            positive_label=positive_label,
+        )
+        per_window = _classification_windows(rows, binary=binary, positive_label=positive_label)
+        for index, (total, n_finite, predicted, nulls, perf, with_label) in per_window.items():
+            window = found[index]
+            window.n_events = total
+            window.performance = perf
+            labelled[index] = with_label
+            if isinstance(profile.prediction, CategoricalProfile):
+                window.prediction = CategoricalCounts(counts=predicted, null_count=nulls)
+            if not n_finite:  # no finite score: no score histogram, as in the backtest
+                no_scores.add(index)
+    totals = {index: window.n_events for index, window in found.items()}
+    for index, hists in _numeric_windows(rows, list(numeric), totals).items():
+        found[index].numeric = hists
+    for index in no_scores:
+        found[index].numeric.pop("score", None)
+    return {
+        start_of[index]: WindowAggregate(
+            _window_data(profile, chosen, window, positive_label),
+            events=window.n_events,
+            labelled=labelled[index],
+        )
+        for index, window in sorted(found.items())
+    }
 
 
 def windows_data(
@@ -643,59 +776,17 @@ def windows_data(
     dict of float to WindowData
         One entry per distinct start, empty windows included (``n_events == 0``).
     """
-    chosen = _check_task(profile, task)
-    grid, start_of = _Grid.of(starts, size)
-    binary = chosen == "binary_classification"
-    numeric: dict[str, tuple[str | None, tuple[float, ...]]] = {}
-    categorical: list[str] = []
-    for name, fprof in profile.features.items():
-        if isinstance(fprof, NumericProfile):
-            numeric[f"feature:{name}"] = (name, fprof.edges)
-        else:
-            categorical.append(name)
-    if isinstance(profile.prediction, NumericProfile):
-        numeric["prediction"] = (None, profile.prediction.edges)
-    if binary and profile.score is not None:
-        numeric["score"] = (None, profile.score.edges)
-
-    found: dict[int, _Window] = {index: _Window() for index in start_of}
-    if numeric:
-        for index, hists in _numeric_query(
-            store, grid, model_id, model_version, numeric, positive_label
-        ).items():
-            found[index].numeric = hists
-    if categorical:
-        for index, counts in _categorical_query(
-            store, grid, model_id, model_version, categorical
-        ).items():
-            found[index].categories = counts
-    if chosen == "regression":
-        for row in _regression_query(store, grid, model_id, model_version):
-            window = found[int(row["w"])]
-            window.n_events = int(row["n"])
-            window.performance = _regression_counts(row)
-    else:
-        rows = _classification_query(
-            store,
-            grid,
-            model_id,
-            model_version,
-            binary=binary,
-            positive_label=positive_label,
-        )
-        per_window = _classification_windows(rows, binary=binary, positive_label=positive_label)
-        for index, (total, n_finite, predicted, nulls, perf) in per_window.items():
-            window = found[index]
-            window.n_events = total
-            window.performance = perf
-            if isinstance(profile.prediction, CategoricalProfile):
-                window.prediction = CategoricalCounts(counts=predicted, null_count=nulls)
-            if not n_finite:
-                window.numeric.pop("score", None)
-    return {
-        start_of[index]: _window_data(profile, chosen, window, positive_label)
-        for index, window in sorted(found.items())
-    }
+    found = windows_aggregates(
+        store,
+        profile,
+        model_id=model_id,
+        model_version=model_version,
+        starts=starts,
+        size=size,
+        positive_label=positive_label,
+        task=task,
+    )
+    return {start: aggregate.data for start, aggregate in found.items()}
 
 
 def _window_data(profile: ModelProfile, task: str, found: _Window, positive: str) -> WindowData:
@@ -924,3 +1015,51 @@ def window_counts(
         int(row["w"]) * size_us / _MICROS: (int(row["n"]), int(row["labelled"]))
         for row in store.query(sql, p.values)
     }
+
+
+def window_starts(
+    store: Store,
+    *,
+    model_id: str,
+    model_version: str,
+    start: float,
+    end: float,
+    size: float,
+) -> list[float]:
+    """Starts of the epoch-aligned windows holding a prediction of ``model_version`` with
+    a timestamp in ``[start, end)``, in order.
+
+    Cheap (one pass over the range's timestamps, no deduplication, no labels): what the
+    streaming monitor asks when it only looks for windows it never evaluated. A window
+    whose events all moved elsewhere by a re-send is listed; its aggregates then hold no
+    rows.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from driftline.schemas.codec import decode_ingest
+    >>> from driftline.store import EmbeddedStore, migrate
+    >>> from driftline.store.rows import KafkaPosition, PredictionRows
+    >>> rows = PredictionRows()
+    >>> rows.add(decode_ingest(b'{"type": "prediction_batch", "model_id": "m",'
+    ...     b' "model_version": "v1", "event_ids": ["a", "b", "c"],'
+    ...     b' "timestamps": [1767225600, 1767225601, 1767225730],'
+    ...     b' "features": {}, "predictions": [1, 0, 1]}'), KafkaPosition("t", 0, 0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     store = EmbeddedStore(pathlib.Path(folder) / "db", "demo")
+    ...     _ = migrate(store)
+    ...     store.insert_arrow("predictions", rows.build())
+    ...     found = window_starts(store, model_id="m", model_version="v1",
+    ...                           start=1767225600.0, end=1767225800.0, size=60.0)
+    ...     store.close()
+    >>> found
+    [1767225600.0, 1767225720.0]
+    """
+    low, high, size_us = _micro_range(start, end, size)
+    p = _Params()
+    sql = f"""
+    SELECT DISTINCT intDiv(toUnixTimestamp64Micro(timestamp), {p.integer(size_us)}) AS w
+    FROM predictions
+    WHERE {_range_sql(p, model_id, model_version, low, high)}
+    ORDER BY w"""
+    return [int(row["w"]) * size_us / _MICROS for row in store.query(sql, p.values)]
