@@ -110,7 +110,11 @@ class Settings(BaseSettings):
         None, description="Folder of monitor YAML files (*.yaml) the worker evaluates."
     )
     monitor_interval_seconds: float = Field(
-        1.0, gt=0, le=3600, description="How often the leader closes windows."
+        1.0,
+        gt=0,
+        le=3600,
+        description="How often the leader reads the watermark; a model's windows are "
+        "planned when it crossed one of their ends plus the allowed lateness.",
     )
     idle_partition_seconds: float = Field(
         10.0,
@@ -128,7 +132,8 @@ class Settings(BaseSettings):
         5.0,
         ge=0,
         description="How often the leader re-counts closed windows within the horizon for "
-        "late labels and predictions; new windows close on every tick regardless.",
+        "late labels and predictions, and looks for new model versions and reference "
+        "profiles; new windows close as soon as the watermark passes their end.",
     )
     artifact_root: Path | None = Field(
         None, description="Where model artifacts are written (default: DATA_DIR/artifacts)."
