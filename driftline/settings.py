@@ -92,8 +92,15 @@ class Settings(BaseSettings):
     max_message_bytes: int = Field(
         8 * 1024 * 1024, ge=1024, le=256 * 1024 * 1024, description="Largest accepted event."
     )
-    ingest_batch_messages: int = Field(5_000, ge=1, le=100_000, description="Messages per take.")
-    ingest_flush_seconds: float = Field(0.5, gt=0, le=60, description="Longest buffering.")
+    ingest_batch_messages: int = Field(
+        5_000,
+        ge=1,
+        le=100_000,
+        description="Most messages per ingest group (a group is also cut at 16 MiB).",
+    )
+    ingest_flush_seconds: float = Field(
+        0.5, gt=0, le=60, description="Longest a group waits after its first message."
+    )
     worker_web_port: int = Field(6066, ge=0, le=65535, description="Worker HTTP port (0: any).")
     worker_web_host: str = Field(
         "127.0.0.1",

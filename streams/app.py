@@ -9,6 +9,7 @@ import faust
 
 from driftline.settings import Settings
 
+from .take import IngestStream
 from .transport import WorkerApp
 
 __all__ = ["StreamTopics", "create_app", "faust_credentials"]
@@ -87,6 +88,7 @@ def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, S
         broker_max_poll_records=settings.ingest_batch_messages,
         stream_buffer_maxsize=max(4096, settings.ingest_batch_messages * 2),
         stream_wait_empty=False,
+        Stream=IngestStream,
         producer_max_request_size=max(1_048_576, settings.max_message_bytes * 2),
         consumer_max_fetch_size=max(4 * 1_048_576, settings.max_message_bytes * 2),
         web_enabled=True,

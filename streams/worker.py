@@ -49,6 +49,7 @@ from .ingest import (
     group_bounds,
 )
 from .monitor import Monitor, load_monitors
+from .take import IngestStream
 
 __all__ = ["WORKER_FILE", "build_worker", "run_worker", "use_uvloop"]
 
@@ -120,13 +121,14 @@ def build_worker(
     batch, within = settings.ingest_batch_messages, settings.ingest_flush_seconds
 
     async def consume(source: faust.StreamT) -> None:
-        stream = cast(faust.Stream, source)  # noack_take is on the class, not on StreamT
-        # A take is cut into groups of about GROUP_BYTES; group k+1 is decoded while
-        # group k is inserted on a thread. A group's offsets are acknowledged only
-        # after its rows are stored and its dead letters delivered, in order, so a
-        # crash re-reads, never skips (duplicates are removed by event_id).
+        stream = cast(IngestStream, source)  # the app's Stream class (create_app)
+        # Groups of at most `batch` messages and about GROUP_BYTES, or what arrived
+        # within `within` seconds; group k+1 fills and is decoded while group k is
+        # inserted on a thread. A group's offsets are acknowledged only after its rows
+        # are stored and its dead letters delivered, in order, so a crash re-reads,
+        # never skips (duplicates are removed by event_id).
         storing: asyncio.Task[None] | None = None
-        async for events in stream.noack_take(batch, within=within):
+        async for events in stream.take_groups(batch, GROUP_BYTES, within):
             messages = [_raw_message(event) for event in events]
             for start, stop in group_bounds(messages, GROUP_BYTES):
                 outcome = ingestor.route(messages[start:stop])

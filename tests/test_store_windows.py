@@ -29,7 +29,13 @@ from hypothesis import strategies as st
 
 from driftline.store import EmbeddedStore, migrate
 from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
-from driftline.store.windows import label_counts, window_counts, window_data, windows_data
+from driftline.store.windows import (
+    window_counts,
+    window_data,
+    window_starts,
+    windows_aggregates,
+    windows_data,
+)
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 HOUR = 3600.0
@@ -634,7 +640,7 @@ def test_many_windows_in_one_query_equal_one_window_each(store: EmbeddedStore) -
         )
 
 
-def test_label_counts_rise_with_late_labels(store: EmbeddedStore) -> None:
+def test_window_counts_rise_with_late_labels(store: EmbeddedStore) -> None:
     model_id = _new_model()
     loader = Loader(store)
     events = [
@@ -651,11 +657,16 @@ def test_label_counts_rise_with_late_labels(store: EmbeddedStore) -> None:
     loader.send(events)
 
     def counts() -> dict[float, int]:
-        return label_counts(
+        found = window_counts(
             store, model_id=model_id, model_version="v1", start=T0, end=T0 + 3 * HOUR, size=HOUR
         )
+        return {start: labelled for start, (_, labelled) in found.items()}
 
     assert counts() == {T0: 0, T0 + HOUR: 0}
+    starts = window_starts(
+        store, model_id=model_id, model_version="v1", start=T0, end=T0 + 3 * HOUR, size=HOUR
+    )
+    assert starts == [T0, T0 + HOUR]  # the event at T0 + 3 h lies past the end
 
     def labels(ids: list[str], value: int) -> dict[str, Any]:
         return {
@@ -682,6 +693,12 @@ def test_label_counts_rise_with_late_labels(store: EmbeddedStore) -> None:
     assert first.performance is not None and first.performance.n_labelled == 3
     assert isinstance(first.performance, BinaryCounts)
     assert first.performance.tp == 0  # e0's latest label is 0
+    # the aggregates' own counts are what the monitor records for a window it closes
+    found = windows_aggregates(
+        store, BINARY, model_id=model_id, model_version="v1", starts=[T0, T0 + HOUR], size=HOUR
+    )
+    assert [(a.events, a.labelled) for a in found.values()] == [(3, 3), (2, 2)]
+    assert found[T0].data == first
 
 
 def test_names_and_values_are_parameters_not_sql(store: EmbeddedStore) -> None:

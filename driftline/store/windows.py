@@ -75,7 +75,6 @@ from .backend import Store
 
 __all__ = [
     "WindowAggregate",
-    "label_counts",
     "window_counts",
     "window_data",
     "window_starts",
@@ -917,59 +916,6 @@ def _micro_range(start: float, end: float, size: float) -> tuple[int, int, int]:
     return round(start * _MICROS), round(end * _MICROS), round(size * _MICROS)
 
 
-def label_counts(
-    store: Store,
-    *,
-    model_id: str,
-    model_version: str,
-    start: float,
-    end: float,
-    size: float,
-) -> dict[float, int]:
-    """Labelled predictions per window, for the windows holding predictions in ``[start, end)``.
-
-    Windows are epoch-aligned (``floor(t / size) * size``). A prediction counts as
-    labelled when a label for its ``event_id`` exists. The monitor re-evaluates a closed
-    window when its number rises; a label re-sent with another value does not raise it.
-
-    Parameters
-    ----------
-    store
-        The ClickHouse store.
-    model_id, model_version
-        The model version.
-    start, end
-        Range of prediction timestamps, epoch seconds (``end`` excluded).
-    size
-        Window length, seconds.
-
-    Returns
-    -------
-    dict of float to int
-        Window start to labelled predictions, for every window with a prediction.
-    """
-    low, high, size_us = _micro_range(start, end, size)
-    p = _Params()
-    sql = f"""
-    SELECT intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
-           countIf(l.has_label = 1) AS labelled
-    FROM {_latest_sql(p, model_id, model_version, low, high)} AS p
-    LEFT JOIN (
-        SELECT DISTINCT event_id, toUInt8(1) AS has_label
-        FROM feedback
-        WHERE model_id = {p.string(model_id)} AND event_id IN (
-            SELECT event_id FROM predictions
-            WHERE {_range_sql(p, model_id, model_version, low, high)})
-    ) AS l ON l.event_id = p.event_id
-    WHERE {_range_sql(p, model_id, model_version, low, high, "p")}
-    GROUP BY w
-    ORDER BY w"""
-    return {
-        int(row["w"]) * size_us / _MICROS: int(row["labelled"])
-        for row in store.query(sql, p.values)
-    }
-
-
 def window_counts(
     store: Store,
     *,
@@ -984,9 +930,9 @@ def window_counts(
     What the streaming monitor compares to decide whether a closed window got late
     data: event ids of ``model_version`` with a timestamp in ``[start, end)``, counted
     once however often they were re-sent (``uniqExact``), and those with any label.
-    Unlike :func:`label_counts` it does not resolve which copy of a re-sent event is
-    the latest, so it reads only the event id and timestamp columns; a duplicate never
-    raises a count, so it never triggers a re-evaluation.
+    It does not resolve which copy of a re-sent event is the latest, so it reads only
+    the event id and timestamp columns; a duplicate never raises a count, so it never
+    triggers a re-evaluation.
 
     Returns
     -------
