@@ -140,7 +140,8 @@ class Settings(BaseSettings):
         ge=0,
         description="How often the leader re-counts closed windows within the horizon for "
         "late labels and predictions, and looks for new model versions and reference "
-        "profiles; new windows close as soon as the watermark passes their end.",
+        "profiles; new windows close as soon as the watermark passes their end plus the "
+        "allowed lateness.",
     )
     artifact_root: Path | None = Field(
         None, description="Where model artifacts are written (default: DATA_DIR/artifacts)."

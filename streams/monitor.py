@@ -63,12 +63,19 @@ Concept drift (optional ``concept_drift`` section of the monitor config)
     twice. With every label in time, the last revision of each window equals the
     backtest's.
 Exactly once
-    Per model version and pass, for all its due windows together: metric rows, then
-    alert rows, then the Kafka events (awaited until delivered), then the monitor state
-    (policy state, per-window revisions and counts) in ``monitor_state``. A crash
+    Per model version, for its due windows together (up to 64 at a time): metric rows,
+    then alert rows, then the Kafka events (awaited until delivered), then the monitor
+    state (policy state, per-window revisions and counts) in ``monitor_state``. A crash
     anywhere before the state is written redoes those windows from the previous state:
     the same rows (deduplicated by ClickHouse) and the same event ids (consumers
     deduplicate by id).
+Counts
+    A window's record keeps the counts it was evaluated with: from the count pass when
+    there was one, else those of its aggregates (predictions ``FINAL`` keeps, and those
+    with a label). The two differ only for an event re-sent into another window or
+    version; a timed pass then re-evaluates the window once, after which its counts are
+    the count pass's. A window left without events by such re-sends is recorded but not
+    reported.
 """
 
 from __future__ import annotations
@@ -174,7 +181,11 @@ def closing_boundary(config: MonitorConfig, watermark: float) -> int:
     >>> closing_boundary(config, 129.9), closing_boundary(config, 130.0)
     (1, 2)
     """
-    return math.floor((watermark - config.allowed_lateness_seconds) / config.window_seconds)
+    if not math.isfinite(watermark):
+        return -(2**63) if watermark < 0 else 2**63
+    # In whole microseconds, as windows are planned, so that both agree on every end.
+    frontier = _micros(watermark) - _micros(config.allowed_lateness_seconds)
+    return frontier // _micros(config.window_seconds)
 
 
 class WindowRecord(BaseModel):
@@ -307,7 +318,7 @@ def plan_windows(
     for start in sorted(counts):
         n, labelled = counts[start]
         hits = int(drift.get(start, 0))
-        if n <= 0 or start + size + lateness > watermark:
+        if n <= 0 or not _closes(start, size, lateness, watermark):
             continue
         recent = start + size >= watermark - horizon
         record = state.record(start)
@@ -409,6 +420,14 @@ def advance_concept(
 
 def _micros(seconds: float) -> int:
     return round(seconds * _MICROS)
+
+
+def _closes(start: float, size: float, lateness: float, watermark: float) -> bool:
+    """Whether window ``[start, start + size)`` closes at ``watermark`` (in microseconds,
+    as :func:`closing_boundary` counts)."""
+    if not math.isfinite(watermark):
+        return watermark > 0
+    return _micros(start) + _micros(size) + _micros(lateness) <= _micros(watermark)
 
 
 def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
@@ -546,22 +565,24 @@ class Monitor:
             self.watermark = watermark
             if watermark == -math.inf:
                 return
-            passed = False
+            moved = False
             for config in self.monitors.values():
-                passed |= await self._pass(config, watermark)
-            if not passed:
+                moved |= await self._pass(config, watermark)
+            if not moved:
                 return
 
     #: Most rounds of passes in one tick (see :meth:`tick`).
     MAX_ROUNDS = 8
 
     async def _pass(self, config: MonitorConfig, watermark: float) -> bool:
-        """One model's pass when it is due; whether it ran."""
+        """One model's pass when it is due; whether it ran because the watermark crossed
+        a boundary (only such a pass makes the tick look again)."""
         model = config.model_id
         boundary = closing_boundary(config, watermark)
         now = self.clock()
         late = now - self._late_checked.get(model, -math.inf) >= self.late_check_seconds
-        if not late and self._boundaries.get(model) == boundary:
+        moved = self._boundaries.get(model) != boundary
+        if not (late or moved):
             return False
         versions = await self._store(self._versions, model)
         for version in versions:
@@ -570,7 +591,7 @@ class Monitor:
         self._boundaries[model] = boundary
         if late:
             self._late_checked[model] = now
-        return True
+        return moved
 
     # store reads (called under the lock, on a thread)
 
@@ -740,7 +761,7 @@ class Monitor:
             work = [
                 WindowWork(start, 0, FRESH, FRESH, int(drift.get(start, 0)))
                 for start in starts
-                if start + size + lateness <= watermark
+                if _closes(start, size, lateness, watermark)
             ]
             return profile, state, work, changed
         # Everything (a backlog) on the first pass; on a timed pass with new rows, closed
@@ -809,6 +830,33 @@ class Monitor:
         if not work:
             await self._keep_concept(config, version, state, changed)
             return
+        for first in range(0, len(work), self.CLOSE_CHUNK):
+            chunk = work[first : first + self.CLOSE_CHUNK]
+            state, closed = await self._close_chunk(
+                config, version, profile, state, chunk, watermark
+            )
+            elapsed, started = time.perf_counter() - started, time.perf_counter()
+            if self.metrics is not None:
+                for report, step in closed:
+                    share = elapsed / len(closed)
+                    self.metrics.window_evaluated(
+                        report, step.alert_events, step.request is not None, share
+                    )
+
+    #: Most windows evaluated, written and recorded together (see "Exactly once").
+    CLOSE_CHUNK = 64
+
+    async def _close_chunk(
+        self,
+        config: MonitorConfig,
+        version: str,
+        profile: ModelProfile,
+        state: MonitorState,
+        work: Sequence[WindowWork],
+        watermark: float,
+    ) -> tuple[MonitorState, list[tuple[WindowReport, PolicyStep]]]:
+        """Evaluate ``work`` (oldest first), write its rows, send its events, save the
+        state that records it; the new state and the reports with their policy steps."""
         data = await self._store(self._aggregate, config, version, profile, [w.start for w in work])
         names = config.concept_drift.detectors if config.concept_drift is not None else ()
         hits = state.concept.by_start()
@@ -816,12 +864,22 @@ class Monitor:
         alert_policy = AlertPolicy.from_config(config)
         retrain_policy = RetrainPolicy.from_config(config)
         closed: list[tuple[WindowWork, WindowReport, PolicyStep]] = []
-        for item in work:  # oldest first; each window's policy step sees the one before
+        for item in work:  # each window's policy step sees the one before
             found = data[item.start]
             if item.n == FRESH:  # counted with its aggregates
-                if found.events == 0:  # every event of it moved elsewhere by a re-send
-                    continue
                 item = replace(item, n=found.events, labelled=found.labelled)
+            if found.events == 0:
+                # Every event of it moved to another window or version by a re-send:
+                # nothing to report; recorded so that it is not planned again.
+                state = advance_state(
+                    state,
+                    item,
+                    state.policy,
+                    size=size,
+                    watermark=watermark,
+                    horizon=self.horizon_seconds,
+                )
+                continue
             window_data = found.data
             if names:
                 window_hits = hits.get(item.start, {})
@@ -859,13 +917,11 @@ class Monitor:
                 horizon=self.horizon_seconds,
             )
             closed.append((item, report, step))
-        if not closed:
-            await self._keep_concept(config, version, state, changed)
-            return
         # Rows, then the events, then the state that records them (see "Exactly once").
-        reports = [report for _, report, _ in closed]
-        alerts = [event for _, _, step in closed for event in step.alert_events]
-        await self._store(self._write_rows, reports, alerts)
+        if closed:
+            reports = [report for _, report, _ in closed]
+            alerts = [event for _, _, step in closed for event in step.alert_events]
+            await self._store(self._write_rows, reports, alerts)
         for _, _, step in closed:
             for event in step.alert_events:
                 await self.send_alert(event.model_id, event.model_dump_json().encode())
@@ -876,13 +932,9 @@ class Monitor:
                 )
                 self.requests_sent += 1
         await self._store(self._save_state, config.model_id, version, state)
-        elapsed = (time.perf_counter() - started) / len(closed)
-        for item, report, step in closed:
-            if self.metrics is not None:
-                self.metrics.window_evaluated(
-                    report, step.alert_events, step.request is not None, elapsed
-                )
+        for item, _, _ in closed:
             if item.revision == 0:
                 self.windows_closed += 1
             else:
                 self.revisions += 1
+        return state, [(report, step) for _, report, step in closed]

@@ -12,6 +12,7 @@ the agent handles the current one (up to the same limits: then reading waits).
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import AsyncIterator
 from typing import Any, cast
@@ -20,6 +21,8 @@ import faust
 from faust.types import ChannelT, EventT
 
 __all__ = ["GroupBuffer", "IngestStream"]
+
+log = logging.getLogger(__name__)
 
 
 class GroupBuffer:
@@ -93,16 +96,22 @@ class IngestStream(faust.Stream):
         room.set()
 
         async def add_to_group(value: Any) -> Any:
-            while not room.is_set():
-                await room.wait()
-            event = self.current_event
-            if event is None:
-                raise RuntimeError("a stream value without its event")
-            value_bytes = event.message.value
-            size = len(value_bytes) if isinstance(value_bytes, bytes | bytearray) else 0
-            if buffer.add(event, size, time.monotonic()):
-                ready.set()
-                room.clear()
+            try:
+                while not room.is_set():
+                    await room.wait()
+                event = self.current_event
+                if event is None:
+                    raise RuntimeError("a stream value without its event")
+                value_bytes = event.message.value
+                size = len(value_bytes) if isinstance(value_bytes, bytes | bytearray) else 0
+                if buffer.add(event, size, time.monotonic()):
+                    ready.set()
+                    room.clear()
+            except asyncio.CancelledError:
+                raise
+            except Exception as error:  # the agent must not go on without its input
+                log.exception("adding to an ingest group failed")
+                await self.crash(error)
             return value
 
         acks = self.enable_acks

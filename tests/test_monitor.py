@@ -345,3 +345,97 @@ def test_new_windows_close_at_once_and_late_data_waits_for_a_timed_pass(tmp_path
         assert_same_metrics(h.metrics(), out)
     finally:
         h.store.close()
+
+
+class _CountingStore:
+    """The harness's store, counting watermark reads."""
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        self.store = store
+        self.watermark_reads = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.store, name)
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        if "FROM watermarks" in sql:
+            self.watermark_reads += 1
+        return self.store.query(sql, parameters)
+
+
+def test_a_tick_looks_again_only_when_the_watermark_crossed_a_boundary(tmp_path: Path) -> None:
+    monitor, ref_path, events, stream = backtest_case(tmp_path)
+    h = Harness(tmp_path, monitor)  # every tick is also a timed pass
+    counting = _CountingStore(h.store)
+    h.monitor.store = counting  # type: ignore[assignment]
+    try:
+        save_profile(h.store, reference_profile(monitor, ref_path)[1])
+        h.ingest(events.read_bytes().splitlines())
+        h.tick()  # the first pass: one more round finds that nothing moved
+        assert counting.watermark_reads == 2
+        h.tick()  # a timed pass, no boundary crossed: one round
+        assert counting.watermark_reads == 3
+        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
+        h.tick()
+        assert counting.watermark_reads == 5
+    finally:
+        h.store.close()
+
+
+def test_windows_close_in_chunks_with_the_same_results(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(Monitor, "CLOSE_CHUNK", 3)
+    monitor, ref_path, events, stream = backtest_case(tmp_path)
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, events, out)
+    h = Harness(tmp_path, monitor)
+    try:
+        save_profile(h.store, reference_profile(monitor, ref_path)[1])
+        h.ingest(events.read_bytes().splitlines())
+        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
+        h.tick()
+        assert_same_metrics(h.metrics(), out)
+        saves = h.store.query("SELECT count() AS n FROM monitor_state")[0]["n"]
+        assert int(saves) == 3  # 8 windows in chunks of 3, 3, 2: each chunk saved
+        want_alerts = [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
+        assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in want_alerts]
+    finally:
+        h.store.close()
+
+
+def test_a_window_whose_events_all_moved_away_is_not_reported(tmp_path: Path) -> None:
+    monitor, ref_path, events, stream = backtest_case(tmp_path)
+    t0 = float(stream.timestamps.min())
+    lines = events.read_bytes().splitlines()
+    moved = []
+    for line in lines:  # window 2's predictions re-sent with times in window 3
+        event = orjson.loads(line)
+        if event["type"] == "prediction_batch" and int((event["timestamps"][0] - t0) // 60) == 2:
+            event["timestamps"] = [t + 60 for t in event["timestamps"]]
+            moved.append(orjson.dumps(event))
+    assert moved
+    resent = tmp_path / "resent.jsonl"
+    resent.write_bytes(b"\n".join(lines + moved) + b"\n")
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, resent, out)
+    now = [0.0]
+    h = Harness(tmp_path, monitor, late_check_seconds=5.0, clock=lambda: now[0])
+    try:
+        save_profile(h.store, reference_profile(monitor, ref_path)[1])
+        h.ingest([x for x in lines if b'"prediction_batch"' in x][:4])  # windows 0 and 1
+        h.ingest([clock_event(t0 + 2 * 60 + 10)])
+        h.tick()  # windows 0 and 1 close
+        h.ingest(lines)
+        h.ingest(moved)
+        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
+        now[0] = 1.0
+        h.tick()  # a pass that only looks for new windows: 2 has copies but no events
+        starts = {int((r["ws"] / 1e6 - t0) // 60) for r in h.metrics()}
+        assert 2 not in starts and set(range(8)) - {2} <= starts
+        now[0] = 10.0
+        h.tick()  # the timed pass: windows 0 and 1 get their labels; 2 stays unreported
+        assert 2 not in {int((r["ws"] / 1e6 - t0) // 60) for r in h.metrics()}
+        assert_same_metrics(h.metrics(), out)
+    finally:
+        h.store.close()
