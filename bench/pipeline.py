@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -72,6 +73,11 @@ def _clock(at: float) -> bytes:
             "prediction": 0,
         }
     )
+
+
+def _health(port: int) -> dict[str, Any]:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=5) as answer:
+        return dict(orjson.loads(answer.read()))
 
 
 def _windows_done(reader: WorkerReader, model: str, count: int) -> bool:
@@ -294,7 +300,9 @@ def main() -> None:
                 reader.save_profile(profile.to_json())
             producer = Producer({"bootstrap.servers": bootstrap, "linger.ms": 5})
             topics = settings.topics
-            time.sleep(3)  # let the consumer group settle
+            # the worker consumes both ingest topics before anything is produced
+            wanted = {f"{topics.predictions}:0", f"{topics.feedback}:0"}
+            _wait(lambda: wanted <= set(_health(port).get("assigned", [])), 60, "assignment")
             batched = run_stream(
                 producer,
                 reader,
