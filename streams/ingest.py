@@ -33,7 +33,6 @@ __all__ = [
     "Ingestor",
     "RawMessage",
     "dead_letter_headers",
-    "group_bounds",
     "route_messages",
     "warm_up",
     "watermark_table",
@@ -179,29 +178,6 @@ def watermark_table(watermarks: dict[tuple[str, int], float]) -> pa.Table:
             "updated_at": pa.array([now] * len(watermarks), micros),
         }
     )
-
-
-def group_bounds(messages: Sequence[RawMessage], max_bytes: int) -> list[tuple[int, int]]:
-    """Cut messages into consecutive ``[start, stop)`` groups of about ``max_bytes`` each.
-
-    Examples
-    --------
-    >>> where = KafkaPosition("t", 0, 0)
-    >>> group_bounds([RawMessage(b"x" * 10, where)] * 5, 25)
-    [(0, 3), (3, 5)]
-    >>> group_bounds([], 25)
-    []
-    """
-    bounds: list[tuple[int, int]] = []
-    start = size = 0
-    for index, message in enumerate(messages):
-        size += len(message.value or b"")
-        if size >= max_bytes:
-            bounds.append((start, index + 1))
-            start, size = index + 1, 0
-    if start < len(messages):
-        bounds.append((start, len(messages)))
-    return bounds
 
 
 _WARM_UP = (

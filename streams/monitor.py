@@ -616,7 +616,7 @@ class Monitor:
         )
         return [str(r["v"]) for r in rows]
 
-    def _rows_changed(self, model_id: str, key: tuple[str, str]) -> bool:
+    def _rows_changed(self, model_id: str, version: str) -> bool:
         """Whether raw rows of the model arrived since the last look (cheap: no dedup).
 
         A re-sent duplicate counts as a change too; the exact re-count that follows
@@ -628,8 +628,8 @@ class Monitor:
             {"model": model_id},
         )
         seen = (int(rows[0]["p"]), int(rows[0]["f"]))
-        changed = self._rows_seen.get(key) != seen
-        self._rows_seen[key] = seen
+        changed = self._rows_seen.get((model_id, version)) != seen
+        self._rows_seen[(model_id, version)] = seen
         return changed
 
     def _load_state(self, model_id: str, version: str) -> MonitorState:
@@ -741,7 +741,7 @@ class Monitor:
         high = watermark - lateness  # windows ending by then close
         drift = self._drift_totals(config, state)
         if state.last_closed is not None and not (
-            late and self._rows_changed(config.model_id, (config.model_id, version))
+            late and self._rows_changed(config.model_id, version)
         ):
             # Only windows never evaluated: which hold predictions is enough to know; their
             # counts come with their aggregates (see _close).
@@ -836,9 +836,9 @@ class Monitor:
                 config, version, profile, state, chunk, watermark
             )
             elapsed, started = time.perf_counter() - started, time.perf_counter()
-            if self.metrics is not None:
+            if self.metrics is not None and closed:
+                share = elapsed / len(closed)
                 for report, step in closed:
-                    share = elapsed / len(closed)
                     self.metrics.window_evaluated(
                         report, step.alert_events, step.request is not None, share
                     )

@@ -46,7 +46,6 @@ from .ingest import (
     IngestOutcome,
     RawMessage,
     dead_letter_headers,
-    group_bounds,
 )
 from .monitor import Monitor, load_monitors
 from .take import IngestStream
@@ -57,7 +56,7 @@ log = logging.getLogger(__name__)
 
 #: Name of the file in the data directory that advertises a running worker.
 WORKER_FILE = "worker.json"
-#: Bytes of messages decoded and inserted as one group (pipelining granularity).
+#: Bytes of messages after which a group is decoded and inserted (pipelining granularity).
 GROUP_BYTES = 16 * 1024 * 1024
 #: Tries to store a group before the worker stops without acknowledging it.
 STORE_ATTEMPTS = 5
@@ -129,12 +128,10 @@ def build_worker(
         # never skips (duplicates are removed by event_id).
         storing: asyncio.Task[None] | None = None
         async for events in stream.take_groups(batch, GROUP_BYTES, within):
-            messages = [_raw_message(event) for event in events]
-            for start, stop in group_bounds(messages, GROUP_BYTES):
-                outcome = ingestor.route(messages[start:stop])
-                if storing is not None:
-                    await storing
-                storing = asyncio.create_task(store_then_ack(stream, events[start:stop], outcome))
+            outcome = ingestor.route([_raw_message(event) for event in events])
+            if storing is not None:
+                await storing
+            storing = asyncio.create_task(store_then_ack(stream, events, outcome))
 
     async def store_then_ack(
         stream: faust.Stream, events: Sequence[faust.types.EventT], outcome: IngestOutcome
@@ -177,9 +174,7 @@ def build_worker(
         return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
     # Read-only pages get their own chDB connection: a reader never delays an insert.
-    reader: tuple[Store, threading.Lock] = (ingestor.store, ingestor._store_lock)
-    if isinstance(ingestor.store, EmbeddedStore):
-        reader = (ingestor.store.sibling(), threading.Lock())
+    reader = _own_connection(ingestor)
 
     @app.page("/query")
     class QueryPage(faust.web.View):
@@ -243,11 +238,8 @@ def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
 
         return send
 
-    # With chDB the monitor gets its own connection: its window queries then run in
-    # parallel with the ingest's inserts instead of queueing behind them.
-    monitor_store, monitor_lock = ingestor.store, ingestor._store_lock
-    if isinstance(ingestor.store, EmbeddedStore):
-        monitor_store, monitor_lock = ingestor.store.sibling(), threading.Lock()
+    # The monitor's window queries run in parallel with the ingest's inserts.
+    monitor_store, monitor_lock = _own_connection(ingestor)
     monitor = Monitor(
         monitor_store,
         monitor_lock,
@@ -341,6 +333,14 @@ def _assigned(app: faust.App) -> list[str]:
 def _locked_save_profile(ingestor: Ingestor, profile: ModelProfile) -> None:
     with ingestor._store_lock:
         save_profile(ingestor.store, profile)
+
+
+def _own_connection(ingestor: Ingestor) -> tuple[Store, threading.Lock]:
+    """A chDB connection of its own (a sibling of the ingest's) with its lock, so that
+    its queries run beside the inserts; the ingest's store and lock otherwise."""
+    if isinstance(ingestor.store, EmbeddedStore):
+        return ingestor.store.sibling(), threading.Lock()
+    return ingestor.store, ingestor._store_lock
 
 
 def _locked_query(store: Store, lock: threading.Lock, sql: str) -> list[dict[str, Any]]:

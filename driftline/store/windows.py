@@ -337,6 +337,8 @@ class _Window:
     """What the queries found for one window."""
 
     n_events: int = 0
+    #: Rows with a label row (whatever its value).
+    labelled: int = 0
     numeric: dict[str, NumericCounts] = field(default_factory=dict)
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
     prediction: CategoricalCounts | None = None
@@ -384,17 +386,18 @@ def _numeric_windows(
     rows each (several rows of one window are added up); ``totals``: rows per window."""
     if not rows or not columns:
         return {}
-    w = _counts([r["w"] for r in rows])
-    out: dict[int, dict[str, NumericCounts]] = {}
+    windows, row_window = np.unique(_counts([r["w"] for r in rows]), return_inverse=True)
+    per_window: list[dict[str, NumericCounts]] = [{} for _ in windows]
     for t, key in enumerate(columns):
         counts = np.array([r[f"c{t}"] for r in rows], dtype=np.int64).reshape(len(rows), -1)
         sums = _floats([r[f"s{t}"] for r in rows]).reshape(len(rows), -1)
-        for window in np.unique(w).tolist():
-            mine = w == window
-            out.setdefault(window, {})[key] = _histogram(
-                counts[mine].sum(axis=0), sums[mine].sum(axis=0), totals[window]
-            )
-    return out
+        counted = np.zeros((windows.size, counts.shape[1]), dtype=np.int64)
+        summed = np.zeros((windows.size, sums.shape[1]))
+        np.add.at(counted, row_window, counts)
+        np.add.at(summed, row_window, sums)
+        for i, window in enumerate(windows.tolist()):
+            per_window[i][key] = _histogram(counted[i], summed[i], totals[window])
+    return dict(zip(windows.tolist(), per_window, strict=True))
 
 
 def _categorical_query(
@@ -689,7 +692,6 @@ def windows_aggregates(
         numeric["score"] = (None, profile.score.edges)
 
     found: dict[int, _Window] = {index: _Window() for index in start_of}
-    labelled: dict[int, int] = dict.fromkeys(start_of, 0)
     no_scores: set[int] = set()
     if categorical:
         for index, counts in _categorical_query(
@@ -702,7 +704,7 @@ def windows_aggregates(
             index = int(row["w"])
             found[index].n_events = int(row["n"])
             found[index].performance = _regression_counts(row)
-            labelled[index] = int(row["labelled"])
+            found[index].labelled = int(row["labelled"])
     else:
         rows = _classification_query(
             store,
@@ -718,21 +720,21 @@ def windows_aggregates(
             window = found[index]
             window.n_events = total
             window.performance = perf
-            labelled[index] = with_label
+            window.labelled = with_label
             if isinstance(profile.prediction, CategoricalProfile):
                 window.prediction = CategoricalCounts(counts=predicted, null_count=nulls)
             if not n_finite:  # no finite score: no score histogram, as in the backtest
                 no_scores.add(index)
     totals = {index: window.n_events for index, window in found.items()}
     for index, hists in _numeric_windows(rows, list(numeric), totals).items():
+        if index in no_scores:
+            hists.pop("score", None)
         found[index].numeric = hists
-    for index in no_scores:
-        found[index].numeric.pop("score", None)
     return {
         start_of[index]: WindowAggregate(
             _window_data(profile, chosen, window, positive_label),
             events=window.n_events,
-            labelled=labelled[index],
+            labelled=window.labelled,
         )
         for index, window in sorted(found.items())
     }
