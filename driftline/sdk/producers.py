@@ -127,6 +127,8 @@ class MemoryProducer:
         self.configs: list[dict[str, Any]] = []
         self._paused = paused
         self._queue: list[_Queued] = []
+        #: Messages taken from the queue whose callbacks have not returned yet.
+        self._delivering = 0
         self._delivered: list[ProducedMessage] = []
         self._failed: list[ProducedMessage] = []
         self._lock = threading.Lock()
@@ -189,6 +191,7 @@ class MemoryProducer:
                 if ready:
                     taken = {id(item) for item in ready}
                     self._queue = [item for item in self._queue if id(item) not in taken]
+                    self._delivering += len(ready)
                     break
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -203,21 +206,31 @@ class MemoryProducer:
     def poll(self, timeout: float = 0.0) -> int:
         """Deliver what is queued (unless paused), calling callbacks; wait up to ``timeout``."""
         ready = self._take(timeout)
-        for item in ready:
-            item.on_delivery(item.error, item.message)
+        try:
+            for item in ready:
+                item.on_delivery(item.error, item.message)
+        finally:
+            if ready:
+                with self._lock:
+                    self._delivering -= len(ready)
+                    self._changed.notify_all()
         return len(ready)
 
     def flush(self, timeout: float = -1) -> int:
-        """Deliver everything deliverable within ``timeout`` seconds; return messages left."""
+        """Deliver everything deliverable within ``timeout`` seconds; return messages left.
+
+        As with librdkafka, it returns 0 only once every delivery callback has run, also
+        those another thread's :meth:`poll` is running.
+        """
         deadline = time.monotonic() + (3600.0 if timeout < 0 else timeout)
         while True:
             self.poll(0.0)
             with self._lock:
-                if not self._queue:
+                if not self._queue and not self._delivering:
                     return 0
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    return len(self._queue)
+                    return len(self._queue) + self._delivering
                 self._changed.wait(remaining)
 
     def purge(self) -> None:
