@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import subprocess
 import sys
 import tempfile
@@ -279,13 +280,14 @@ def main() -> None:
             "DRIFTLINE_MONITOR_INTERVAL_SECONDS": os.environ.get("BENCH_TICK", "0.2"),
             "DRIFTLINE_MONITORS_DIR": str(monitors),
             "DRIFTLINE_LOG_LEVEL": "WARNING",
+            "DRIFTLINE_QUERY_TOKEN": secrets.token_urlsafe(16),
         }
         env.pop("DRIFTLINE_CLICKHOUSE_URL", None)
         log = open(folder / "worker.log", "wb")  # noqa: SIM115
         worker = subprocess.Popen(
             [sys.executable, "-m", "driftline.cli", "worker"], env=env, stdout=log, stderr=log
         )
-        reader = WorkerReader(port)
+        reader = WorkerReader(port, token=env["DRIFTLINE_QUERY_TOKEN"])
         try:
             _wait(lambda: reader.query("SELECT 1 AS x"), 60, "the worker")
             for profile in profiles:

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import TracebackType
 
+from .lifeline import die_with_parent
+
 __all__ = ["BrokerError", "EmbeddedBroker", "free_port", "wait_for_port"]
 
 
@@ -56,7 +58,11 @@ def _broker_binary() -> str:
 
 
 class EmbeddedBroker:
-    """A tansu broker on loopback, started as a child process.
+    """A tansu broker on loopback, started as a child process that dies with this one.
+
+    The broker gets SIGKILL when the thread that called :meth:`start` exits, also
+    when this process is killed by SIGKILL (Linux; see :mod:`driftline.lifeline`):
+    start it from a long-lived thread.
 
     Parameters
     ----------
@@ -84,6 +90,11 @@ class EmbeddedBroker:
         return f"{self.host}:{self.port}"
 
     @property
+    def pid(self) -> int | None:
+        """The broker's process id while it was started and not stopped, else ``None``."""
+        return None if self._process is None else self._process.pid
+
+    @property
     def running(self) -> bool:
         """Whether the broker process is alive."""
         return self._process is not None and self._process.poll() is None
@@ -105,12 +116,18 @@ class EmbeddedBroker:
         ]
         output = open(self.log_file, "ab") if self.log_file else subprocess.DEVNULL  # noqa: SIM115
         try:
+            # Its own session: a Ctrl-C in the terminal goes to the foreground process
+            # group only, so the broker outlives the interrupt long enough for our
+            # ``finally`` blocks to flush producers and then call stop(). The new
+            # session no longer lets it outlive a SIGKILLed parent: die_with_parent
+            # has the kernel kill it then (the session change does not clear that).
             self._process = subprocess.Popen(
                 command,
                 stdout=output,
                 stderr=subprocess.STDOUT,
                 stdin=subprocess.DEVNULL,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),
             )
         finally:
             if self.log_file:

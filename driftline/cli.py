@@ -121,18 +121,23 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 def cmd_db_query(args: argparse.Namespace) -> int:
     """Run one read-only query; print one JSON object per row."""
     from .store import ReadOnlyQueryError, StoreError, check_read_only, open_store
-    from .store.remote import WorkerReader, running_worker
+    from .store.remote import worker_reader
+    from .store.sandbox import SqlSandbox
 
     settings = _settings(args)
     try:
         sql = check_read_only(args.sql)
-        worker = running_worker(settings.data_dir) if settings.embedded_store else None
-        if worker is not None:
-            rows = WorkerReader(int(worker["web_port"])).query(sql)
+        reader = worker_reader(settings)
+        if reader is not None:  # the worker's page runs it in its sandbox
+            rows = reader.query(sql)
         else:
             store = open_store(settings)
             try:
-                rows = store.query(sql)
+                sandbox = SqlSandbox(store, settings.query_bounds)
+                try:
+                    rows = sandbox.query(sql)
+                finally:
+                    sandbox.close()
             finally:
                 store.close()
     except ReadOnlyQueryError as error:
@@ -163,7 +168,7 @@ def cmd_reference_load(args: argparse.Namespace) -> int:
     from .backtest import BacktestInputError, reference_profile
     from .store import StoreError, migrate, open_store
     from .store.profiles import save_profile
-    from .store.remote import WorkerReader, running_worker
+    from .store.remote import worker_reader
 
     settings = _settings(args)
     try:
@@ -171,9 +176,9 @@ def cmd_reference_load(args: argparse.Namespace) -> int:
     except BacktestInputError as error:
         raise CommandError(str(error), EXIT_BAD_INPUT) from None
     try:
-        worker = running_worker(settings.data_dir) if settings.embedded_store else None
-        if worker is not None:
-            WorkerReader(int(worker["web_port"])).save_profile(profile.to_json())
+        reader = worker_reader(settings)
+        if reader is not None:
+            reader.save_profile(profile.to_json())
         else:
             store = open_store(settings)
             try:

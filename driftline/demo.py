@@ -37,8 +37,9 @@ import orjson
 
 from .broker import EmbeddedBroker, free_port
 from .kafka import client_config, create_topics
+from .lifeline import die_with_parent
 from .settings import Settings
-from .store.remote import WorkerReader, worker_health
+from .store.remote import WorkerReader, running_worker, worker_health
 
 __all__ = ["DemoPlan", "DemoResult", "monitor_text", "run_demo", "synthetic_window"]
 
@@ -169,12 +170,17 @@ def _start(
     }
     full_env.pop("DRIFTLINE_CLICKHOUSE_URL", None)
     with open(log, "ab") as out:
+        # Own session: Ctrl-C reaches the demo only, whose ``finally`` stops the
+        # retrainer, the worker and then the broker in that order. die_with_parent:
+        # if the demo is SIGKILLed (no ``finally`` runs) the kernel kills the child
+        # too. Called from the demo's main thread, which lives as long as the demo.
         return subprocess.Popen(
             [sys.executable, "-m", "driftline.cli", *command],
             env=full_env,
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),
         )
 
 
@@ -590,7 +596,7 @@ def run_demo(settings: Settings, duration: float = 90.0, windows: int = 24) -> i
             tap.drain(result, wait=0.5)
         tap.close()
         subscriber.stop()
-        reader = WorkerReader(port)
+        reader = WorkerReader.for_worker(running_worker(data_dir) or {"web_port": port})
         closed = _summary(reader, result, plan, sent, bad, port)
         report = write_report(reader, MODEL_ID, data_dir / "report.html")
         print(f"  report      {report}")

@@ -23,6 +23,7 @@ from typing import Any, Final, Protocol
 
 from .report import AlertRow, ReportData, ReportWindow, VersionRow, WindowMetric, render_report
 from .settings import Settings
+from .store.backend import StoreError
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -75,11 +76,15 @@ def _maybe_float(value: Any) -> float | None:
 
 
 def _check_tables(source: RowSource) -> None:
-    rows = source.query(
-        "SELECT name FROM system.tables WHERE database = currentDatabase() "
-        f"AND name IN ({', '.join(repr(t) for t in _TABLES)})"
-    )
-    missing = sorted(set(_TABLES) - {str(r["name"]) for r in rows})
+    # each table read directly: the query page refuses system tables (its sandbox)
+    missing = []
+    for table in _TABLES:
+        try:
+            source.query(f"SELECT 1 FROM {table} LIMIT 0")
+        except StoreError as error:
+            if "exist" not in str(error).lower() and "unknown_table" not in str(error).lower():
+                raise
+            missing.append(table)
     if missing:
         raise ReportError(
             f"the store has no table {', '.join(missing)}: run `driftline db migrate` "
@@ -292,11 +297,11 @@ def report_command(
     """``driftline report``: read through a running worker when one owns the embedded
     store, else open the store; raises ``ReportError`` or ``StoreError``."""
     from .store import open_store
-    from .store.remote import WorkerReader, running_worker
+    from .store.remote import worker_reader
 
-    worker = running_worker(settings.data_dir) if settings.embedded_store else None
-    if worker is not None:
-        return write_report(WorkerReader(int(worker["web_port"])), model_id, out_path, windows)
+    reader = worker_reader(settings)
+    if reader is not None:
+        return write_report(reader, model_id, out_path, windows)
     store = open_store(settings)
     try:
         return write_report(store, model_id, out_path, windows)

@@ -65,12 +65,10 @@ def cmd_retrainer(args: argparse.Namespace) -> int:
 
 def _reading_store(settings: Settings) -> Any:
     from .store import open_store
-    from .store.remote import WorkerReader, running_worker
+    from .store.remote import worker_reader
 
-    worker = running_worker(settings.data_dir) if settings.embedded_store else None
-    if worker is not None:
-        return WorkerReader(int(worker["web_port"]))
-    return open_store(settings)
+    reader = worker_reader(settings)
+    return reader if reader is not None else open_store(settings)
 
 
 def cmd_models_list(args: argparse.Namespace) -> int:

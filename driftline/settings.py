@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from .store.sandbox import QueryBounds
 
 __all__ = ["Settings", "TopicNames"]
 
@@ -108,6 +111,34 @@ class Settings(BaseSettings):
         description="Interface of the worker's HTTP pages (/metrics, /health, /query); "
         "0.0.0.0 in a container so Prometheus can scrape it.",
     )
+    query_token: SecretStr | None = Field(
+        None,
+        description="Token of the worker's data pages (/query, /reference), sent as "
+        "'Authorization: Bearer <token>'; unset: a new random token per worker start, "
+        "written only to DATA_DIR/worker.json (mode 0600).",
+    )
+    query_max_seconds: float = Field(
+        20.0, gt=0, le=3600, description="Longest a /query or 'db query' statement runs."
+    )
+    query_max_result_rows: int = Field(
+        1_000_000, ge=1, description="Most rows a /query or 'db query' result may have."
+    )
+    query_max_result_bytes: int = Field(
+        128 * 1024 * 1024, ge=1024, description="Largest /query or 'db query' result (bytes)."
+    )
+    query_max_memory_bytes: int = Field(
+        1024 * 1024 * 1024,
+        ge=16 * 1024 * 1024,
+        description="Most memory a /query or 'db query' statement may use (bytes).",
+    )
+    shutdown_grace_seconds: float = Field(
+        8.0,
+        gt=0,
+        le=600,
+        description="After SIGTERM/SIGINT the worker exits at the latest after this long "
+        "(whatever is still running is cut off as by a crash; nothing unacknowledged "
+        "is lost).",
+    )
     retrainer_metrics_port: int = Field(
         9108, ge=0, le=65535, description="Port of the retrainer's Prometheus /metrics."
     )
@@ -177,6 +208,18 @@ class Settings(BaseSettings):
     def embedded_store(self) -> bool:
         """Whether no external ClickHouse is configured."""
         return not self.clickhouse_url.strip()
+
+    @property
+    def query_bounds(self) -> QueryBounds:
+        """The bounds of every statement of the query page and ``driftline db query``."""
+        from .store.sandbox import QueryBounds
+
+        return QueryBounds(
+            max_seconds=self.query_max_seconds,
+            max_result_rows=self.query_max_result_rows,
+            max_result_bytes=self.query_max_result_bytes,
+            max_memory_bytes=self.query_max_memory_bytes,
+        )
 
     @property
     def artifacts_dir(self) -> Path:

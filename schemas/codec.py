@@ -77,6 +77,8 @@ REASONS: Final = (
     "empty_batch",
     "too_many_rows",
     "timestamp_out_of_range",
+    "timestamp_in_future",
+    "store_rejected",
 )
 
 

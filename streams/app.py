@@ -92,6 +92,12 @@ def create_app(settings: Settings, bootstrap_servers: str) -> tuple[faust.App, S
         producer_max_request_size=max(1_048_576, settings.max_message_bytes * 2),
         consumer_max_fetch_size=max(4 * 1_048_576, settings.max_message_bytes * 2),
         web_enabled=True,
+        # Faust's own pages would show tables, assignments and internals to anyone:
+        # the worker serves only its own (see streams/worker.py).
+        web_router_enabled=False,
+        web_tables_enabled=False,
+        web_stats_enabled=False,
+        web_graph_enabled=False,
         web_port=settings.worker_web_port,
         web_bind=settings.worker_web_host,
         web_in_thread=False,

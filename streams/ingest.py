@@ -5,6 +5,14 @@ letters out) and :class:`Ingestor` the shell that stores the tables and sends
 the dead letters. Offsets are acknowledged by the Faust agent only after
 :meth:`Ingestor.persist` returned, that is after the rows are stored and the
 dead letters are delivered.
+
+A message can also be refused by the store although it decoded (a
+deterministic error, :func:`~driftline.store.backend.is_deterministic`): then the
+group's messages are inserted again in halves, down to the ones refused on their
+own, which become dead letters with the reason ``store_rejected`` and the store's
+message; the rest of the group is stored and the partition moves on. Any other
+store error (the store is down, slow or out of memory) propagates: nothing is
+acknowledged, and the worker retries, then stops.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ import pyarrow as pa
 from driftline.schemas.codec import DecodeError, FeedbackColumns, decode_ingest
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 
-from driftline.store.backend import Store
+from driftline.store.backend import Store, StoreError, is_deterministic
 from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
 
 __all__ = [
@@ -32,6 +40,7 @@ __all__ = [
     "IngestStats",
     "Ingestor",
     "RawMessage",
+    "StoreRejectedError",
     "dead_letter_headers",
     "route_messages",
     "warm_up",
@@ -74,6 +83,19 @@ class DeadLetter:
     error: DecodeError
 
 
+class StoreRejectedError(DecodeError):
+    """A message that decoded but that the store refuses, always (reason ``store_rejected``).
+
+    Examples
+    --------
+    >>> StoreRejectedError("Code: 53. DB::Exception: ... (TYPE_MISMATCH)").reason
+    'store_rejected'
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__("store_rejected", message)
+
+
 def dead_letter_headers(letter: DeadLetter) -> Headers:
     """The original headers plus the error class, message and source position."""
     where = letter.message.position
@@ -103,6 +125,8 @@ class IngestOutcome:
     dead_letters: list[DeadLetter]
     #: Latest prediction event time (epoch seconds) per (topic, partition) in the group.
     watermarks: dict[tuple[str, int], float] = field(default_factory=dict)
+    #: The messages routed (kept to isolate one that the store refuses).
+    messages: Sequence[RawMessage] = ()
 
     @property
     def prediction_rows(self) -> int:
@@ -151,6 +175,7 @@ def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutc
         feedback=feedback.build() if feedback.pending else None,
         dead_letters=dead,
         watermarks=watermarks,
+        messages=messages,
     )
 
 
@@ -177,6 +202,27 @@ def watermark_table(watermarks: dict[tuple[str, int], float]) -> pa.Table:
             ),
             "updated_at": pa.array([now] * len(watermarks), micros),
         }
+    )
+
+
+def _merged(parts: Sequence[IngestOutcome], refused: list[DeadLetter]) -> IngestOutcome:
+    """One outcome of the stored ``parts`` of a group, with ``refused`` as its dead letters."""
+
+    def tables(name: str) -> pa.Table | None:
+        found = [getattr(part, name) for part in parts if getattr(part, name) is not None]
+        if not found:
+            return None
+        return pa.concat_tables(found, promote_options="permissive")
+
+    watermarks: dict[tuple[str, int], float] = {}
+    for part in parts:
+        for where, latest in part.watermarks.items():
+            watermarks[where] = max(latest, watermarks.get(where, -math.inf))
+    return IngestOutcome(
+        predictions=tables("predictions"),
+        feedback=tables("feedback"),
+        dead_letters=refused,
+        watermarks=watermarks,
     )
 
 
@@ -246,15 +292,60 @@ class Ingestor:
         self._store_lock = threading.Lock()
         warm_up()
 
-    def _insert(self, outcome: IngestOutcome) -> None:
+    def _insert_rows(self, outcome: IngestOutcome) -> None:
+        if outcome.predictions is not None:
+            self.store.insert_arrow("predictions", outcome.predictions)
+        if outcome.feedback is not None:
+            self.store.insert_arrow("feedback", outcome.feedback)
+        if outcome.watermarks:
+            # after the rows: a watermark never runs ahead of what is stored
+            self.store.insert_arrow("watermarks", watermark_table(outcome.watermarks))
+
+    def _insert(self, outcome: IngestOutcome) -> IngestOutcome | None:
+        """Store the group; on a deterministic refusal, what was stored of it (with the
+        refused messages as its dead letters), else None (all of it was stored)."""
         with self._store_lock:
-            if outcome.predictions is not None:
-                self.store.insert_arrow("predictions", outcome.predictions)
-            if outcome.feedback is not None:
-                self.store.insert_arrow("feedback", outcome.feedback)
-            if outcome.watermarks:
-                # after the rows: a watermark never runs ahead of what is stored
-                self.store.insert_arrow("watermarks", watermark_table(outcome.watermarks))
+            try:
+                self._insert_rows(outcome)
+            except StoreError as error:
+                if not (outcome.messages and is_deterministic(error)):
+                    raise
+                log.warning(
+                    "the store refused a group of %d messages (%s); isolating the refused ones",
+                    len(outcome.messages),
+                    error,
+                )
+                return self._isolate(outcome, error)
+        return None
+
+    def _isolate(self, outcome: IngestOutcome, error: StoreError) -> IngestOutcome:
+        """Insert the group's decoded messages again in halves, down to single messages
+        that the store refuses on their own (only after a deterministic refusal: the
+        hot path never routes twice). Parts stored before a refusal may be inserted
+        again; raw rows are deduplicated by ``event_id``."""
+        undecodable = {letter.message.position for letter in outcome.dead_letters}
+        messages = [m for m in outcome.messages if m.position not in undecodable]
+        stored: list[IngestOutcome] = []
+        refused: list[DeadLetter] = []
+
+        def bisect(part: Sequence[RawMessage], failure: StoreError) -> None:
+            if len(part) == 1:
+                refused.append(DeadLetter(part[0], StoreRejectedError(str(failure))))
+                return
+            middle = len(part) // 2
+            for half in (part[:middle], part[middle:]):
+                routed = route_messages(half, self.max_bytes)
+                try:
+                    self._insert_rows(routed)
+                except StoreError as again:
+                    if not is_deterministic(again):
+                        raise
+                    bisect(half, again)
+                else:
+                    stored.append(routed)
+
+        bisect(messages, error)  # refused in the group's order: halves go left to right
+        return _merged(stored, refused)
 
     def route(self, messages: Sequence[RawMessage]) -> IngestOutcome:
         """Decode one group (CPU work, on the caller's thread)."""
@@ -266,12 +357,24 @@ class Ingestor:
         """Make one decoded group durable: dead letters delivered, rows inserted.
 
         The insert runs on a worker thread (chDB and clickhouse-connect release
-        the GIL), so the caller can decode the next group meanwhile.
+        the GIL), so the caller can decode the next group meanwhile. When the store
+        refused some messages deterministically (see the module docstring), they are
+        delivered as dead letters too, and ``outcome`` is updated in place to what was
+        stored (its tables and watermarks) and dead-lettered, for the caller's metrics.
+        A :class:`StoreError` that is not deterministic propagates, ``outcome``
+        unchanged.
         """
         deliveries = [await self.send_dead_letter(letter) for letter in outcome.dead_letters]
-        await asyncio.to_thread(self._insert, outcome)
+        isolated = await asyncio.to_thread(self._insert, outcome)
+        if isolated is not None:
+            deliveries += [await self.send_dead_letter(letter) for letter in isolated.dead_letters]
         for delivery in deliveries:
             await delivery  # type: ignore[misc]
+        if isolated is not None:
+            outcome.predictions = isolated.predictions
+            outcome.feedback = isolated.feedback
+            outcome.watermarks = isolated.watermarks
+            outcome.dead_letters = [*outcome.dead_letters, *isolated.dead_letters]
         self.stats.last_stored = time.time()
         self.stats.messages += messages
         self.stats.prediction_rows += outcome.prediction_rows

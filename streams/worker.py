@@ -1,8 +1,15 @@
 """``driftline worker``: the Faust worker that ingests predictions and feedback.
 
 It owns the store (chDB allows one process per data directory) and serves
-read-only SQL on ``POST /query`` so that the CLI and tests can look into the
-embedded store while it runs. ``DATA_DIR/worker.json`` tells them where.
+sandboxed read-only SQL on ``POST /query`` so that the CLI and tests can look into
+the embedded store while it runs. ``DATA_DIR/worker.json`` (mode 0600) tells them
+where, and holds the token that the data pages require.
+
+Pages (see README "Security"): ``/health`` and ``/metrics`` are open (health checks,
+Prometheus); ``/query`` and ``/reference`` need the query token (``Authorization:
+Bearer`` or ``X-Driftline-Token``); ``/store/*`` need the store token, which only
+another worker on the same data directory reads from ``worker.json``. Faust's own
+pages (``/router``, ``/table``, ``/stats``, ``/graph``) are switched off.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import re
 import secrets
 import signal
 import threading
+import time
 from collections.abc import Awaitable, Sequence
 from pathlib import Path
 from typing import Any, cast
@@ -33,11 +41,12 @@ from driftline.kafka import create_topics
 from driftline.metrics import WorkerMetrics, consumer_lags
 from driftline.settings import Settings
 from driftline.store import EmbeddedStore, open_store
-from driftline.store.backend import ReadOnlyQueryError, Store, StoreError, check_read_only
+from driftline.store.backend import ReadOnlyQueryError, Store, StoreError
 from driftline.store.migrations import migrate
 from driftline.store.profiles import save_profile
 from driftline.store.remote import SharedStore, running_worker
 from driftline.store.rows import KafkaPosition
+from driftline.store.sandbox import QueryBoundError, SqlSandbox
 
 from .app import create_app
 from .ingest import (
@@ -97,14 +106,41 @@ def _store_for(settings: Settings) -> Store:
     return open_store(settings)
 
 
+def bearer_token(headers: Any) -> str:
+    """The token of a request: ``Authorization: Bearer <token>`` or ``X-Driftline-Token``.
+
+    Examples
+    --------
+    >>> bearer_token({"Authorization": "Bearer abc"}), bearer_token({"X-Driftline-Token": "x"})
+    ('abc', 'x')
+    >>> bearer_token({})
+    ''
+    """
+    given = str(headers.get("Authorization", ""))
+    scheme, _, value = given.partition(" ")
+    if scheme.lower() == "bearer" and value.strip():
+        return value.strip()
+    return str(headers.get("X-Driftline-Token", ""))
+
+
+def _token_matches(headers: Any, token: str) -> bool:
+    return hmac.compare_digest(bearer_token(headers).encode(), token.encode())
+
+
 def build_worker(
-    settings: Settings, bootstrap_servers: str, store_token: str | None = None
+    settings: Settings,
+    bootstrap_servers: str,
+    store_token: str | None = None,
+    query_token: str | None = None,
 ) -> tuple[faust.App, Ingestor]:
     """The Faust app with its ingest agents and web pages, and the store behind them.
 
     ``store_token`` (when this worker owns an embedded store) lets other workers on
-    the same data directory use it through ``/store/*``.
+    the same data directory use it through ``/store/*``; ``query_token`` is what
+    ``/query`` and ``/reference`` require (a random one when not given: then nobody
+    can call them).
     """
+    query_token = query_token or secrets.token_urlsafe(32)
     store = _store_for(settings)
     migrate(store, settings.raw_ttl_days)
     app, topics = create_app(settings, bootstrap_servers)
@@ -173,17 +209,33 @@ def build_worker(
         body = generate_latest(metrics.registry)
         return web.bytes(body, headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})
 
-    # Read-only pages get their own chDB connection: a reader never delays an insert.
-    reader = _own_connection(ingestor)
+    # The query page's sandbox has chDB connections of its own: a reader never delays
+    # an insert, and its read-only settings touch no other connection.
+    sandbox = None if isinstance(store, SharedStore) else SqlSandbox(store, settings.query_bounds)
+    app.sandbox = sandbox  # type: ignore[attr-defined]  # cancelled by the stop signal
+
+    def refused(request: Any) -> Any:
+        return None if _token_matches(request.headers, query_token) else _unauthorized()
 
     @app.page("/query")
     class QueryPage(faust.web.View):
         async def post(self, request: Any) -> Any:
+            if (answer := refused(request)) is not None:
+                return answer
+            if sandbox is None:
+                owner = running_worker(settings.data_dir) or {}
+                return self.bytes(
+                    f"this worker shares the store of worker pid {owner.get('pid')}; "
+                    f"query that worker (port {owner.get('web_port')})".encode(),
+                    status=409,
+                )
             sql = (await request.read()).decode("utf-8", errors="replace")
             try:
-                rows = await asyncio.to_thread(_locked_query, *reader, check_read_only(sql))
+                rows = await asyncio.to_thread(sandbox.query, sql)
             except ReadOnlyQueryError as error:
                 return self.bytes(str(error).encode(), status=403)
+            except QueryBoundError as error:
+                return self.bytes(str(error).encode(), status=422)
             except StoreError as error:
                 return self.bytes(str(error).encode(), status=400)
             return self.bytes(b"".join(orjson.dumps(row) + b"\n" for row in rows))
@@ -194,6 +246,8 @@ def build_worker(
     @app.page("/reference")
     class ReferencePage(faust.web.View):
         async def post(self, request: Any) -> Any:
+            if (answer := refused(request)) is not None:
+                return answer
             try:
                 profile = ModelProfile.from_json(await request.read())
             except ValueError as error:
@@ -271,8 +325,7 @@ def _add_store_pages(app: faust.App, ingestor: Ingestor, token: str) -> None:
     """``/store/query``, ``/store/command`` and ``/store/insert/{table}`` for other workers."""
 
     def allowed(request: Any) -> bool:
-        given = request.headers.get("X-Driftline-Token", "")
-        return hmac.compare_digest(given.encode(), token.encode())
+        return _token_matches(request.headers, token)
 
     def locked(function: Any, *args: Any) -> Any:
         with ingestor._store_lock:
@@ -343,9 +396,49 @@ def _own_connection(ingestor: Ingestor) -> tuple[Store, threading.Lock]:
     return ingestor.store, ingestor._store_lock
 
 
-def _locked_query(store: Store, lock: threading.Lock, sql: str) -> list[dict[str, Any]]:
-    with lock:
-        return store.query(sql)
+def _unauthorized() -> Any:
+    from aiohttp import web
+
+    return web.Response(
+        body=b"this page needs the query token (Authorization: Bearer <token>; "
+        b"see DATA_DIR/worker.json or DRIFTLINE_QUERY_TOKEN)",
+        status=401,
+        headers={"WWW-Authenticate": 'Bearer realm="driftline"'},
+    )
+
+
+class _Worker(faust.Worker):
+    """Faust's worker, which on SIGTERM/SIGINT first cancels the query page's running
+    statements and starts a deadline: the process exits at the latest ``grace`` seconds
+    later, whatever it is doing then (a crash at that instant loses nothing: offsets are
+    acknowledged only after their rows are stored)."""
+
+    def __init__(self, app: faust.App, grace: float, **options: Any) -> None:
+        super().__init__(app, **options)
+        self._grace = grace
+        self._deadline_started = False
+
+    def _schedule_shutdown(self, signum: signal.Signals) -> None:
+        if not self._deadline_started:
+            self._deadline_started = True
+            threading.Thread(target=self._cut_off, name="shutdown-deadline", daemon=True).start()
+            sandbox = getattr(self.app, "sandbox", None)
+            if sandbox is not None:
+                threading.Thread(target=_cancel_quietly, args=(sandbox,), daemon=True).start()
+        super()._schedule_shutdown(signum)
+
+    def _cut_off(self) -> None:
+        time.sleep(self._grace)
+        log.warning("the worker did not stop within %.0f s of the signal; exiting now", self._grace)
+        logging.shutdown()
+        os._exit(0)
+
+
+def _cancel_quietly(sandbox: SqlSandbox) -> None:
+    try:
+        sandbox.cancel_running()
+    except StoreError:
+        log.warning("could not cancel the running queries", exc_info=True)
 
 
 def use_uvloop() -> bool:
@@ -373,7 +466,9 @@ def run_worker(settings: Settings) -> int:
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     create_topics(settings, bootstrap)
     token = secrets.token_hex(16)
-    app, ingestor = build_worker(settings, bootstrap, store_token=token)
+    given = settings.query_token
+    query_token = given.get_secret_value() if given is not None else secrets.token_urlsafe(32)
+    app, ingestor = build_worker(settings, bootstrap, store_token=token, query_token=query_token)
     owner = not isinstance(ingestor.store, SharedStore)
     marker = Path(settings.data_dir) / WORKER_FILE
     if owner:  # the owner of the store advertises itself; a sharing worker writes nothing
@@ -385,11 +480,14 @@ def run_worker(settings: Settings) -> int:
                     "web_port": settings.worker_web_port,
                     "bootstrap_servers": bootstrap,
                     "store_token": token if settings.embedded_store else None,
+                    "query_token": query_token,
                 },
                 handle,
             )
     try:
-        worker = faust.Worker(app, loglevel=settings.log_level, quiet=True)
+        worker = _Worker(
+            app, settings.shutdown_grace_seconds, loglevel=settings.log_level, quiet=True
+        )
         worker.execute_from_commandline()
     finally:
         if owner:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -47,7 +48,9 @@ class WorkerProcess:
     reader: WorkerReader = field(init=False)
 
     def __post_init__(self) -> None:
-        self.reader = WorkerReader(self.settings.worker_web_port, timeout=10)
+        # the documented remote-use path: the worker takes its query token from the env
+        token = self.env.setdefault("DRIFTLINE_QUERY_TOKEN", secrets.token_urlsafe(16))
+        self.reader = WorkerReader(self.settings.worker_web_port, timeout=10, token=token)
 
     def start(self) -> WorkerProcess:
         log = open(self.log_path, "ab")  # noqa: SIM115

@@ -143,6 +143,11 @@ def test_parameters_carry_values_never_sql(store: Store) -> None:
         "SELECT 1 INTO OUTFILE 'x'",
         "ALTER TABLE predictions DELETE WHERE 1",
         "  optimize table predictions",
+        # statements that read the machine's state rather than the driftline database
+        "SHOW DATABASES",
+        "SHOW PROCESSLIST",
+        "EXPLAIN SELECT 1",
+        "EXISTS TABLE system.users",
     ],
 )
 def test_read_only_check_refuses_writes(sql: str) -> None:
@@ -151,10 +156,17 @@ def test_read_only_check_refuses_writes(sql: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "sql", ["SELECT 1", "with x as (select 1) select * from x", "SHOW TABLES", "DESCRIBE alerts"]
+    "sql",
+    [
+        "SELECT 1",
+        "with x as (select 1) select * from x",
+        "  select count() from alerts",
+        "SHOW TABLES",
+        "DESCRIBE alerts",
+    ],
 )
 def test_read_only_check_accepts_reads(sql: str) -> None:
-    assert check_read_only(sql + ";") == sql
+    assert check_read_only(sql + ";") == sql.strip()
 
 
 def test_a_second_owner_of_the_directory_is_refused_with_a_clear_error(tmp_path: Path) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import re
 import shutil
 import tempfile
 from pathlib import Path
@@ -134,6 +135,20 @@ class EmbeddedStore:
         self._siblings.append(sibling)
         return sibling
 
+    def sandboxed(self, settings: dict[str, Any]) -> EmbeddedStore:
+        """A sibling connection whose session has ``settings`` (in order).
+
+        ``SET`` applies to one chDB connection only, so ``readonly = 1`` given last
+        locks the settings before it for that connection alone: its statements cannot
+        lift them, and the other connections (ingest, monitor) are unaffected.
+        """
+        sibling = self.sibling()
+        for name, value in settings.items():
+            if not re.fullmatch(r"[a-z_]+", name):
+                raise StoreError(f"not a setting name: {name!r}")
+            sibling.command(f"SET {name} = {_literal(value)}")
+        return sibling
+
     def _run(self, sql: str, parameters: dict[str, Any] | None = None, fmt: str = "CSV") -> bytes:
         if self._session is None:
             raise StoreError(f"the store of {self.path} is closed")
@@ -164,7 +179,20 @@ class EmbeddedStore:
         ``optimize_on_insert`` is off: deduplicating each inserted block as a merge
         would (ReplacingMergeTree) more than doubles the insert time, and readers
         deduplicate with ``FINAL`` anyway.
+
+        ``max_partitions_per_insert_block`` is 0 (no limit): the raw tables are
+        partitioned by day, and a valid backfill batch may span any number of days
+        (one event a day for 150 days broke the default limit of 100 and, being
+        refused again on every retry, stopped ingest for good). ClickHouse writes one
+        part per day the block touches either way; the limit guards against a
+        partition key finer than intended, which the fixed day key is not. The
+        alternatives were rejected: splitting the insert by partition writes the same
+        parts in more statements (and in more round trips on a server); a coarser key
+        (month) means rewriting the raw tables and still caps a backfill (at 100
+        months). The server backend sets the same (:class:`~.server.ServerStore`).
         """
+        if self._session is None:  # its spool is gone too: say so, as every call does
+            raise StoreError(f"the store of {self.path} is closed")
         targets, sources = [], []
         for index, column in enumerate(data.schema):
             targets.append(f"`{column.name}`")
@@ -181,7 +209,7 @@ class EmbeddedStore:
             self._run(
                 f"INSERT INTO {table} ({', '.join(targets)}) "
                 f"SELECT {', '.join(sources)} FROM file({{spool:String}}, 'ArrowStream') "
-                "SETTINGS optimize_on_insert = 0",
+                "SETTINGS optimize_on_insert = 0, max_partitions_per_insert_block = 0",
                 {"spool": str(spool)},
             )
         finally:

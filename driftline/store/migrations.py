@@ -1,21 +1,25 @@
 """Versioned schema migrations, applied in order and recorded in ``schema_migrations``.
 
-Every statement is idempotent (``IF NOT EXISTS``), so re-running a migration
+Every statement is idempotent (``IF NOT EXISTS``), and so is every step that a
+migration runs as code (it looks at the schema first), so re-running a migration
 that was cut short is safe. The same SQL runs on chDB and on a ClickHouse server.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from .backend import Store
 
-__all__ = ["MIGRATIONS", "Migration", "applied_versions", "migrate"]
+__all__ = ["MIGRATIONS", "Migration", "applied_versions", "migrate", "watermarks_keep_the_max"]
 
 
 @dataclass(frozen=True)
 class Migration:
-    """One schema change: a version number, a name and its statements.
+    """One schema change: a version number, a name, its statements and, for a change
+    that SQL alone cannot make idempotent (a new table engine), a step in code that
+    runs after them.
 
     Examples
     --------
@@ -26,6 +30,7 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    apply: Callable[[Store], None] | None = None
 
 
 _RAW_EVENT_POSITION = """
@@ -34,6 +39,63 @@ _RAW_EVENT_POSITION = """
     kafka_offset Int64,
     batch_index UInt32,
     ingested_at DateTime64(6, 'UTC')"""
+
+_WATERMARKS_MAX = """CREATE TABLE IF NOT EXISTS {name} (
+    topic LowCardinality(String),
+    partition Int32,
+    event_time SimpleAggregateFunction(max, DateTime64(6, 'UTC')),
+    updated_at SimpleAggregateFunction(max, DateTime64(6, 'UTC'))
+) ENGINE = AggregatingMergeTree
+ORDER BY (topic, partition)"""
+
+_CARRY_WATERMARKS = (
+    "INSERT INTO {target} (topic, partition, event_time, updated_at) "
+    "SELECT topic, partition, max(event_time), max(updated_at) FROM {source} "
+    "GROUP BY topic, partition"
+)
+
+
+def _table_engine(store: Store, table: str) -> str | None:
+    rows = store.query(
+        "SELECT engine FROM system.tables WHERE database = currentDatabase() "
+        "AND name = {table:String}",
+        {"table": table},
+    )
+    return str(rows[0]["engine"]) if rows else None
+
+
+def watermarks_keep_the_max(store: Store) -> None:
+    """Make ``watermarks`` keep the largest event time per partition, by construction.
+
+    Migration 1 made it a ``ReplacingMergeTree(updated_at)``: a merge kept the row
+    written last, so a group of late data (written after a newer one) moved the
+    partition's watermark back once merged. Now it is an ``AggregatingMergeTree``
+    whose ``event_time`` and ``updated_at`` are ``SimpleAggregateFunction(max)``:
+    merges keep the maximum of both (the event-time watermark and the last progress
+    that the idle rule reads), whatever the order of the writes. Writers insert plain
+    values as before; readers take ``max()`` per partition (or ``FINAL``) and so get
+    the maximum before merges too.
+
+    The engine of a table cannot be altered: the new table is filled with the
+    maximum per partition of the old one, the two are exchanged (atomic: readers
+    always find a ``watermarks``), rows written to the old one meanwhile are carried
+    over, and the old one is dropped. Each step is safe to repeat: carried rows are
+    maxima, and the exchange is skipped once ``watermarks`` has the new engine.
+
+    Examples
+    --------
+    >>> MIGRATIONS[3].apply is watermarks_keep_the_max
+    True
+    """
+    swap = "watermarks_swap"  # the new table before the exchange, the old one after
+    if _table_engine(store, "watermarks") != "AggregatingMergeTree":
+        store.command(_WATERMARKS_MAX.format(name=swap))
+        store.command(_CARRY_WATERMARKS.format(target=swap, source="watermarks"))
+        store.command(f"EXCHANGE TABLES watermarks AND {swap}")
+    if _table_engine(store, swap) is not None:
+        store.command(_CARRY_WATERMARKS.format(target="watermarks", source=swap))
+        store.command(f"DROP TABLE IF EXISTS {swap}")
+
 
 MIGRATIONS: tuple[Migration, ...] = (
     Migration(
@@ -164,6 +226,7 @@ ORDER BY (model_id, model_version)""",
             )
         ),
     ),
+    Migration(4, "watermarks keep the largest event time", (), watermarks_keep_the_max),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -192,6 +255,8 @@ def migrate(store: Store, raw_ttl_days: int = 0) -> list[int]:
             continue
         for statement in migration.statements:
             store.command(statement)
+        if migration.apply is not None:
+            migration.apply(store)
         store.command(
             "INSERT INTO schema_migrations (version, name) "
             "VALUES ({version:UInt32}, {name:String})",

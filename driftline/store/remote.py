@@ -14,15 +14,25 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
 from .backend import ReadOnlyQueryError, StoreError
+from .sandbox import QueryBoundError
 
-__all__ = ["SharedStore", "WorkerReader", "running_worker", "worker_health"]
+if TYPE_CHECKING:
+    from ..settings import Settings
+
+__all__ = [
+    "SharedStore",
+    "WorkerReader",
+    "running_worker",
+    "worker_health",
+    "worker_reader",
+]
 
 
 def worker_health(
@@ -49,20 +59,44 @@ def running_worker(data_dir: Path) -> dict[str, Any] | None:
 
 
 class WorkerReader:
-    """Runs read-only SQL on a worker's store over HTTP.
+    """Runs read-only SQL on a worker's store over HTTP, with the worker's query token.
+
+    Parameters
+    ----------
+    port : int
+        The worker's web port.
+    host : str
+        Its address.
+    timeout : float
+        Seconds to wait for an answer.
+    token : str, optional
+        The query token (``Authorization: Bearer``); see :meth:`for_worker`.
 
     Examples
     --------
-    >>> WorkerReader(6066).url
+    >>> WorkerReader(6066, token="t").url
     'http://127.0.0.1:6066/query'
     """
 
-    def __init__(self, port: int, host: str = "127.0.0.1", timeout: float = 30.0) -> None:
+    def __init__(
+        self, port: int, host: str = "127.0.0.1", timeout: float = 30.0, token: str | None = None
+    ) -> None:
         self.url = f"http://{host}:{port}/query"
         self.timeout = timeout
+        self._token = token
+
+    @classmethod
+    def for_worker(
+        cls, worker: dict[str, Any], token: str | None = None, timeout: float = 30.0
+    ) -> WorkerReader:
+        """A reader of the worker that ``worker`` (its ``worker.json``) describes, with the
+        token given (``DRIFTLINE_QUERY_TOKEN``) or else the one the worker wrote there."""
+        given = token or worker.get("query_token")
+        return cls(int(worker["web_port"]), timeout=timeout, token=given)
 
     def _post(self, url: str, body: bytes) -> bytes:
-        request = urllib.request.Request(url, data=body, method="POST")
+        headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        request = urllib.request.Request(url, data=body, method="POST", headers=headers)
         try:
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return bytes(response.read())
@@ -70,6 +104,10 @@ class WorkerReader:
             message = error.read().decode(errors="replace")
             if error.code == 403:
                 raise ReadOnlyQueryError(message) from None
+            if error.code == 422:
+                raise QueryBoundError(message) from None
+            if error.code == 401:
+                raise StoreError(f"the worker refused the query token: {message}") from None
             raise StoreError(message) from None
         except OSError as error:
             raise StoreError(f"worker at {url} did not answer: {error}") from None
@@ -87,6 +125,17 @@ class WorkerReader:
 
     def close(self) -> None:
         """Nothing to release."""
+
+
+def worker_reader(settings: Settings) -> WorkerReader | None:
+    """A reader of the live worker that owns the embedded store of ``settings``, with
+    ``DRIFTLINE_QUERY_TOKEN`` or the token in its ``worker.json``; ``None`` when no
+    worker owns it (or the store is a ClickHouse server)."""
+    worker = running_worker(settings.data_dir) if settings.embedded_store else None
+    if worker is None:
+        return None
+    token = settings.query_token.get_secret_value() if settings.query_token else None
+    return WorkerReader.for_worker(worker, token)
 
 
 class SharedStore:
