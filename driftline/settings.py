@@ -142,6 +142,24 @@ class Settings(BaseSettings):
     retrainer_metrics_port: int = Field(
         9108, ge=0, le=65535, description="Port of the retrainer's Prometheus /metrics."
     )
+    retrainer_metrics_host: str = Field(
+        "127.0.0.1",
+        min_length=1,
+        description="Interface of the retrainer's /metrics; 0.0.0.0 in a container.",
+    )
+    retrain_max_data_seconds: float = Field(
+        30 * 86_400.0,
+        gt=0,
+        description="Longest data range a retrain request may ask for (data_to - data_from); "
+        "a longer one is refused with a clear reason.",
+    )
+    max_future_seconds: float = Field(
+        300.0,
+        ge=0,
+        le=31 * 86_400,
+        description="Event time may run at most this far ahead of the worker's clock; a "
+        "message with a later timestamp goes to the DLQ as 'timestamp_in_future'.",
+    )
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     monitors_dir: Path | None = Field(

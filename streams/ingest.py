@@ -25,10 +25,11 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pyarrow as pa
-from driftline.schemas.codec import DecodeError, FeedbackColumns, decode_ingest
+from driftline.schemas.codec import DecodeError, FeedbackColumns, IngestRows, decode_ingest
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
 
 from driftline.store.backend import Store, StoreError, is_deterministic
@@ -48,6 +49,9 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+#: Default of ``DRIFTLINE_MAX_FUTURE_SECONDS``: how far event time may run ahead.
+DEFAULT_MAX_FUTURE_SECONDS = 300.0
 
 Headers = list[tuple[str, bytes]]
 
@@ -139,22 +143,41 @@ class IngestOutcome:
         return 0 if self.feedback is None else self.feedback.num_rows
 
 
-def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutcome:
+def route_messages(
+    messages: Sequence[RawMessage],
+    max_bytes: int,
+    max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+    now: float | None = None,
+) -> IngestOutcome:
     """Decode messages into prediction and feedback tables; collect the bad ones.
 
     Prediction and feedback events are accepted on either ingest topic; any
     other event type, and anything that is not a valid event, is a dead letter.
+    So is a message with an event time more than ``max_future_seconds`` after
+    ``now`` (the processing time, ``time.time()`` by default): one event from a
+    wrong clock would otherwise move the watermark ahead and close every model's
+    open windows early (reason ``timestamp_in_future``).
     """
     predictions = PredictionRows()
     feedback = FeedbackRows()
     dead: list[DeadLetter] = []
     watermarks: dict[tuple[str, int], float] = {}
+    clock = time.time() if now is None else now
+    latest_allowed = clock + max_future_seconds
     for message in messages:
         value = message.value
         try:
             if value is None:
                 raise DecodeError("invalid_json", "empty message (no value)")
             rows = decode_ingest(value, max_bytes)
+            latest = _latest_event_time(rows)
+            if latest > latest_allowed:
+                raise DecodeError(
+                    "timestamp_in_future",
+                    f"event time {_iso(latest)} is {latest - clock:.0f} s ahead of the "
+                    f"worker's clock (at most {max_future_seconds:g} s: "
+                    "DRIFTLINE_MAX_FUTURE_SECONDS)",
+                )
         except DecodeError as error:
             dead.append(DeadLetter(message, error))
             continue
@@ -162,11 +185,6 @@ def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutc
             feedback.add(rows, message.position)
             continue
         predictions.add(rows, message.position)
-        latest = (
-            rows.timestamp.timestamp()
-            if isinstance(rows, PredictionEvent)
-            else float(rows.timestamps.max())
-        )
         where = (message.position.topic, message.position.partition)
         if latest > watermarks.get(where, -math.inf):
             watermarks[where] = latest
@@ -177,6 +195,17 @@ def route_messages(messages: Sequence[RawMessage], max_bytes: int) -> IngestOutc
         watermarks=watermarks,
         messages=messages,
     )
+
+
+def _latest_event_time(rows: IngestRows) -> float:
+    """The latest event time (epoch seconds) of one decoded message."""
+    if isinstance(rows, PredictionEvent | FeedbackEvent):
+        return rows.timestamp.timestamp()
+    return float(rows.timestamps.max())
+
+
+def _iso(seconds: float) -> str:
+    return datetime.fromtimestamp(seconds, UTC).isoformat()
 
 
 def watermark_table(watermarks: dict[tuple[str, int], float]) -> pa.Table:
@@ -277,6 +306,8 @@ class Ingestor:
         that completes on delivery.
     max_bytes : int
         Largest accepted message.
+    max_future_seconds : float
+        How far event time may run ahead of the clock (``DRIFTLINE_MAX_FUTURE_SECONDS``).
 
     Examples
     --------
@@ -284,10 +315,17 @@ class Ingestor:
     'Ingestor'
     """
 
-    def __init__(self, store: Store, send_dead_letter: SendDeadLetter, max_bytes: int) -> None:
+    def __init__(
+        self,
+        store: Store,
+        send_dead_letter: SendDeadLetter,
+        max_bytes: int,
+        max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+    ) -> None:
         self.store = store
         self.send_dead_letter = send_dead_letter
         self.max_bytes = max_bytes
+        self.max_future_seconds = max_future_seconds
         self.stats = IngestStats()
         self._store_lock = threading.Lock()
         warm_up()
@@ -334,7 +372,7 @@ class Ingestor:
                 return
             middle = len(part) // 2
             for half in (part[:middle], part[middle:]):
-                routed = route_messages(half, self.max_bytes)
+                routed = route_messages(half, self.max_bytes, self.max_future_seconds)
                 try:
                     self._insert_rows(routed)
                 except StoreError as again:
@@ -351,7 +389,7 @@ class Ingestor:
         """Decode one group (CPU work, on the caller's thread)."""
         if self.stats.first_received is None:
             self.stats.first_received = time.time()
-        return route_messages(messages, self.max_bytes)
+        return route_messages(messages, self.max_bytes, self.max_future_seconds)
 
     async def persist(self, outcome: IngestOutcome, messages: int) -> None:
         """Make one decoded group durable: dead letters delivered, rows inserted.

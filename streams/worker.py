@@ -152,7 +152,9 @@ def build_worker(
             headers=dead_letter_headers(letter),
         )
 
-    ingestor = Ingestor(store, send_dead_letter, settings.max_message_bytes)
+    ingestor = Ingestor(
+        store, send_dead_letter, settings.max_message_bytes, settings.max_future_seconds
+    )
     batch, within = settings.ingest_batch_messages, settings.ingest_flush_seconds
 
     async def consume(source: faust.StreamT) -> None:
