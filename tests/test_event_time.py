@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
+from driftline.streams.ingest import RawMessage, route_messages
 
 from driftline.store.rows import KafkaPosition
-from driftline.streams.ingest import RawMessage, route_messages
 
 NOW = 1_767_225_600.0  # the worker's clock in these tests: 2026-01-01T00:00:00Z
 
