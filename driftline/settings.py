@@ -205,6 +205,15 @@ class Settings(BaseSettings):
             )
         return value
 
+    @field_validator("query_token")
+    @classmethod
+    def _strong_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None  # empty (e.g. an unset compose variable): a random token per start
+        if len(value.get_secret_value().strip()) < 16:
+            raise ValueError("query_token must be at least 16 characters")
+        return SecretStr(value.get_secret_value().strip())
+
     @field_validator("clickhouse_database")
     @classmethod
     def _valid_database(cls, value: str) -> str:

@@ -203,3 +203,14 @@ def test_the_traffic_generator_stores_the_reference_profile_the_worker_needs(
     monitor = yaml.safe_load((ROOT / "monitors" / "credit.yaml").read_text())
     profiled = set(json.loads(rows[0]["profile"])["features"])
     assert set(monitor["features"]) <= profiled
+
+
+def test_driftline_ports_stay_off_the_host_and_the_query_token_is_wired(
+    resolved: dict[str, Any],
+) -> None:
+    services = resolved["services"]
+    for name in ("worker", "retrainer", "init", "traffic"):
+        assert "ports" not in services[name], f"{name} publishes a port on the host"
+    published = {name for name, service in services.items() if service.get("ports")}
+    assert published == {"prometheus", "grafana"}
+    assert "DRIFTLINE_QUERY_TOKEN" in raw()["services"]["worker"]["environment"]

@@ -326,3 +326,15 @@ def test_fuzz_nothing_outside_the_driftline_database_is_ever_read(
     assert all(row.get("leak") != 1 for row in rows), sql  # a membership test read it
     assert SECRET not in text, sql
     assert ENV_SECRET not in text, sql
+
+
+def test_a_configured_query_token_must_be_strong_and_empty_means_random() -> None:
+    from pydantic import ValidationError
+
+    from driftline.settings import Settings
+
+    assert Settings(query_token="").query_token is None  # an unset compose variable
+    with pytest.raises(ValidationError, match="at least 16 characters"):
+        Settings(query_token="short")
+    token = Settings(query_token="t" * 24).query_token
+    assert token is not None and "t" * 24 not in repr(Settings(query_token="t" * 24))
