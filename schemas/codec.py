@@ -79,6 +79,9 @@ REASONS: Final = (
     "timestamp_out_of_range",
     "timestamp_in_future",
     "store_rejected",
+    # rows that decoded but do not fit their model's monitor (schemas/conformance.py)
+    "label_type",
+    "feature_type",
 )
 
 

@@ -23,14 +23,16 @@ import math
 import threading
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import NamedTuple
 
 import pyarrow as pa
 from driftline.schemas.codec import DecodeError, FeedbackColumns, IngestRows, decode_ingest
+from driftline.schemas.conformance import Conformance
 from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.monitor import MonitorConfig
 
 from driftline.store.backend import Store, StoreError, is_deterministic
 from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
@@ -148,6 +150,7 @@ def route_messages(
     max_bytes: int,
     max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
     now: float | None = None,
+    monitors: Mapping[str, MonitorConfig] | None = None,
 ) -> IngestOutcome:
     """Decode messages into prediction and feedback tables; collect the bad ones.
 
@@ -156,7 +159,10 @@ def route_messages(
     So is a message with an event time more than ``max_future_seconds`` after
     ``now`` (the processing time, ``time.time()`` by default): one event from a
     wrong clock would otherwise move the watermark ahead and close every model's
-    open windows early (reason ``timestamp_in_future``).
+    open windows early (reason ``timestamp_in_future``). The rows of a model with
+    one of ``monitors`` (by model id) must fit it: labels of its task, numeric features
+    as numbers (reasons ``label_type`` and ``feature_type``, a batch refused whole; see
+    :mod:`driftline.schemas.conformance`).
     """
     predictions = PredictionRows()
     feedback = FeedbackRows()
@@ -164,6 +170,7 @@ def route_messages(
     watermarks: dict[tuple[str, int], float] = {}
     clock = time.time() if now is None else now
     latest_allowed = clock + max_future_seconds
+    conformance = Conformance(monitors) if monitors else None
     for message in messages:
         value = message.value
         try:
@@ -178,6 +185,8 @@ def route_messages(
                     f"worker's clock (at most {max_future_seconds:g} s: "
                     "DRIFTLINE_MAX_FUTURE_SECONDS)",
                 )
+            if conformance is not None:
+                conformance.check(rows)
         except DecodeError as error:
             dead.append(DeadLetter(message, error))
             continue
@@ -308,6 +317,9 @@ class Ingestor:
         Largest accepted message.
     max_future_seconds : float
         How far event time may run ahead of the clock (``DRIFTLINE_MAX_FUTURE_SECONDS``).
+    monitors : Mapping, optional
+        Monitor configs by model id: rows of these models that do not fit their monitor
+        are dead letters (see :func:`route_messages`). None: nothing is checked.
 
     Examples
     --------
@@ -321,11 +333,13 @@ class Ingestor:
         send_dead_letter: SendDeadLetter,
         max_bytes: int,
         max_future_seconds: float = DEFAULT_MAX_FUTURE_SECONDS,
+        monitors: Mapping[str, MonitorConfig] | None = None,
     ) -> None:
         self.store = store
         self.send_dead_letter = send_dead_letter
         self.max_bytes = max_bytes
         self.max_future_seconds = max_future_seconds
+        self.monitors: Mapping[str, MonitorConfig] = dict(monitors or {})
         self.stats = IngestStats()
         self._store_lock = threading.Lock()
         warm_up()
@@ -372,7 +386,9 @@ class Ingestor:
                 return
             middle = len(part) // 2
             for half in (part[:middle], part[middle:]):
-                routed = route_messages(half, self.max_bytes, self.max_future_seconds)
+                routed = route_messages(
+                    half, self.max_bytes, self.max_future_seconds, monitors=self.monitors
+                )
                 try:
                     self._insert_rows(routed)
                 except StoreError as again:
@@ -389,7 +405,9 @@ class Ingestor:
         """Decode one group (CPU work, on the caller's thread)."""
         if self.stats.first_received is None:
             self.stats.first_received = time.time()
-        return route_messages(messages, self.max_bytes, self.max_future_seconds)
+        return route_messages(
+            messages, self.max_bytes, self.max_future_seconds, monitors=self.monitors
+        )
 
     async def persist(self, outcome: IngestOutcome, messages: int) -> None:
         """Make one decoded group durable: dead letters delivered, rows inserted.

@@ -153,7 +153,11 @@ def build_worker(
         )
 
     ingestor = Ingestor(
-        store, send_dead_letter, settings.max_message_bytes, settings.max_future_seconds
+        store,
+        send_dead_letter,
+        settings.max_message_bytes,
+        settings.max_future_seconds,
+        monitors=load_monitors(settings.monitors_dir),
     )
     batch, within = settings.ingest_batch_messages, settings.ingest_flush_seconds
 
@@ -299,7 +303,7 @@ def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
     monitor = Monitor(
         monitor_store,
         monitor_lock,
-        load_monitors(settings.monitors_dir),
+        ingestor.monitors,  # loaded once: the ingest checks rows against the same configs
         predictions_topic=names.predictions,
         idle_seconds=settings.idle_partition_seconds,
         horizon_seconds=settings.late_data_horizon_seconds,
