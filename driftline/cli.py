@@ -73,10 +73,18 @@ def cmd_broker(args: argparse.Namespace) -> int:
 
 def cmd_worker(args: argparse.Namespace) -> int:
     """Run the ingest worker."""
-    from driftline.streams.worker import run_worker
+    from driftline.schemas.monitor import MonitorConfigError, load_monitors
 
     overrides = {} if args.monitors is None else {"monitors_dir": args.monitors}
     settings = _settings(args, **overrides)
+    # Check the monitor configs before anything starts (the broker, topics, Faust): a
+    # bad file is one line naming the file and the key or line, and exit code 2.
+    try:
+        load_monitors(settings.monitors_dir)
+    except MonitorConfigError as error:
+        raise CommandError(f"bad monitor config: {error.summary}", EXIT_BAD_INPUT) from None
+    from driftline.streams.worker import run_worker
+
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     return run_worker(settings)
 

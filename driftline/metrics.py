@@ -36,8 +36,9 @@ threshold series, so they follow every model's monitor config instead of a copy
 of the defaults.
 Retrainer metrics (``DRIFTLINE_RETRAINER_METRICS_PORT``)
     ``driftline_retrain_requests_processed_total{model_id,outcome}``,
-    ``driftline_training_duration_seconds{model_id,device}`` and
-    ``driftline_model_versions_published_total{model_id,status}``.
+    ``driftline_training_duration_seconds{model_id,device}``,
+    ``driftline_model_versions_published_total{model_id,status}`` and
+    ``driftline_retrain_requests_refused_total{reason}``.
 """
 
 from __future__ import annotations
@@ -623,7 +624,27 @@ class RetrainerMetrics:
     >>> value("driftline_model_versions_published_total",
     ...       {"model_id": "_other", "status": "candidate"})
     1.0
+    >>> metrics.request_refused("data_range_too_long")
+    >>> value("driftline_retrain_requests_refused_total", {"reason": "data_range_too_long"})
+    1.0
     """
+
+    #: ``reason`` of ``driftline_retrain_requests_refused_total``: why a request was
+    #: refused before any training. The message is not JSON, not a JSON object, not a
+    #: ``retrain_request``, lacks a field, has an unknown field, a value of the wrong
+    #: type or an invalid value (the first problem counts), or its data range is empty
+    #: or longer than ``DRIFTLINE_RETRAIN_MAX_DATA_SECONDS``.
+    REFUSALS = (
+        "invalid_json",
+        "not_an_object",
+        "unknown_type",
+        "missing_field",
+        "unknown_field",
+        "wrong_type",
+        "invalid_value",
+        "empty_data_range",
+        "data_range_too_long",
+    )
 
     def __init__(self, registry: CollectorRegistry, monitors: Mapping[str, MonitorConfig]) -> None:
         self.registry = registry
@@ -647,6 +668,15 @@ class RetrainerMetrics:
             ["model_id", "status"],
             registry=registry,
         )
+        self.refused = Counter(
+            "driftline_retrain_requests_refused_total",
+            "Retrain requests refused before training (malformed, or a data range that is "
+            "empty or too long), by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        for reason in self.REFUSALS:
+            self.refused.labels(reason)
         for model in sorted(self.guard.models):
             for outcome in OUTCOMES:
                 self.processed.labels(model, outcome)
@@ -689,6 +719,11 @@ class RetrainerMetrics:
             raise ValueError(f"model version status {status!r} is not one of {STATUSES}")
         self.published.labels(self.guard.model(model_id), status).inc()
 
+    def request_refused(self, reason: str) -> None:
+        """Count one refused retrain request (``reason`` is one of :attr:`REFUSALS`; any
+        other value counts as ``"_other"``: metrics must not stop the retrainer)."""
+        self.refused.labels(reason if reason in self.REFUSALS else OTHER).inc()
+
 
 class VersionRecordLike(Protocol):
     """The parts of a registered model version that :class:`RetrainerMetrics` reads."""
@@ -723,10 +758,11 @@ class HandledRequest(Protocol):
         ...
 
 
-def start_metrics_server(registry: CollectorRegistry, port: int, address: str = "0.0.0.0") -> Any:
+def start_metrics_server(registry: CollectorRegistry, port: int, address: str = "127.0.0.1") -> Any:
     """Serve ``registry`` on ``http://address:port/metrics`` from a daemon thread (the
-    retrainer's endpoint); returns the HTTP server (``shutdown()`` stops it and
-    ``server_close()`` frees the port)."""
+    retrainer's endpoint; loopback only unless ``address`` says otherwise, e.g.
+    ``DRIFTLINE_RETRAINER_METRICS_HOST=0.0.0.0`` in a container); returns the HTTP
+    server (``shutdown()`` stops it and ``server_close()`` frees the port)."""
     from prometheus_client import start_http_server
 
     server, _thread = start_http_server(port, addr=address, registry=registry)

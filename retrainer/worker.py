@@ -23,7 +23,11 @@ the ones its row's metrics describe.
 A request that cannot train (no monitor config for the model, fewer labelled rows
 than ``training.min_rows``, one class only, a user's training function that fails)
 records nothing: the reason is logged and the request is committed, so it does not
-block the queue. Other failures (the store, Kafka) are retried.
+block the queue. So is a refused request: a message that is not a valid
+``retrain_request``, or one whose data range is empty or longer than
+``DRIFTLINE_RETRAIN_MAX_DATA_SECONDS``; refusals are also counted by reason in
+``driftline_retrain_requests_refused_total``. Other failures (the store, Kafka) are
+retried.
 """
 
 from __future__ import annotations
@@ -66,6 +70,7 @@ __all__ = [
     "open_retrainer_store",
     "publish_version_profile",
     "read_labelled_rows",
+    "refusal_reason",
     "resolve_bootstrap",
     "run_retrainer",
     "training_profile",
@@ -80,6 +85,10 @@ PROFILE_FILE = "reference_profile.json"
 
 #: Publishes a model_version event and returns once Kafka acknowledged it.
 Publish = Callable[[ModelVersionEvent], None]
+
+#: The longest data range a request may ask for unless told otherwise (the default of
+#: ``DRIFTLINE_RETRAIN_MAX_DATA_SECONDS``: 30 days).
+DEFAULT_MAX_DATA_SECONDS: float = float(Settings.model_fields["retrain_max_data_seconds"].default)
 
 _LABELLED_ROWS = """
 SELECT p.event_id AS event_id,
@@ -151,7 +160,9 @@ class RetrainOutcome:
 
     ``status`` is ``registered`` (a new version), ``duplicate`` (the request had its
     version already; its event was published again) or ``skipped`` (nothing was
-    recorded; ``reason`` says why).
+    recorded; ``reason`` says why). ``refused`` is the reason code (one of
+    ``RetrainerMetrics.REFUSALS``) of a request skipped because the request itself is
+    unacceptable (its data range is empty or too long), else empty.
 
     Examples
     --------
@@ -162,6 +173,7 @@ class RetrainOutcome:
     status: Literal["registered", "duplicate", "skipped"]
     record: VersionRecord | None
     reason: str = ""
+    refused: str = ""
 
     @property
     def registered(self) -> bool:
@@ -192,15 +204,23 @@ class Retrainer:
     options
         :class:`~driftline.retrainer.training.TrainingOptions` for the built-in trainer
         (the monitor's ``training:`` overrides still apply).
+    max_data_seconds
+        The longest data range (``data_to - data_from``) a request may ask for; a longer
+        one is refused (``DRIFTLINE_RETRAIN_MAX_DATA_SECONDS``, default 30 days).
 
     Examples
     --------
     >>> published = []
     >>> retrainer = Retrainer(None, {}, None, published.append)
     >>> request = RetrainRequestEvent(request_id="r1", model_id="m", model_version="v1",
-    ...     reason=["a1"], data_from=0, data_to=60, requested_at=60)
+    ...     reason=["a1"], data_from=1767225600, data_to=1767229200, requested_at=1767229200)
     >>> retrainer.monitor_problem(request)
     "no monitor config for model 'm'"
+    >>> year = RetrainRequestEvent(request_id="r2", model_id="m", model_version="v1",
+    ...     reason=["a1"], data_from="2025-01-01T00:00:00Z", data_to="2026-01-01T00:00:00Z",
+    ...     requested_at="2026-01-01T00:00:00Z")
+    >>> retrainer.refusal(year)[0]
+    'data_range_too_long'
     """
 
     def __init__(
@@ -213,6 +233,7 @@ class Retrainer:
         status_path: Path | None = None,
         options: Any = None,
         clock: Callable[[], float] = time.time,
+        max_data_seconds: float = DEFAULT_MAX_DATA_SECONDS,
     ) -> None:
         self.store = store
         self.registry = ModelRegistry(store)
@@ -222,6 +243,7 @@ class Retrainer:
         self.status_path = status_path
         self.options = options
         self.clock = clock
+        self.max_data_seconds = max_data_seconds
 
     # ------------------------------------------------------------------ status
 
@@ -234,16 +256,35 @@ class Retrainer:
 
     # ------------------------------------------------------------------ requests
 
-    def monitor_problem(self, request: RetrainRequestEvent) -> str | None:
-        """Why ``request`` cannot be trained from its monitor config, or ``None``."""
-        if request.model_id not in self.monitors:
-            return f"no monitor config for model {request.model_id!r}"
-        if request.data_to <= request.data_from:
+    def refusal(self, request: RetrainRequestEvent) -> tuple[str, str] | None:
+        """``(code, reason)`` when ``request`` asks for an unacceptable data range, else
+        ``None``: an empty one (``empty_data_range``) or one longer than
+        ``max_data_seconds`` (``data_range_too_long``)."""
+        start, stop = request.data_from, request.data_to
+        if stop <= start:
             return (
-                f"empty data window: data_to {request.data_to.isoformat()} is not after "
-                f"data_from {request.data_from.isoformat()}"
+                "empty_data_range",
+                f"empty data window: data_to {stop.isoformat()} is not after "
+                f"data_from {start.isoformat()}",
+            )
+        span = (stop - start).total_seconds()
+        if span > self.max_data_seconds:
+            return (
+                "data_range_too_long",
+                f"data range {start.isoformat()} to {stop.isoformat()} spans {span:.0f} s "
+                f"({span / 86_400:.1f} days), more than the {self.max_data_seconds:.0f} s "
+                f"({self.max_data_seconds / 86_400:.1f} days) a request may ask for "
+                "(DRIFTLINE_RETRAIN_MAX_DATA_SECONDS)",
             )
         return None
+
+    def monitor_problem(self, request: RetrainRequestEvent) -> str | None:
+        """Why ``request`` cannot be trained (no monitor config for its model, or a
+        :meth:`refusal` of its data range), or ``None``."""
+        if request.model_id not in self.monitors:
+            return f"no monitor config for model {request.model_id!r}"
+        refused = self.refusal(request)
+        return None if refused is None else refused[1]
 
     def handle(self, request: RetrainRequestEvent) -> RetrainOutcome:
         """Train, challenge, register and publish the version of one request (idempotent)."""
@@ -258,6 +299,11 @@ class Retrainer:
             )
             self._finish(record)
             return RetrainOutcome("duplicate", record, "the request has a version already")
+        refused = self.refusal(request)
+        if refused is not None:
+            code, reason = refused
+            log.warning("refusing retrain request %s (%s): %s", request.request_id, code, reason)
+            return RetrainOutcome("skipped", None, reason, refused=code)
         problem = self.monitor_problem(request)
         if problem is not None:
             log.warning("not retraining for request %s: %s", request.request_id, problem)
@@ -545,6 +591,49 @@ def resolve_bootstrap(settings: Settings) -> str:
     return str(owner["bootstrap_servers"])
 
 
+def refusal_reason(error: ValidationError) -> str:
+    """The reason code (one of ``RetrainerMetrics.REFUSALS``) of a message that is not a
+    valid ``retrain_request``, from its first problem.
+
+    Examples
+    --------
+    >>> try:
+    ...     RetrainRequestEvent.model_validate_json(b"{not json")
+    ... except ValidationError as error:
+    ...     print(refusal_reason(error))
+    invalid_json
+    """
+    problems = error.errors(include_url=False)
+    if not problems:
+        return "invalid_value"
+    first = problems[0]
+    kind, where = str(first["type"]), tuple(first["loc"])
+    if kind == "json_invalid":
+        return "invalid_json"
+    if not where and kind in ("model_type", "model_attributes_type", "dict_type"):
+        return "not_an_object"
+    if where == ("type",):
+        return "unknown_type"
+    if kind == "missing":
+        return "missing_field"
+    if kind == "extra_forbidden":
+        return "unknown_field"
+    if kind.endswith("_type"):
+        return "wrong_type"
+    return "invalid_value"
+
+
+def _first_problem(error: ValidationError, limit: int = 300) -> str:
+    """``field: message`` of the first problem, without the input (a message can be
+    megabytes), cut to ``limit`` characters."""
+    problems = error.errors(include_url=False, include_input=False)
+    if not problems:
+        return "invalid"
+    where = ".".join(str(part) for part in problems[0]["loc"]) or "<message>"
+    text = f"{where}: {problems[0]['msg']}"
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
 def load_monitors(folder: Path | None) -> dict[str, MonitorConfig]:
     """Monitor configs of ``folder/*.yaml`` by model id; a folder that does not exist is
     an error (the retrainer cannot train a model it has no config for)."""
@@ -575,13 +664,17 @@ def run_retrainer(
         ArtifactStore(settings.artifacts_dir),
         KafkaPublisher(settings, bootstrap),
         status_path=status_path,
+        max_data_seconds=settings.retrain_max_data_seconds,
     )
     metrics = RetrainerMetrics(CollectorRegistry(), monitors)
+    host, port = settings.retrainer_metrics_host, settings.retrainer_metrics_port
     try:
-        metrics_server = start_metrics_server(metrics.registry, settings.retrainer_metrics_port)
+        metrics_server = start_metrics_server(metrics.registry, port, host)
     except OSError as error:  # the port is taken (another retrainer): run without /metrics
-        log.warning("no /metrics on port %d: %s", settings.retrainer_metrics_port, error)
+        log.warning("no /metrics on %s port %d: %s", host, port, error)
         metrics_server = None
+    else:
+        log.info("retrainer /metrics on http://%s:%d/metrics", host, port)
     topic = settings.topics.retrain_requests
     consumer = Consumer(
         {
@@ -612,13 +705,16 @@ def run_retrainer(
             try:
                 request = RetrainRequestEvent.model_validate_json(message.value() or b"")
             except ValidationError as error:
+                code = refusal_reason(error)
                 log.error(
-                    "skipping a malformed retrain request at %s[%d]@%d: %s",
+                    "skipping a malformed retrain request at %s[%d]@%d (%s): %s",
                     message.topic(),
                     message.partition(),
                     message.offset(),
-                    error.errors(include_url=False)[:1],
+                    code,
+                    _first_problem(error),
                 )
+                metrics.request_refused(code)
                 consumer.commit(message=message, asynchronous=False)
                 continue
             try:
@@ -635,6 +731,8 @@ def run_retrainer(
             backoff = 1.0
             consumer.commit(message=message, asynchronous=False)
             metrics.request_handled(request.model_id, outcome)
+            if outcome.refused:
+                metrics.request_refused(outcome.refused)
             log.info(
                 "request %s %s%s",
                 request.request_id,

@@ -620,7 +620,7 @@ class MonitorConfig(_Frozen):
         try:
             data = yaml.load(text, Loader=_Loader)
         except yaml.YAMLError as exc:
-            raise MonitorConfigError([f"<yaml>: {exc}"]) from exc
+            raise MonitorConfigError([f"<yaml>: {_yaml_problem(exc)}"]) from exc
         if not isinstance(data, dict):
             raise MonitorConfigError(["<root>: expected a mapping of keys"])
         return cls.from_mapping(data)
@@ -635,11 +635,54 @@ class MonitorConfig(_Frozen):
 
 
 class MonitorConfigError(ValueError):
-    """An invalid monitor config; ``problems`` holds one ``key.path: reason`` line each."""
+    """An invalid monitor config; ``problems`` holds one ``key.path: reason`` line each.
 
-    def __init__(self, problems: list[str]) -> None:
+    ``source`` is the file the config came from when it is known (:func:`load_monitors`
+    sets it); :attr:`summary` is the whole error on one line, for a command's stderr.
+
+    Examples
+    --------
+    >>> error = MonitorConfigError(["window: bad", "bins: too small"], source="m.yaml")
+    >>> error.summary
+    'm.yaml: window: bad; bins: too small'
+    >>> print(error)
+    invalid monitor config m.yaml:
+      window: bad
+      bins: too small
+    """
+
+    def __init__(self, problems: list[str], source: str | Path | None = None) -> None:
         self.problems = tuple(problems)
-        super().__init__("invalid monitor config:\n" + "\n".join(f"  {p}" for p in problems))
+        self.source = None if source is None else str(source)
+        where = "" if self.source is None else f" {self.source}"
+        super().__init__(
+            f"invalid monitor config{where}:\n" + "\n".join(f"  {p}" for p in problems)
+        )
+
+    @property
+    def summary(self) -> str:
+        """``source: problem; problem`` on one line (no line breaks inside)."""
+        text = "; ".join(" ".join(problem.split()) for problem in self.problems)
+        return text if self.source is None else f"{self.source}: {text}"
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """A YAML error on one line, naming its line and column (1-based).
+
+    PyYAML's own message spans several lines and quotes the text, and names the
+    source ``<unicode string>``; this keeps the position and the reason.
+    """
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None)
+    if mark is None or problem is None:
+        return " ".join(str(exc).split())
+    text = f"line {mark.line + 1}, column {mark.column + 1}: {problem}"
+    context, context_mark = getattr(exc, "context", None), getattr(exc, "context_mark", None)
+    if context and context_mark is not None:
+        text += f" ({context} at line {context_mark.line + 1}, column {context_mark.column + 1})"
+    elif context:
+        text += f" ({context})"
+    return text
 
 
 def _messages(exc: ValidationError) -> list[str]:
@@ -676,13 +719,35 @@ _Loader.add_implicit_resolver(
 
 
 def load_monitors(folder: Path | None) -> dict[str, MonitorConfig]:
-    """Monitor configs of ``folder/*.yaml`` by model id (a model named twice is an error)."""
+    """Monitor configs of ``folder/*.yaml`` by model id (a model named twice is an error).
+
+    Raises
+    ------
+    MonitorConfigError
+        For the first file that cannot be read, is not YAML (the message names the
+        line and column), is not a valid config (it names each key path) or names a
+        model another file configures already; ``source`` is that file.
+    """
     monitors: dict[str, MonitorConfig] = {}
     if folder is None:
         return monitors
+    sources: dict[str, Path] = {}
     for path in sorted(Path(folder).glob("*.yaml")):
-        config = MonitorConfig.from_yaml(path)
+        try:
+            config = MonitorConfig.from_yaml(path)
+        except MonitorConfigError as error:
+            raise MonitorConfigError(list(error.problems), source=path) from error
+        except (OSError, UnicodeDecodeError) as error:
+            reason = error.strerror if isinstance(error, OSError) and error.strerror else error
+            raise MonitorConfigError([f"<file>: cannot read it: {reason}"], source=path) from None
         if config.model_id in monitors:
-            raise ValueError(f"{path}: model {config.model_id!r} has another monitor already")
+            raise MonitorConfigError(
+                [
+                    f"model_id: model {config.model_id!r} has another monitor already "
+                    f"({sources[config.model_id]})"
+                ],
+                source=path,
+            )
         monitors[config.model_id] = config
+        sources[config.model_id] = path
     return monitors

@@ -57,6 +57,7 @@ RETRAINER_CONTRACT = {
     "driftline_retrain_requests_processed": ("counter", {"model_id", "outcome"}),
     "driftline_training_duration_seconds": ("histogram", {"model_id", "device"}),
     "driftline_model_versions_published": ("counter", {"model_id", "status"}),
+    "driftline_retrain_requests_refused": ("counter", {"reason"}),
 }
 
 
