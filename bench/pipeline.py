@@ -62,13 +62,15 @@ def _wait(probe: Any, timeout: float, what: str) -> Any:
     raise SystemExit(f"timed out waiting for {what}")
 
 
-def _clock(at: float) -> bytes:
+def _clock(at: float, model_id: str) -> bytes:
+    """A prediction of ``model_id`` far ahead: each model has its own clock, so only a
+    prediction of the same model closes its last windows."""
     return orjson.dumps(
         {
             "type": "prediction",
-            "event_id": f"clock-{at}",
-            "model_id": "clock",
-            "model_version": "v0",
+            "event_id": f"clock-{model_id}-{at}",
+            "model_id": model_id,
+            "model_version": "v1",
             "timestamp": at,
             "features": {},
             "prediction": 0,
@@ -119,7 +121,7 @@ def run_stream(
         producer.produce(topics.feedback, line, key=model.encode())
         producer.poll(0)
     producer.produce(
-        topics.predictions, _clock(start + (n_windows + 1) * WINDOW + 10), key=model.encode()
+        topics.predictions, _clock(start + (n_windows + 1) * WINDOW + 10, model), key=model.encode()
     )
     producer.flush(60)
     produced = time.perf_counter() - t0
@@ -212,7 +214,7 @@ def alert_latency(
         producer.flush(30)
         _wait(lambda m=model: _stored(reader, m), 60, "rows")
         t0 = time.perf_counter()
-        producer.produce(topics.predictions, _clock(base + 2 * WINDOW + 10), key=b"credit")
+        producer.produce(topics.predictions, _clock(base + 2 * WINDOW + 10, model), key=b"credit")
         producer.flush(10)
         while True:
             message = consumer.poll(0.05)

@@ -304,7 +304,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     add("migrate", cmd_db_migrate, "apply schema migrations", db)
     query = add("query", cmd_db_query, "run a read-only SQL query, one JSON object per row", db)
-    query.add_argument("sql", help="one SELECT/WITH/SHOW/DESCRIBE/EXPLAIN statement")
+    query.add_argument(
+        "sql", help="one SELECT (or WITH ... SELECT), SHOW TABLES or DESCRIBE statement"
+    )
     return parser
 
 

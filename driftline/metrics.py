@@ -402,6 +402,13 @@ class WorkerMetrics:
             ["model_id"],
             registry=registry,
         )
+        self.beyond_horizon = Counter(
+            "driftline_predictions_beyond_horizon_total",
+            "Predictions stored for windows that ended more than the late-data horizon "
+            "before the model's watermark: kept, never evaluated.",
+            ["model_id"],
+            registry=registry,
+        )
         self.close_duration = Histogram(
             "driftline_window_close_duration_seconds",
             "Time to aggregate, evaluate, store and publish one window.",
@@ -460,6 +467,7 @@ class WorkerMetrics:
             self.dead_letters.labels(reason)
         for model in sorted(self.guard.models):
             self.windows_closed.labels(model)
+            self.beyond_horizon.labels(model)
             self.retrain_requests.labels(model)
             for kind in ALERT_KINDS:
                 for severity in _SEVERITIES:
@@ -537,7 +545,23 @@ class WorkerMetrics:
             self.consumer_lag.labels(topic, str(partition)).set(lag)
         self.watermark_delay.assign(assigned)
 
-    # the monitor (once per evaluated window)
+    # the monitor
+
+    def predictions_beyond_horizon(self, model_id: str, rows: int) -> None:
+        """Count predictions the monitor found stored beyond the late-data horizon.
+
+        Examples
+        --------
+        >>> registry = CollectorRegistry()
+        >>> config = MonitorConfig(model_id="credit", features={"income": "numeric"})
+        >>> metrics = WorkerMetrics(registry, {"credit": config})
+        >>> metrics.predictions_beyond_horizon("credit", 3)
+        >>> registry.get_sample_value("driftline_predictions_beyond_horizon_total",
+        ...                           {"model_id": "credit"})
+        3.0
+        """
+        if rows > 0:
+            self.beyond_horizon.labels(self.guard.model(model_id)).inc(rows)
 
     def window_evaluated(
         self,

@@ -2,8 +2,8 @@
 
 A thin shell around the pure core (DESIGN §2). Every tick the Faust leader:
 
-1. reads the **global watermark** from the ``watermarks`` table
-   (:func:`global_watermark`);
+1. reads the **watermark of every monitored model** (:func:`model_watermarks`) from the
+   raw predictions (one small aggregation, see "Watermark rule");
 2. for each monitored model (a ``*.yaml`` monitor config in ``monitors_dir``) whose
    pass is due (below), and each of its versions with predictions and a reference
    profile (the version's own, else the model's newest), decides which windows to
@@ -17,34 +17,79 @@ A thin shell around the pure core (DESIGN §2). Every tick the Faust leader:
    backtest runs), window by window, oldest first.
 
 Passes
-    A model's pass is due when the watermark crossed one of its closing boundaries
+    A model's pass is due when its watermark crossed one of its closing boundaries
     (:func:`closing_boundary`) since its last pass, and at least every
-    ``late_data_check_seconds``: those timed passes also look for late data (below) and
-    pick up new model versions and reference profiles. Other ticks read only the
-    watermark, so a short monitor interval costs little while the stream runs.
+    ``late_data_check_seconds``: those timed passes also look for late data, re-sent
+    events and data beyond the horizon (below) and pick up new model versions and
+    reference profiles. Other ticks read only the watermarks, so a short monitor interval
+    costs little while the stream runs.
 
-Watermark rule
-    Per partition of the predictions topic the watermark is the largest prediction event
-    time stored (``max(event_time)``), and its last progress is ``max(updated_at)``
-    (processing time). The global watermark is the minimum over the *active* partitions:
-    a partition whose last progress is more than ``idle_partition_seconds`` old is idle
-    and ignored; a partition that never held a prediction has no row and is ignored. When
-    every partition is idle the global watermark is the largest partition watermark (the
-    stream is quiet; whatever it sent is stored). Predictions sent on the feedback topic
-    are stored but move no watermark.
+Watermark rule (one clock per model)
+    Each model has its own watermark, computed from its own predictions only: a
+    prediction of another model, however far ahead, never closes its windows. Per
+    partition of the predictions topic, the model's mark is the largest event time of its
+    predictions stored there (``max(timestamp)``, every stored copy counted) and its last
+    progress is the newest ``ingested_at`` of those rows (processing time); both are read
+    from the ``model_marks`` projection of ``predictions`` (migration 5), pre-aggregated
+    per part, so a tick costs the number of parts, not of rows. The model's watermark is
+    the minimum over its *active* marks: a mark whose last progress is more than
+    ``idle_partition_seconds`` old is idle and ignored; a partition that never held a
+    prediction of the model has no mark and is ignored. When every mark of the model is
+    idle its watermark is its largest mark (the model is quiet; whatever it sent is
+    stored) (:func:`global_watermark` is that rule over any set of marks). Predictions
+    sent on the feedback topic are stored but move no watermark; an event time more than
+    ``max_future_seconds`` ahead of the ingest worker's clock never reaches the store
+    (DLQ, ``timestamp_in_future``). The per-partition ``watermarks`` table the ingest
+    writes is no longer read by the monitor (dashboards and :meth:`Monitor._watermark`
+    read it).
 Closing
-    A window ``[s, s + W)`` closes when ``s + W + allowed_lateness <= watermark`` and it
-    holds predictions; it is evaluated as revision 0. To close the last windows of a
-    stream, send a prediction (of any model) whose event time is past their end plus the
-    allowed lateness.
+    A window ``[s, s + W)`` closes when ``s + W + allowed_lateness <=`` the model's
+    watermark and it holds predictions; it is evaluated as revision 0 (see "Revisions").
+    To close the last windows of a stream, send a prediction *of the same model* whose
+    event time is past their end plus the allowed lateness.
 Late data
     On a timed pass, a closed window whose end is within ``late_data_horizon_seconds``
-    of the watermark is evaluated again, as the next revision, when its number of
-    predictions or of labelled predictions rose since its last evaluation; the policy then
+    of the model's watermark is evaluated again, as the next revision, when its number of
+    predictions or of labelled predictions changed since its last evaluation (they rise
+    with late data, and fall when a merge removed the older copy of an event re-sent
+    elsewhere, see "Re-sent events"); the policy then
     sees the new report (``now`` = the newest closed window's end + allowed lateness, so
     a replay gives the same ``opened_at``). A window that was never closed and holds
-    predictions older than the newest closed window (late predictions) closes as
-    revision 0 the same way.
+    predictions older than the newest closed window (late predictions) closes the same
+    way.
+Beyond the horizon
+    A prediction stored in a window that ends more than ``late_data_horizon_seconds``
+    before the model's watermark, when a newer window was already evaluated, is kept in
+    ``predictions`` but never evaluated. Timed passes count the rows stored since the
+    previous look that are in that case (``driftline_predictions_beyond_horizon_total``,
+    :attr:`Monitor.beyond_horizon`) and log it once per model and hour.
+Re-sent events (the latest copy wins)
+    An event id is one event: its latest copy (largest ``ingested_at``, then Kafka offset
+    and batch index) counts once, in the window and version of its own timestamp, with
+    its own content, exactly as ``driftline backtest`` keeps the last occurrence of an id
+    in its file. A window holding an older copy of an event whose latest copy moved to
+    another window or version is evaluated again without it (as its next revision, even
+    beyond the horizon) once a timed pass saw the new copy: each timed pass looks at the
+    rows stored since the previous one (``settle_seconds`` ago at most, so that inserts
+    still in flight are seen; found through the ``ingested`` minmax index, migration 5)
+    and the copies of their event ids (:func:`~driftline.store.windows.fresh_rows`); the
+    windows found wait in the state (``MonitorState.moved``) until evaluated. Copies in
+    one day partition may be merged (``ReplacingMergeTree`` keeps the latest) before a
+    pass looked: the window the event left then holds one prediction less, which the
+    count pass of "Late data" sees within the horizon (beyond it, such a move goes
+    unnoticed). A window that had been reported and lost every event is reported again,
+    empty (``n = 0``); one never reported stays unreported. A copy re-sent into the same
+    window with new content is what the window's next evaluation sees (a closed window is
+    not re-evaluated for it alone).
+Revisions
+    Every evaluation of a ``(model, version, window)`` gets a revision strictly greater
+    than any stored in ``window_metrics`` for it: the planned one (0 for a first close,
+    the record's revision + 1 after), raised above the largest stored revision read back
+    before the rows are written (:func:`~driftline.store.windows.stored_revisions`), so
+    ``window_metrics FINAL`` (``ReplacingMergeTree(revision)``) always returns the latest
+    evaluation, also for a window whose record left the state (beyond the horizon, or a
+    model watermark that moved back when an idle partition woke up) and after a crash
+    between the rows and the state (the redo writes the same content one revision up).
 Concept drift (optional ``concept_drift`` section of the monitor config)
     On each pass, before planning, the labels of the model version not yet fed are read
     from ClickHouse (``feedback FINAL`` joined to ``predictions FINAL`` by
@@ -67,15 +112,15 @@ Exactly once
     then alert rows, then the Kafka events (awaited until delivered), then the monitor
     state (policy state, per-window revisions and counts) in ``monitor_state``. A crash
     anywhere before the state is written redoes those windows from the previous state:
-    the same rows (deduplicated by ClickHouse) and the same event ids (consumers
-    deduplicate by id).
+    the same content one revision up (see "Revisions") and the same event ids
+    (consumers deduplicate by id).
 Counts
     A window's record keeps the counts it was evaluated with: from the count pass when
     there was one, else those of its aggregates (predictions ``FINAL`` keeps, and those
     with a label). The two differ only for an event re-sent into another window or
     version; a timed pass then re-evaluates the window once, after which its counts are
-    the count pass's. A window left without events by such re-sends is recorded but not
-    reported.
+    the count pass's. A window left without events by such re-sends before it was ever
+    reported is recorded but not reported.
 """
 
 from __future__ import annotations
@@ -108,9 +153,13 @@ from driftline.metrics import WorkerMetrics
 from driftline.store.backend import Store
 from driftline.store.profiles import load_profile
 from driftline.store.windows import (
+    ModelMark,
     WindowAggregate,
     _classes,
     _Params,
+    fresh_rows,
+    model_marks,
+    stored_revisions,
     window_counts,
     window_starts,
     windows_aggregates,
@@ -127,7 +176,9 @@ __all__ = [
     "global_watermark",
     "load_monitors",
     "metric_table",
+    "model_watermarks",
     "plan_windows",
+    "with_moved",
 ]
 
 log = logging.getLogger(__name__)
@@ -147,8 +198,13 @@ class PartitionMark:
     updated_at: float
 
 
-def global_watermark(marks: Sequence[PartitionMark], now: float, idle_seconds: float) -> float:
-    """The slowest active partition's watermark (see the module docstring).
+def global_watermark(
+    marks: Sequence[PartitionMark | ModelMark], now: float, idle_seconds: float
+) -> float:
+    """The slowest active mark's event time (see "Watermark rule" in the module docstring).
+
+    The monitor applies it to the marks of one model (:func:`model_watermarks`); over the
+    ``watermarks`` table's partition marks it gives the watermark of all models together.
 
     Examples
     --------
@@ -166,6 +222,28 @@ def global_watermark(marks: Sequence[PartitionMark], now: float, idle_seconds: f
         return -math.inf
     active = [m.event_time for m in marks if now - m.updated_at <= idle_seconds]
     return min(active) if active else max(m.event_time for m in marks)
+
+
+def model_watermarks(
+    marks: Sequence[ModelMark], now: float, idle_seconds: float
+) -> dict[str, float]:
+    """Each model's watermark: :func:`global_watermark` over that model's own marks only.
+
+    Examples
+    --------
+    >>> marks = [ModelMark("a", 0, 300.0, 50.0), ModelMark("a", 1, 100.0, 49.0),
+    ...          ModelMark("b", 0, 9000.0, 50.0)]
+    >>> model_watermarks(marks, now=50.0, idle_seconds=10)  # b's clock leaves a alone
+    {'a': 100.0, 'b': 9000.0}
+    >>> model_watermarks(marks, now=59.5, idle_seconds=10)  # a's partition 1 is idle
+    {'a': 300.0, 'b': 9000.0}
+    """
+    by_model: dict[str, list[ModelMark]] = {}
+    for mark in marks:
+        by_model.setdefault(mark.model_id, []).append(mark)
+    return {
+        model: global_watermark(own, now, idle_seconds) for model, own in sorted(by_model.items())
+    }
 
 
 def closing_boundary(config: MonitorConfig, watermark: float) -> int:
@@ -251,6 +329,12 @@ class MonitorState(BaseModel):
     windows: tuple[WindowRecord, ...] = ()
     #: Online concept-drift detectors (only with a ``concept_drift`` section).
     concept: ConceptState = ConceptState()
+    #: ``ingested_at`` (µs) up to which stored rows were looked at for re-sent events and
+    #: data beyond the horizon (see "Re-sent events").
+    fresh_cursor: int | None = None
+    #: Starts of reported windows that lost an event to a newer copy in another window or
+    #: version, waiting to be evaluated again, oldest first.
+    moved: tuple[float, ...] = ()
 
     def record(self, start: float) -> WindowRecord | None:
         """The record of the window starting at ``start``, if it was evaluated."""
@@ -285,12 +369,14 @@ def plan_windows(
 ) -> list[WindowWork]:
     """Windows to evaluate now, oldest first.
 
-    ``counts`` maps window starts to ``(predictions, labelled predictions)``. A window is
-    due when it closes (``start + size + lateness <= watermark``) and holds predictions,
-    and either it was never evaluated and is newer than the newest evaluated window or
-    within the horizon, or it was evaluated, is within the horizon (``start + size >=
-    watermark - horizon``) and its counts rose or its concept-drift detections
-    (``drift``: window start to detections) changed.
+    ``counts`` maps window starts to ``(predictions, labelled predictions)`` over every
+    window that can close (a recorded window absent from it holds no prediction any
+    more). A window is due when it closes (``start + size + lateness <= watermark``) and
+    either it was never evaluated, holds predictions and is newer than the newest
+    evaluated window or within the horizon, or it was evaluated, is within the horizon
+    (``start + size >= watermark - horizon``) and its counts or its concept-drift
+    detections (``drift``: window start to detections) changed. Counts rise with late
+    data; they fall when a merge removed the older copy of an event re-sent elsewhere.
 
     Examples
     --------
@@ -312,21 +398,25 @@ def plan_windows(
     >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=3600,
     ...              drift={60.0: 1})
     [WindowWork(start=60.0, revision=1, n=5, labelled=5, drift=1)]
+    >>> plan_windows(done, {0.0: (4, 0)}, size=60, lateness=10, watermark=189.0,
+    ...              horizon=3600)  # one event of window 0 left, window 60 lost them all
+    [WindowWork(start=0.0, revision=1, n=4, labelled=0, drift=0),
+     WindowWork(start=60.0, revision=1, n=0, labelled=0, drift=0)]
     """
     drift = drift or {}
     due: list[WindowWork] = []
-    for start in sorted(counts):
-        n, labelled = counts[start]
+    for start in sorted({*counts, *(w.start for w in state.windows)}):
+        n, labelled = counts.get(start, (0, 0))
         hits = int(drift.get(start, 0))
-        if n <= 0 or not _closes(start, size, lateness, watermark):
+        if not _closes(start, size, lateness, watermark):
             continue
         recent = start + size >= watermark - horizon
         record = state.record(start)
         if record is None:
             newer = state.last_closed is None or start > state.last_closed
-            if newer or recent:
+            if n > 0 and (newer or recent):
                 due.append(WindowWork(start, 0, n, labelled, hits))
-        elif recent and (n > record.n or labelled > record.labelled or hits != record.drift):
+        elif recent and (n != record.n or labelled != record.labelled or hits != record.drift):
             due.append(WindowWork(start, record.revision + 1, n, labelled, hits))
     return due
 
@@ -363,7 +453,42 @@ def advance_state(
         last_closed=last,
         windows=tuple(keep),
         concept=state.concept.model_copy(update={"hits": hits}),
+        fresh_cursor=state.fresh_cursor,
+        moved=tuple(s for s in state.moved if s != work.start),
     )
+
+
+def with_moved(
+    state: MonitorState,
+    work: Sequence[WindowWork],
+    counts: Mapping[float, tuple[int, int]] | None = None,
+    drift: Mapping[float, int] | None = None,
+) -> list[WindowWork]:
+    """``work`` plus the windows waiting in ``state.moved`` (see "Re-sent events"), oldest
+    first.
+
+    A moved window is evaluated as its record's next revision (0 without a record: the
+    stored revisions raise it, see "Revisions"), with its counts from ``counts`` when the
+    count pass covered it, else from its aggregates.
+
+    Examples
+    --------
+    >>> state = MonitorState(last_closed=120.0, moved=(0.0,),
+    ...     windows=(WindowRecord(start=0.0, revision=2, n=5, labelled=5),))
+    >>> with_moved(state, [WindowWork(120.0, 0, 3, 0)], counts={0.0: (5, 5)})
+    [WindowWork(start=0.0, revision=3, n=5, labelled=5, drift=0),
+     WindowWork(start=120.0, revision=0, n=3, labelled=0, drift=0)]
+    """
+    planned = {w.start for w in work}
+    extra = []
+    for start in state.moved:
+        if start in planned:
+            continue
+        record = state.record(start)
+        n, labelled = (counts or {}).get(start, (FRESH, FRESH))
+        revision = 0 if record is None else record.revision + 1
+        extra.append(WindowWork(start, revision, n, labelled, int((drift or {}).get(start, 0))))
+    return sorted([*work, *extra], key=lambda w: w.start)
 
 
 @dataclass(frozen=True)
@@ -497,12 +622,15 @@ class Monitor:
 
     ``lock`` guards the store (the ingest agents share it); every store call runs on a
     thread while holding it. ``late_check_seconds`` is the longest time between two
-    passes of a model (see "Passes"), measured on ``clock`` (seconds, monotonic).
+    passes of a model (see "Passes"), measured on ``clock`` (seconds, monotonic), which
+    also spaces the hourly log of data beyond the horizon. ``settle_seconds`` is how long
+    a timed pass waits before it looks at stored rows (for re-sent events and data beyond
+    the horizon, see "Re-sent events"): inserts still in flight then have ended.
 
     Examples
     --------
     >>> Monitor.tick.__doc__.splitlines()[0]
-    'Read the watermark; pass over every model that may have windows to evaluate.'
+    'Read the watermarks; pass over every model that may have windows to evaluate.'
     """
 
     def __init__(
@@ -518,6 +646,7 @@ class Monitor:
         send_request: Send,
         late_check_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        settle_seconds: float = 30.0,
     ) -> None:
         self.store = store
         self.lock = lock
@@ -529,6 +658,7 @@ class Monitor:
         self.send_request = send_request
         self.late_check_seconds = late_check_seconds
         self.clock = clock
+        self.settle_seconds = settle_seconds
         #: Per model: monotonic time of the last pass that looked for late data.
         self._late_checked: dict[str, float] = {}
         #: Per model: the closing boundary (see :func:`closing_boundary`) of its last pass.
@@ -538,7 +668,17 @@ class Monitor:
         self.revisions = 0
         self.alerts_sent = 0
         self.requests_sent = 0
+        #: Per monitored model with predictions: its watermark at the last tick.
+        self.watermarks: dict[str, float] = {}
+        #: The largest of :attr:`watermarks` (``-inf`` before the first prediction).
         self.watermark = -math.inf
+        #: Per model: predictions stored beyond the late-data horizon, never evaluated.
+        self.beyond_horizon: dict[str, int] = {}
+        self._beyond_logged: dict[str, float] = {}
+        self._beyond_unlogged: dict[str, int] = {}
+        #: Per (model, version): ``ingested_at`` (µs) up to which rows were looked at,
+        #: ahead of the saved state's cursor while nothing was found (see _look_at_fresh).
+        self._fresh_cursors: dict[tuple[str, str], int] = {}
         #: Prometheus metrics fed once per evaluated window (set by the worker).
         self.metrics: WorkerMetrics | None = None
 
@@ -550,23 +690,29 @@ class Monitor:
         return await asyncio.to_thread(locked)
 
     async def tick(self) -> None:
-        """Read the watermark; pass over every model that may have windows to evaluate.
+        """Read the watermarks; pass over every model that may have windows to evaluate.
 
-        A model's pass (its versions, their counts, due windows and concept-drift labels)
-        runs when the watermark crossed a closing boundary of its windows since its last
-        pass, and at least every ``late_check_seconds``; that one also re-counts closed
-        windows for late data. Between boundaries no window can become due but by late
-        data, so the other ticks cost one small query. When the watermark crossed another
-        boundary while windows were being evaluated, the tick goes on with those windows
-        (up to :attr:`MAX_ROUNDS` rounds) instead of waiting for the next tick.
+        Each model is driven by its own watermark (see "Watermark rule"). A model's pass
+        (its versions, their counts, due windows and concept-drift labels) runs when its
+        watermark crossed a closing boundary of its windows since its last pass, and at
+        least every ``late_check_seconds``; that one also re-counts closed windows for late
+        data and looks at the rows stored since the previous one. Between boundaries no
+        window can become due but by late data, so the other ticks cost one small query.
+        When a watermark crossed another boundary while windows were being evaluated, the
+        tick goes on with those windows (up to :attr:`MAX_ROUNDS` rounds) instead of
+        waiting for the next tick.
         """
+        if not self.monitors:
+            return
         for _ in range(self.MAX_ROUNDS):
-            watermark = await self._store(self._watermark)
-            self.watermark = watermark
-            if watermark == -math.inf:
-                return
+            watermarks = await self._store(self._model_watermarks)
+            self.watermarks = watermarks
+            self.watermark = max(watermarks.values(), default=-math.inf)
             moved = False
             for config in self.monitors.values():
+                watermark = watermarks.get(config.model_id, -math.inf)
+                if watermark == -math.inf:
+                    continue  # no prediction of the model yet
                 moved |= await self._pass(config, watermark)
             if not moved:
                 return
@@ -595,7 +741,17 @@ class Monitor:
 
     # store reads (called under the lock, on a thread)
 
+    def _model_watermarks(self) -> dict[str, float]:
+        """Each monitored model's watermark (see "Watermark rule")."""
+        marks = model_marks(
+            self.store, topic=self.predictions_topic, model_ids=sorted(self.monitors)
+        )
+        return model_watermarks(marks, time.time(), self.idle_seconds)
+
     def _watermark(self) -> float:
+        """The watermark of all models together over the ``watermarks`` table's partition
+        marks (what the dashboards show); the monitor closes windows by
+        :meth:`_model_watermarks` instead."""
         rows = self.store.query(
             "SELECT partition, toUnixTimestamp64Micro(max(event_time)) AS e, "
             "toUnixTimestamp64Micro(max(updated_at)) AS u FROM watermarks "
@@ -737,6 +893,9 @@ class Monitor:
         if rows is not None:
             concept, changed = advance_concept(config, state.concept, rows)
             state = state.model_copy(update={"concept": concept})
+        if late:  # re-sent events and data beyond the horizon (see the module docstring)
+            state, found = self._look_at_fresh(config, version, state, watermark)
+            changed |= found
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close
         drift = self._drift_totals(config, state)
@@ -763,7 +922,7 @@ class Monitor:
                 for start in starts
                 if _closes(start, size, lateness, watermark)
             ]
-            return profile, state, work, changed
+            return profile, state, with_moved(state, work, drift=drift), changed
         # Everything (a backlog) on the first pass; on a timed pass with new rows, closed
         # windows within the horizon too (late labels and predictions).
         low = 0.0
@@ -779,7 +938,92 @@ class Monitor:
             horizon=self.horizon_seconds,
             drift=drift,
         )
-        return profile, state, work, changed
+        return profile, state, with_moved(state, work, counts, drift), changed
+
+    #: A cursor of rows looked at is saved with the state at least this often (seconds of
+    #: ``ingested_at``) when nothing else makes the state change.
+    CURSOR_SAVE_SECONDS = 300.0
+
+    def _look_at_fresh(
+        self, config: MonitorConfig, version: str, state: MonitorState, watermark: float
+    ) -> tuple[MonitorState, bool]:
+        """Look at the version's rows stored since the cursor (see "Re-sent events" and
+        "Beyond the horizon"); the state with the cursor moved and the windows that lost an
+        event added to ``moved``, and whether it must be saved even without windows to
+        evaluate (windows were found, or the saved cursor is old)."""
+        key = (config.model_id, version)
+        until = _micros(time.time() - self.settle_seconds)
+        saved = state.fresh_cursor
+        known = [c for c in (saved, self._fresh_cursors.get(key)) if c is not None]
+        if not known or state.last_closed is None:
+            # Nothing evaluated yet (or a state from before the cursor): what is stored is
+            # evaluated with the latest copies anyway; rows stored from now on need a look.
+            self._fresh_cursors[key] = until
+            cursor = state.model_copy(update={"fresh_cursor": until})
+            return cursor, state.last_closed is not None
+        since = max(known)
+        if until <= since:
+            return state, False
+        size = config.window_seconds
+        found = fresh_rows(
+            self.store,
+            model_id=config.model_id,
+            model_version=version,
+            since=since,
+            until=until,
+            size=size,
+            beyond_last=self._beyond_last(state, size, watermark),
+        )
+        if found.beyond:
+            self._count_beyond(config.model_id, found.beyond)
+        # Windows newer than the newest evaluated one close as a whole later on.
+        left = [s for s in found.left if s <= state.last_closed and s not in state.moved]
+        if left:
+            stored = stored_revisions(
+                self.store, model_id=config.model_id, model_version=version, starts=left
+            )
+            left = [s for s in left if s in stored or state.record(s) is not None]
+        self._fresh_cursors[key] = until
+        state = state.model_copy(
+            update={"fresh_cursor": until, "moved": tuple(sorted({*state.moved, *left}))}
+        )
+        keep = bool(left) or saved is None or until - saved >= _micros(self.CURSOR_SAVE_SECONDS)
+        return state, keep
+
+    def _beyond_last(self, state: MonitorState, size: float, watermark: float) -> float | None:
+        """Start of the newest window that is never evaluated again: it ends more than the
+        horizon before ``watermark`` and a window as new was evaluated (``None``: none)."""
+        if state.last_closed is None or not math.isfinite(watermark):
+            return None
+        size_us = _micros(size)
+        frontier = _micros(watermark - self.horizon_seconds)
+        newest = ((frontier - 1) // size_us - 1) * size_us  # ends before the frontier
+        return min(newest, _micros(state.last_closed)) / _MICROS
+
+    #: Data beyond the horizon is logged at most once per model in this many seconds.
+    BEYOND_LOG_SECONDS = 3600.0
+
+    def _count_beyond(self, model: str, rows: int) -> None:
+        """Count predictions stored beyond the horizon; log them once per model and hour."""
+        self.beyond_horizon[model] = self.beyond_horizon.get(model, 0) + rows
+        if self.metrics is not None:
+            self.metrics.predictions_beyond_horizon(model, rows)
+        pending = self._beyond_unlogged.get(model, 0) + rows
+        now = self.clock()
+        last = self._beyond_logged.get(model)
+        if last is not None and now - last < self.BEYOND_LOG_SECONDS:
+            self._beyond_unlogged[model] = pending
+            return
+        log.warning(
+            "model %s: %d predictions stored for windows that ended more than the late-data "
+            "horizon (%g s) before its watermark; they are kept but never evaluated "
+            "(driftline_predictions_beyond_horizon_total; logged once an hour)",
+            model,
+            pending,
+            self.horizon_seconds,
+        )
+        self._beyond_logged[model] = now
+        self._beyond_unlogged[model] = 0
 
     @staticmethod
     def _drift_totals(config: MonitorConfig, state: MonitorState) -> dict[float, int]:
@@ -789,8 +1033,13 @@ class Monitor:
 
     def _aggregate(
         self, config: MonitorConfig, version: str, profile: ModelProfile, starts: list[float]
-    ) -> dict[float, WindowAggregate]:
-        return windows_aggregates(
+    ) -> tuple[dict[float, WindowAggregate], dict[float, int]]:
+        """The windows' aggregates and the largest revision stored for each (see
+        "Revisions")."""
+        stored = stored_revisions(
+            self.store, model_id=config.model_id, model_version=version, starts=starts
+        )
+        found = windows_aggregates(
             self.store,
             profile,
             model_id=config.model_id,
@@ -800,6 +1049,7 @@ class Monitor:
             positive_label=config.performance.positive_label,
             task=config.task,
         )
+        return found, stored
 
     def _write_rows(self, reports: Sequence[WindowReport], alerts: Sequence[AlertEvent]) -> None:
         now = time.time()
@@ -810,10 +1060,10 @@ class Monitor:
 
     # one model version
 
-    async def _keep_concept(
+    async def _keep_state(
         self, config: MonitorConfig, version: str, state: MonitorState, changed: bool
     ) -> None:
-        """Save the state when only its cursor and detector states moved."""
+        """Save the state when only its cursors, detector states or moved windows changed."""
         if changed:
             state = state.model_copy(update={"seq": state.seq + 1})
             await self._store(self._save_state, config.model_id, version, state)
@@ -828,7 +1078,7 @@ class Monitor:
         if profile is None:
             return
         if not work:
-            await self._keep_concept(config, version, state, changed)
+            await self._keep_state(config, version, state, changed)
             return
         for first in range(0, len(work), self.CLOSE_CHUNK):
             chunk = work[first : first + self.CLOSE_CHUNK]
@@ -857,7 +1107,9 @@ class Monitor:
     ) -> tuple[MonitorState, list[tuple[WindowReport, PolicyStep]]]:
         """Evaluate ``work`` (oldest first), write its rows, send its events, save the
         state that records it; the new state and the reports with their policy steps."""
-        data = await self._store(self._aggregate, config, version, profile, [w.start for w in work])
+        data, stored = await self._store(
+            self._aggregate, config, version, profile, [w.start for w in work]
+        )
         names = config.concept_drift.detectors if config.concept_drift is not None else ()
         hits = state.concept.by_start()
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
@@ -868,9 +1120,14 @@ class Monitor:
             found = data[item.start]
             if item.n == FRESH:  # counted with its aggregates
                 item = replace(item, n=found.events, labelled=found.labelled)
-            if found.events == 0:
-                # Every event of it moved to another window or version by a re-send:
-                # nothing to report; recorded so that it is not planned again.
+            previous = stored.get(item.start)
+            if previous is not None and item.revision <= previous:
+                # Above every stored revision, so that FINAL returns this one.
+                item = replace(item, revision=previous + 1)
+            if found.events == 0 and previous is None:
+                # Every event of it moved to another window or version by a re-send before
+                # it was ever reported: nothing to report; recorded so that it is not
+                # planned again. (One reported before is reported again, empty.)
                 state = advance_state(
                     state,
                     item,

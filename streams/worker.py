@@ -274,6 +274,11 @@ def build_worker(
                 "dead_letters": dict(stats.dead_letters),
                 "monitors": sorted(monitor.monitors),
                 "watermark": monitor.watermark if monitor.watermark > -1e300 else None,
+                "watermarks": {  # each model's own clock (see streams/monitor.py)
+                    model: mark if abs(mark) < 1e300 else None
+                    for model, mark in monitor.watermarks.items()
+                },
+                "predictions_beyond_horizon": dict(monitor.beyond_horizon),
                 "windows_closed": monitor.windows_closed,
                 "revisions": monitor.revisions,
                 "alerts_sent": monitor.alerts_sent,

@@ -44,6 +44,7 @@ WORKER_CONTRACT = {
     "driftline_consumer_lag_messages": ("gauge", {"topic", "partition"}),
     "driftline_watermark_delay_seconds": ("gauge", {"topic", "partition"}),
     "driftline_windows_closed": ("counter", {"model_id"}),
+    "driftline_predictions_beyond_horizon": ("counter", {"model_id"}),
     "driftline_window_close_duration_seconds": ("histogram", {"model_id"}),
     "driftline_alerts_opened": ("counter", {"model_id", "kind", "severity"}),
     "driftline_retrain_requests": ("counter", {"model_id"}),
@@ -282,6 +283,19 @@ def test_windows_alerts_and_the_latest_window_gauges() -> None:
     # the newest window's later revision does move them
     metrics.window_evaluated(report(120.0, revision=1, auc=0.95), [], False, 0.1)
     assert value("driftline_performance_value", {"model_id": "credit", "metric": "roc_auc"}) == 0.95
+
+
+def test_predictions_beyond_the_horizon_are_counted_per_guarded_model() -> None:
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+    value = registry.get_sample_value
+    name = "driftline_predictions_beyond_horizon_total"
+    assert value(name, {"model_id": "credit"}) == 0.0  # exists before the first one
+    metrics.predictions_beyond_horizon("credit", 4)
+    metrics.predictions_beyond_horizon("credit", 0)
+    metrics.predictions_beyond_horizon("someone-else", 2)
+    assert value(name, {"model_id": "credit"}) == 4.0
+    assert value(name, {"model_id": OTHER}) == 2.0
 
 
 def test_watermark_delay_and_consumer_lag_follow_the_assignment() -> None:

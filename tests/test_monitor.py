@@ -106,11 +106,16 @@ class Harness:
         monitor: Path,
         late_check_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
+        *,
+        horizon_seconds: float = 1e9,
+        idle_seconds: float = 60,
     ) -> None:
         self.store = EmbeddedStore(folder / "db", "driftline")
         migrate(self.store)
         self.sent: dict[str, list[dict[str, Any]]] = {"alerts": [], "requests": []}
         self.offset = 0
+        self.horizon_seconds = horizon_seconds
+        self.idle_seconds = idle_seconds
         self.monitor = self._monitor(monitor, late_check_seconds, clock)
 
     def _monitor(
@@ -130,18 +135,19 @@ class Harness:
             threading.Lock(),
             load_monitors(monitor.parent),
             predictions_topic=TOPIC,
-            idle_seconds=60,
-            horizon_seconds=1e9,
+            idle_seconds=self.idle_seconds,
+            horizon_seconds=self.horizon_seconds,
             send_alert=alert,
             send_request=request,
             late_check_seconds=late_check_seconds,
             clock=clock,
+            settle_seconds=0.0,  # rows inserted here are visible at once
         )
 
-    def ingest(self, lines: list[bytes]) -> None:
+    def ingest(self, lines: list[bytes], partition: int = 0) -> None:
         messages = []
         for line in lines:
-            messages.append(RawMessage(line, KafkaPosition(TOPIC, 0, self.offset)))
+            messages.append(RawMessage(line, KafkaPosition(TOPIC, partition, self.offset)))
             self.offset += 1
         outcome = route_messages(messages, 1 << 24)
         if outcome.predictions is not None:
@@ -162,14 +168,19 @@ class Harness:
         )
 
 
-def clock_event(at: float) -> bytes:
-    """A prediction of another model that moves the watermark to ``at``."""
+def clock_event(at: float, model_id: str = "credit", model_version: str = "v1") -> bytes:
+    """A prediction of ``model_id`` (no features) that moves its watermark to ``at``.
+
+    Each model has its own clock: only a prediction of the same model closes its windows.
+    The event lies in a window of its own past the stream's last one, which it does not
+    close: the results of the stream's windows do not change.
+    """
     return orjson.dumps(
         {
             "type": "prediction",
             "event_id": f"clock-{at}",
-            "model_id": "clock",
-            "model_version": "v0",
+            "model_id": model_id,
+            "model_version": model_version,
             "timestamp": at,
             "features": {},
             "prediction": 0,
@@ -348,7 +359,7 @@ def test_new_windows_close_at_once_and_late_data_waits_for_a_timed_pass(tmp_path
 
 
 class _CountingStore:
-    """The harness's store, counting watermark reads."""
+    """The harness's store, counting watermark reads (the models' marks)."""
 
     def __init__(self, store: EmbeddedStore) -> None:
         self.store = store
@@ -358,7 +369,7 @@ class _CountingStore:
         return getattr(self.store, name)
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
-        if "FROM watermarks" in sql:
+        if "max(ingested_at)" in sql:
             self.watermark_reads += 1
         return self.store.query(sql, parameters)
 
@@ -415,8 +426,10 @@ def test_a_window_whose_events_all_moved_away_is_not_reported(tmp_path: Path) ->
             event["timestamps"] = [t + 60 for t in event["timestamps"]]
             moved.append(orjson.dumps(event))
     assert moved
+    # the model's own clock closes windows 0 and 1: an event at the start of window 3
+    early_clock = clock_event(t0 + 3 * 60)
     resent = tmp_path / "resent.jsonl"
-    resent.write_bytes(b"\n".join(lines + moved) + b"\n")
+    resent.write_bytes(b"\n".join([*lines, *moved, early_clock]) + b"\n")
     out = tmp_path / "out"
     run_backtest(monitor, ref_path, resent, out)
     now = [0.0]
@@ -424,8 +437,8 @@ def test_a_window_whose_events_all_moved_away_is_not_reported(tmp_path: Path) ->
     try:
         save_profile(h.store, reference_profile(monitor, ref_path)[1])
         h.ingest([x for x in lines if b'"prediction_batch"' in x][:4])  # windows 0 and 1
-        h.ingest([clock_event(t0 + 2 * 60 + 10)])
-        h.tick()  # windows 0 and 1 close
+        h.ingest([early_clock])
+        h.tick()  # windows 0 and 1 close, 2 not yet (it ends at 180 + 10 s of lateness)
         h.ingest(lines)
         h.ingest(moved)
         h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])

@@ -30,6 +30,11 @@ from hypothesis import strategies as st
 from driftline.store import EmbeddedStore, migrate
 from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
 from driftline.store.windows import (
+    FreshRows,
+    ModelMark,
+    fresh_rows,
+    model_marks,
+    stored_revisions,
     window_counts,
     window_data,
     window_starts,
@@ -699,6 +704,134 @@ def test_window_counts_rise_with_late_labels(store: EmbeddedStore) -> None:
     )
     assert [(a.events, a.labelled) for a in found.values()] == [(3, 3), (2, 2)]
     assert found[T0].data == first
+
+
+# --------------------------------------------------------------------------- the monitor's clocks
+
+
+def _store_predictions(
+    store: EmbeddedStore, model_id: str, rows: list[tuple[str, float]], **where: Any
+) -> None:
+    """Predictions ``(event_id, timestamp)`` of ``model_id`` in one insert, at ``where``
+    (topic, partition, version)."""
+    table = PredictionRows()
+    for offset, (event_id, at) in enumerate(rows):
+        event = {
+            "type": "prediction",
+            "event_id": event_id,
+            "model_id": model_id,
+            "model_version": where.get("version", "v1"),
+            "timestamp": at,
+            "features": {"x": 1.0},
+            "prediction": 1,
+        }
+        position = KafkaPosition(where.get("topic", "t.p"), where.get("partition", 0), offset)
+        table.add(decode_ingest(orjson.dumps(event)), position)
+    store.insert_arrow("predictions", table.build())
+
+
+class _Recorder:
+    """A store that remembers the last query it ran."""
+
+    def __init__(self, store: EmbeddedStore) -> None:
+        self.store = store
+        self.last: tuple[str, dict[str, Any]] = ("", {})
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> Any:
+        self.last = (sql, dict(parameters or {}))
+        return self.store.query(sql, parameters)
+
+
+def test_model_marks_per_model_and_partition_come_from_the_projection(
+    store: EmbeddedStore,
+) -> None:
+    a, b, quiet = _new_model(), _new_model(), _new_model()
+    before = time.time()
+    _store_predictions(store, a, [("a1", T0 + 10), ("a2", T0 + 50)], partition=0)
+    _store_predictions(store, a, [("a3", T0 + 30)], partition=1)
+    _store_predictions(store, b, [("b1", T0 + 5 * HOUR)], partition=0)  # far ahead
+    _store_predictions(store, a, [("a2", T0 + 20)], partition=0)  # re-sent, earlier
+    _store_predictions(store, a, [("a9", T0 + 9 * HOUR)], topic="t.f")  # feedback topic
+    recorder = _Recorder(store)
+    marks = model_marks(recorder, topic="t.p", model_ids=[a, b, quiet])  # type: ignore[arg-type]
+    assert [(m.model_id, m.partition, m.event_time) for m in marks] == sorted(
+        [(a, 0, T0 + 50), (a, 1, T0 + 30), (b, 0, T0 + 5 * HOUR)]
+    )
+    assert all(isinstance(m, ModelMark) and before <= m.updated_at <= time.time() for m in marks)
+    assert model_marks(store, topic="t.p", model_ids=[]) == []
+    # the tick's read is the projection's, not a scan of the rows
+    sql, parameters = recorder.last
+    plan = "\n".join(r["explain"] for r in store.query("EXPLAIN projections=1 " + sql, parameters))
+    assert "ReadFromMergeTree (model_marks)" in plan, plan
+
+
+def test_fresh_rows_name_the_windows_that_re_sent_events_left(store: EmbeddedStore) -> None:
+    m = _new_model()
+
+    def now_us() -> int:
+        return int(store.query("SELECT toUnixTimestamp64Micro(now64(6)) AS t")[0]["t"])
+
+    def fresh(since: int, until: int, version: str = "v1", last: float | None = None) -> Any:
+        return fresh_rows(
+            store,
+            model_id=m,
+            model_version=version,
+            since=since,
+            until=until,
+            size=HOUR,
+            beyond_last=last,
+        )
+
+    # A merge removes the older copies of an event within a day partition (the monitor then
+    # sees the window's count fall instead); kept here so that every copy is there.
+    store.command("SYSTEM STOP MERGES predictions")
+    try:
+        _fresh_rows_cases(store, m, now_us, fresh)
+    finally:
+        store.command("SYSTEM START MERGES predictions")
+
+
+def _fresh_rows_cases(store: EmbeddedStore, m: str, now_us: Any, fresh: Any) -> None:
+    start = now_us()
+    _store_predictions(store, m, [("e0", T0 + 1), ("e1", T0 + 2), ("e2", T0 + HOUR + 1)])
+    first = now_us() + 1
+    assert fresh(start, first) == FreshRows(rows=3, beyond=0, left=())
+    assert fresh(start, first, last=T0) == FreshRows(rows=3, beyond=2, left=())
+    _store_predictions(store, m, [("e0", T0 + HOUR + 5), ("e2", T0 + HOUR + 1)])  # e2: same
+    _store_predictions(store, m, [("e1", T0 + 3)], version="v2")  # same window, new version
+    second = now_us() + 1
+    assert fresh(first, second) == FreshRows(rows=2, beyond=0, left=(T0,))
+    assert fresh(first, second, last=T0 + HOUR) == FreshRows(rows=2, beyond=2, left=(T0,))
+    assert fresh(first, second, version="v2") == FreshRows(rows=1, beyond=0, left=())
+    _store_predictions(store, m, [("e0", T0 + 7)])  # e0 moves back: it left T0 + 1 h now
+    assert fresh(second, now_us() + 1) == FreshRows(rows=1, beyond=0, left=(T0 + HOUR,))
+    assert fresh(second, second) == FreshRows(rows=0, beyond=0, left=())
+
+
+def test_stored_revisions_are_the_largest_per_window(store: EmbeddedStore) -> None:
+    m = _new_model()
+    for version, start, revision in [
+        ("v1", T0, 0),
+        ("v1", T0, 2),
+        ("v1", T0, 1),
+        ("v1", T0 + HOUR, 0),
+        ("v2", T0 + 2 * HOUR, 5),
+    ]:
+        store.command(
+            "INSERT INTO window_metrics (model_id, model_version, window_start, window_end, "
+            "metric, feature, value, status, n, revision, computed_at) VALUES ({m:String}, "
+            "{v:String}, fromUnixTimestamp64Micro({s:Int64}, 'UTC'), "
+            "fromUnixTimestamp64Micro({s:Int64}, 'UTC'), 'psi', 'x', 0.1, 'ok', 1, {r:UInt32}, "
+            "now64(6))",
+            {"m": m, "v": version, "s": round(start * 1e6), "r": revision},
+        )
+    starts = [T0, T0 + HOUR, T0 + 2 * HOUR, T0 + 3 * HOUR]
+    found = stored_revisions(store, model_id=m, model_version="v1", starts=starts)
+    assert found == {T0: 2, T0 + HOUR: 0}
+    assert stored_revisions(store, model_id=m, model_version="v2", starts=starts) == {
+        T0 + 2 * HOUR: 5
+    }
+    assert stored_revisions(store, model_id=m, model_version="v1", starts=[]) == {}
 
 
 def test_names_and_values_are_parameters_not_sql(store: EmbeddedStore) -> None:

@@ -227,6 +227,29 @@ ORDER BY (model_id, model_version)""",
         ),
     ),
     Migration(4, "watermarks keep the largest event time", (), watermarks_keep_the_max),
+    # The streaming monitor keeps one clock per model (streams/monitor.py, "Watermark
+    # rule"): the largest event time and the last progress of each model on each
+    # partition, read every tick. The projection keeps them per part, pre-aggregated, so
+    # that read costs the number of parts, not of rows (a ReplacingMergeTree needs to be
+    # told what a merge does with a projection: rebuild it from the merged rows). The
+    # minmax index on ``ingested_at`` lets the monitor read the rows stored since its last
+    # look (re-sent event ids, data beyond the late-data horizon) without scanning the
+    # model's history. Both only speed reads up: parts that lack them (written before this
+    # migration, until the MATERIALIZE mutations end) are read as they are.
+    Migration(
+        5,
+        "per-model watermarks and rows stored since a time",
+        (
+            "ALTER TABLE predictions MODIFY SETTING deduplicate_merge_projection_mode = 'rebuild'",
+            "ALTER TABLE predictions ADD PROJECTION IF NOT EXISTS model_marks ("
+            "SELECT model_id, kafka_topic, kafka_partition, max(timestamp), max(ingested_at) "
+            "GROUP BY model_id, kafka_topic, kafka_partition)",
+            "ALTER TABLE predictions ADD INDEX IF NOT EXISTS ingested ingested_at "
+            "TYPE minmax GRANULARITY 1",
+            "ALTER TABLE predictions MATERIALIZE PROJECTION model_marks",
+            "ALTER TABLE predictions MATERIALIZE INDEX ingested",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -74,7 +74,12 @@ from ..detectors.profiles import (
 from .backend import Store
 
 __all__ = [
+    "FreshRows",
+    "ModelMark",
     "WindowAggregate",
+    "fresh_rows",
+    "model_marks",
+    "stored_revisions",
     "window_counts",
     "window_data",
     "window_starts",
@@ -1011,3 +1016,207 @@ def window_starts(
     WHERE {_range_sql(p, model_id, model_version, low, high)}
     ORDER BY w"""
     return [int(row["w"]) * size_us / _MICROS for row in store.query(sql, p.values)]
+
+
+# --------------------------------------------------------------------------- the monitor's clocks
+
+
+@dataclass(frozen=True)
+class ModelMark:
+    """One model's progress on one partition: its largest prediction event time and the
+    processing time its newest row was stored at (``ingested_at``), epoch seconds.
+
+    Examples
+    --------
+    >>> ModelMark("credit", 0, event_time=1767225600.0, updated_at=1767225601.5).partition
+    0
+    """
+
+    model_id: str
+    partition: int
+    event_time: float
+    updated_at: float
+
+
+def model_marks(store: Store, *, topic: str, model_ids: Sequence[str]) -> list[ModelMark]:
+    """Per model of ``model_ids`` and partition of ``topic``: its largest prediction event
+    time and its last progress, from the raw ``predictions``.
+
+    One aggregation over the ``model_marks`` projection (migration 5), which keeps these
+    maxima pre-aggregated per part: the cost is the number of parts, not of rows. Every
+    stored copy counts (a re-sent event's older copy too), so a mark moves back only when a
+    merge removed the copy that held it. Predictions that arrived on another topic (the
+    feedback topic) are not counted. A model without a prediction on ``topic`` has no mark.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from driftline.schemas.codec import decode_ingest
+    >>> from driftline.store import EmbeddedStore, migrate
+    >>> from driftline.store.rows import KafkaPosition, PredictionRows
+    >>> rows = PredictionRows()
+    >>> for partition, (model, t) in enumerate([("a", 1767225600), ("b", 1767229200)]):
+    ...     rows.add(decode_ingest(b'{"type": "prediction", "event_id": "e%d",'
+    ...         b' "model_id": "%s", "model_version": "v1", "timestamp": %d,'
+    ...         b' "features": {}, "prediction": 1}' % (partition, model.encode(), t)),
+    ...         KafkaPosition("t", partition, 0))
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     store = EmbeddedStore(pathlib.Path(folder) / "db", "demo")
+    ...     _ = migrate(store)
+    ...     store.insert_arrow("predictions", rows.build())
+    ...     marks = model_marks(store, topic="t", model_ids=["a", "b", "c"])
+    ...     store.close()
+    >>> [(m.model_id, m.partition, m.event_time) for m in marks]
+    [('a', 0, 1767225600.0), ('b', 1, 1767229200.0)]
+    """
+    if not model_ids:
+        return []
+    p = _Params()
+    sql = f"""
+    SELECT model_id AS m, kafka_partition AS partition,
+           toUnixTimestamp64Micro(max(timestamp)) AS e,
+           toUnixTimestamp64Micro(max(ingested_at)) AS u
+    FROM predictions
+    WHERE kafka_topic = {p.string(topic)} AND has({p.strings(model_ids)}, model_id)
+    GROUP BY m, partition
+    ORDER BY m, partition"""
+    return [
+        ModelMark(
+            str(row["m"]), int(row["partition"]), int(row["e"]) / _MICROS, int(row["u"]) / _MICROS
+        )
+        for row in store.query(sql, p.values)
+    ]
+
+
+def stored_revisions(
+    store: Store, *, model_id: str, model_version: str, starts: Iterable[float]
+) -> dict[float, int]:
+    """The largest revision stored in ``window_metrics`` per window start (windows without
+    a stored row are absent): a primary-key range read of one model version."""
+    micros = sorted({round(float(start) * _MICROS): float(start) for start in starts}.items())
+    if not micros:
+        return {}
+    p = _Params()
+    sql = f"""
+    SELECT toUnixTimestamp64Micro(window_start) AS ws, max(revision) AS r
+    FROM window_metrics
+    WHERE model_id = {p.string(model_id)} AND model_version = {p.string(model_version)}
+      AND window_start >= fromUnixTimestamp64Micro({p.integer(micros[0][0])}, 'UTC')
+      AND window_start <= fromUnixTimestamp64Micro({p.integer(micros[-1][0])}, 'UTC')
+      AND has({p.integers([us for us, _ in micros])}, toUnixTimestamp64Micro(window_start))
+    GROUP BY ws"""
+    start_of = dict(micros)
+    return {start_of[int(row["ws"])]: int(row["r"]) for row in store.query(sql, p.values)}
+
+
+@dataclass(frozen=True)
+class FreshRows:
+    """What the rows of one model version stored in a span of processing time hold.
+
+    Examples
+    --------
+    >>> FreshRows(rows=3, beyond=1, left=(60.0,)).left
+    (60.0,)
+    """
+
+    #: Rows stored in the span.
+    rows: int
+    #: Those of them in a window at or before the given last window (beyond the horizon).
+    beyond: int
+    #: Starts of the version's windows that hold an older copy of an event with a row
+    #: stored in the span, whose latest copy lies in another window or version, in order.
+    left: tuple[float, ...]
+
+
+def fresh_rows(
+    store: Store,
+    *,
+    model_id: str,
+    model_version: str,
+    since: int,
+    until: int,
+    size: float,
+    beyond_last: float | None,
+) -> FreshRows:
+    """The rows of ``model_version`` stored with ``since <= ingested_at < until`` (µs):
+    how many, how many fall in a window starting at or before ``beyond_last`` (none when
+    ``None``), and which windows of the version hold an older copy of an event with a row
+    of the model stored in the span, whose latest copy lies in another window or version
+    (the windows a re-send took the event from).
+
+    The latest copy of an event is the one with the largest ``ingested_at``, then Kafka
+    offset and batch index, as ``predictions FINAL`` and the window aggregates take it.
+    Copies of every version of the model are looked at (an event may move between
+    versions), through the primary key, for the event ids of the rows of the model stored
+    in the span only; the span itself is found through the ``ingested`` minmax index
+    (migration 5), without reading the model's history.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from driftline.schemas.codec import decode_ingest
+    >>> from driftline.store import EmbeddedStore, migrate
+    >>> from driftline.store.rows import KafkaPosition, PredictionRows
+    >>> def stored(store, *times):
+    ...     rows = PredictionRows()
+    ...     for offset, t in enumerate(times):
+    ...         rows.add(decode_ingest(b'{"type": "prediction", "event_id": "e%d",'
+    ...             b' "model_id": "m", "model_version": "v1", "timestamp": %d,'
+    ...             b' "features": {}, "prediction": 1}' % (offset, t)),
+    ...             KafkaPosition("t", 0, offset))
+    ...     store.insert_arrow("predictions", rows.build())
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     store = EmbeddedStore(pathlib.Path(folder) / "db", "demo")
+    ...     _ = migrate(store)
+    ...     stored(store, 1767225600, 1767225601)   # e0, e1 in the window at 1767225600
+    ...     since = store.query("SELECT toUnixTimestamp64Micro(now64(6)) + 1 AS t")[0]["t"]
+    ...     stored(store, 1767225660)               # e0 again, one window later
+    ...     found = fresh_rows(store, model_id="m", model_version="v1", since=since,
+    ...                        until=since + 10**9, size=60.0, beyond_last=1767225600.0)
+    ...     store.close()
+    >>> found
+    FreshRows(rows=1, beyond=0, left=(1767225600.0,))
+    """
+    if not until > since:
+        return FreshRows(0, 0, ())
+    size_us = round(size * _MICROS)
+    if size_us < 1:
+        raise ValueError("window size must be at least one microsecond")
+    p = _Params()
+    model = p.string(model_id)
+    span = (
+        f"ingested_at >= fromUnixTimestamp64Micro({p.integer(since)}, 'UTC')"
+        f" AND ingested_at < fromUnixTimestamp64Micro({p.integer(until)}, 'UTC')"
+    )
+    window = f"intDiv(toUnixTimestamp64Micro(timestamp), {p.integer(size_us)})"
+    last = -(2**62) if beyond_last is None else round(beyond_last * _MICROS) // size_us
+    version = p.string(model_version)
+    counted = store.query(
+        f"""
+    SELECT count() AS n, countIf({window} <= {p.integer(last)}) AS beyond
+    FROM predictions
+    WHERE model_id = {model} AND model_version = {version} AND {span}""",
+        p.values,
+    )
+    n, beyond = (int(counted[0]["n"]), int(counted[0]["beyond"])) if counted else (0, 0)
+    left = store.query(
+        f"""
+    SELECT DISTINCT tupleElement(place, 2) AS w
+    FROM (
+        SELECT groupArray(tuple(toString(model_version), {window})) AS places,
+               argMax(tuple(toString(model_version), {window}),
+                      tuple(ingested_at, kafka_offset, batch_index)) AS latest
+        FROM predictions
+        WHERE model_id = {model} AND event_id IN (
+            SELECT event_id FROM predictions WHERE model_id = {model} AND {span})
+        GROUP BY event_id
+        HAVING length(arrayDistinct(places)) > 1
+    )
+    ARRAY JOIN places AS place
+    WHERE place != latest AND tupleElement(place, 1) = {version}
+    ORDER BY w""",
+        p.values,
+    )
+    return FreshRows(
+        rows=n, beyond=beyond, left=tuple(int(row["w"]) * size_us / _MICROS for row in left)
+    )
