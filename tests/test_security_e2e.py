@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 import pytest
 from confluent_kafka import Producer
-from e2e_support import WorkerProcess, wait_for
+from e2e_support import WorkerProcess, consume_all, wait_for
 
 from driftline.store import ReadOnlyQueryError
 from driftline.store.remote import WorkerReader
@@ -181,3 +181,30 @@ def test_sigterm_stops_a_worker_within_seconds_during_a_long_query(worker_factor
     assert elapsed < 10, f"the worker took {elapsed:.1f} s to stop"
     thread.join(10)
     assert errors, "the query should have been cut off"
+
+
+def test_an_event_from_a_wrong_clock_goes_to_the_dlq_and_moves_no_watermark(
+    worker_factory: Any, producer: Producer, broker: Any
+) -> None:
+    worker: WorkerProcess = worker_factory()
+    topics = worker.settings.topics
+    now = time.time()
+    good = orjson.loads(batch("now", 3))
+    good["timestamps"] = [now - 60, now - 30, now - 1]
+    future = orjson.loads(batch("future", 1))
+    future["timestamps"] = [now + 30 * 86_400]
+    for event in (good, future):
+        producer.produce(topics.predictions, orjson.dumps(event), key=b"credit")
+    assert producer.flush(15) == 0
+    [letter] = consume_all(broker.bootstrap_servers, topics.dlq, 1, timeout=60)
+    headers = dict(letter.headers())
+    assert headers["driftline.error.class"] == b"timestamp_in_future"
+    assert b"DRIFTLINE_MAX_FUTURE_SECONDS" in headers["driftline.error.message"]
+    wait_for(
+        lambda: worker.scalar("SELECT count() FROM predictions FINAL"),
+        lambda n: n == 3,
+        30,
+        "the three good rows",
+    )
+    newest = worker.scalar("SELECT max(toUnixTimestamp(event_time)) FROM watermarks")
+    assert now - 61 <= float(newest) <= now + 1
