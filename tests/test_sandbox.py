@@ -338,3 +338,27 @@ def test_a_configured_query_token_must_be_strong_and_empty_means_random() -> Non
         Settings(query_token="short")
     token = Settings(query_token="t" * 24).query_token
     assert token is not None and "t" * 24 not in repr(Settings(query_token="t" * 24))
+
+
+def test_cancelling_one_sandbox_leaves_another_sandboxs_query_alone(store: Any) -> None:
+    import threading
+
+    mine = SqlSandbox(store, QueryBounds(max_seconds=60))
+    other = SqlSandbox(store, QueryBounds(max_seconds=3))
+    outcome: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            other.query("SELECT count() FROM system.numbers")
+        except StoreError as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    for _ in range(10):
+        mine.cancel_running()
+        thread.join(0.2)
+    thread.join(10)
+    mine.close()
+    other.close()
+    assert outcome and isinstance(outcome[0], QueryBoundError), outcome

@@ -32,6 +32,7 @@ from __future__ import annotations
 import contextlib
 import queue
 import re
+import secrets
 from collections.abc import Collection, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -88,8 +89,9 @@ REFUSED_FUNCTIONS = frozenset(
     }
 )
 _REFUSED_PREFIXES = ("dict", "joinget")
-#: A comment put before every sandboxed statement, by which shutdown finds and cancels them.
-QUERY_MARKER = "/* driftline:query-page */ "
+#: The start of the comment put before every sandboxed statement (followed by the
+#: sandbox's own random id), by which shutdown finds and cancels its statements only.
+QUERY_MARKER = "/* driftline:query-page "
 
 _NODE = re.compile(r"^(?P<indent> *)(?P<kind>\w+)(?: (?P<name>.*?))?(?: \(children \d+\))?$")
 _ALIAS = re.compile(r" \(alias .*\)$")
@@ -289,6 +291,7 @@ class SqlSandbox:
         for connection in self._opened:
             self._free.put(connection)
         self._control = store.sandboxed({})
+        self._marker = f"{QUERY_MARKER}{secrets.token_hex(8)} */ "
         rows = self._opened[0].query("SELECT name FROM system.databases")
         self._databases = frozenset(str(row["name"]) for row in rows)
 
@@ -337,7 +340,7 @@ class SqlSandbox:
         statement = self.check(sql)
         try:
             with self._connection() as connection:
-                return list(connection.query(QUERY_MARKER + statement))
+                return list(connection.query(self._marker + statement))
         except StoreError as error:
             bound = self.bounds.explain(str(error))
             if bound:
@@ -349,7 +352,7 @@ class SqlSandbox:
     def cancel_running(self) -> None:
         """Cancel the sandboxed statements that are running now (at shutdown)."""
         self._control.command(
-            "KILL QUERY WHERE startsWith(query, {marker:String}) ASYNC", {"marker": QUERY_MARKER}
+            "KILL QUERY WHERE startsWith(query, {marker:String}) ASYNC", {"marker": self._marker}
         )
 
     def close(self) -> None:
