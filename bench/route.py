@@ -87,7 +87,7 @@ def main() -> None:
         checked = _best(messages, {"credit": monitor}, args.repeat)
         print(
             f"  {kind + '_batch':<17} no monitor {total / plain:>11,.0f} rows/s   "
-            f"checked {total / checked:>11,.0f} rows/s   ratio {plain / checked:.3f}"
+            f"checked {total / checked:>11,.0f} rows/s   speed ratio {plain / checked:.3f}"
         )
 
 
