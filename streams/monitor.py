@@ -108,12 +108,29 @@ Concept drift (optional ``concept_drift`` section of the monitor config)
     twice. With every label in time, the last revision of each window equals the
     backtest's.
 Exactly once
-    Per model version, for its due windows together (up to 64 at a time): metric rows,
-    then alert rows, then the Kafka events (awaited until delivered), then the monitor
-    state (policy state, per-window revisions and counts) in ``monitor_state``. A crash
-    anywhere before the state is written redoes those windows from the previous state:
+    Per model, for the due windows of its versions together (up to 64 per version at a
+    time): metric rows, then alert rows, then the Kafka events (awaited until delivered),
+    then the versions' monitor states (policy state, per-window revisions and counts) in
+    ``monitor_state``, one insert. A crash anywhere before the states are written redoes
+    those windows from the previous states:
     the same content one revision up (see "Revisions") and the same event ids
     (consumers deduplicate by id).
+Many versions
+    A model's versions are planned and closed together, so that a pass costs a few
+    queries whatever their number: one query lists the versions, one reads the reference
+    profiles (each version takes its own, else the model's newest), one loads every
+    version's state; the windows to close are found by one grouped query per pass
+    (:func:`~driftline.store.windows.versions_window_starts`, or
+    :func:`~driftline.store.windows.versions_window_counts` on a counting pass: one for
+    versions counted from the start, one for those within the horizon), each version
+    from its own low; a timed pass looks once whether the model stored any row since the
+    oldest cursor before it looks at one version's fresh rows. A version without rows in
+    the windows to close costs no query. Versions with windows are evaluated in rounds of
+    up to ``CLOSE_CHUNK`` windows each: their stored revisions in one query, their
+    aggregates in one query per version (two with categorical features), then the
+    metric rows of all in one insert, the alerts, the events, and every state in one
+    insert (see "Exactly once"). Only the concept-drift labels are still read per version
+    (models with a ``concept_drift`` section).
 Counts
     A window's record keeps the counts it was evaluated with: from the count pass when
     there was one, else those of its aggregates (predictions ``FINAL`` keeps, and those
@@ -151,8 +168,8 @@ from driftline.backtest import (
 )
 from driftline.metrics import WorkerMetrics
 from driftline.store.backend import Store
-from driftline.store.profiles import load_profile
 from driftline.store.windows import (
+    FreshRows,
     ModelMark,
     WindowAggregate,
     _classes,
@@ -160,8 +177,9 @@ from driftline.store.windows import (
     fresh_rows,
     model_marks,
     stored_revisions,
-    window_counts,
-    window_starts,
+    versions_stored_revisions,
+    versions_window_counts,
+    versions_window_starts,
     windows_aggregates,
 )
 
@@ -170,6 +188,7 @@ __all__ = [
     "Monitor",
     "MonitorState",
     "PartitionMark",
+    "VersionPlan",
     "WindowRecord",
     "WindowWork",
     "closing_boundary",
@@ -355,6 +374,18 @@ class WindowWork:
     n: int
     labelled: int
     drift: int = 0
+
+
+@dataclass(frozen=True)
+class VersionPlan:
+    """One model version's part of a pass: its profile, state and windows to evaluate, and
+    whether its state changed even without windows (cursors, detectors, moved windows)."""
+
+    version: str
+    profile: ModelProfile
+    state: MonitorState
+    work: Sequence[WindowWork]
+    changed: bool
 
 
 def plan_windows(
@@ -663,7 +694,7 @@ class Monitor:
         self._late_checked: dict[str, float] = {}
         #: Per model: the closing boundary (see :func:`closing_boundary`) of its last pass.
         self._boundaries: dict[str, int] = {}
-        self._rows_seen: dict[tuple[str, str], tuple[int, int]] = {}
+        self._rows_seen: dict[str, tuple[int, int]] = {}
         self.windows_closed = 0
         self.revisions = 0
         self.alerts_sent = 0
@@ -730,9 +761,9 @@ class Monitor:
         moved = self._boundaries.get(model) != boundary
         if not (late or moved):
             return False
-        versions = await self._store(self._versions, model)
-        for version in versions:
-            await self._close(config, version, watermark, late)
+        started = time.perf_counter()  # the windows' close time includes the plan
+        plans = await self._store(self._plan_model, config, watermark, late)
+        await self._close(config, plans, watermark, started)
         # only after the pass succeeded: a failed one is retried on the next tick
         self._boundaries[model] = boundary
         if late:
@@ -772,9 +803,10 @@ class Monitor:
         )
         return [str(r["v"]) for r in rows]
 
-    def _rows_changed(self, model_id: str, version: str) -> bool:
+    def _rows_changed(self, model_id: str) -> bool:
         """Whether raw rows of the model arrived since the last look (cheap: no dedup).
 
+        One look per model and timed pass, made before any of its versions is counted.
         A re-sent duplicate counts as a change too; the exact re-count that follows
         then finds that no window changed.
         """
@@ -784,45 +816,36 @@ class Monitor:
             {"model": model_id},
         )
         seen = (int(rows[0]["p"]), int(rows[0]["f"]))
-        changed = self._rows_seen.get((model_id, version)) != seen
-        self._rows_seen[(model_id, version)] = seen
+        changed = self._rows_seen.get(model_id) != seen
+        self._rows_seen[model_id] = seen
         return changed
 
-    def _load_state(self, model_id: str, version: str) -> MonitorState:
+    def _load_states(self, model_id: str) -> dict[str, MonitorState]:
+        """The saved state of every version of the model, in one query."""
         rows = self.store.query(
-            "SELECT argMax(state, seq) AS s FROM monitor_state "
-            "WHERE model_id = {model:String} AND model_version = {version:String}",
-            {"model": model_id, "version": version},
+            "SELECT model_version AS v, argMax(state, seq) AS s FROM monitor_state "
+            "WHERE model_id = {model:String} GROUP BY model_version",
+            {"model": model_id},
         )
-        text = rows[0]["s"] if rows else ""
-        return MonitorState.model_validate_json(text) if text else MonitorState()
+        return {str(r["v"]): MonitorState.model_validate_json(r["s"]) for r in rows if r["s"]}
 
-    def _save_state(self, model_id: str, version: str, state: MonitorState) -> None:
+    def _save_states(self, model_id: str, states: Mapping[str, MonitorState]) -> None:
+        """Save the states of many versions of the model in one insert."""
+        if not states:
+            return
+        versions = sorted(states)
+        now = _micros(time.time())
         self.store.insert_arrow(
             "monitor_state",
             pa.table(
                 {
-                    "model_id": pa.array([model_id], pa.string()),
-                    "model_version": pa.array([version], pa.string()),
-                    "seq": pa.array([state.seq], pa.uint64()),
-                    "state": pa.array([state.model_dump_json()], pa.string()),
-                    "updated_at": pa.array([_micros(time.time())], pa.timestamp("us", tz="UTC")),
+                    "model_id": pa.array([model_id] * len(versions), pa.string()),
+                    "model_version": pa.array(versions, pa.string()),
+                    "seq": pa.array([states[v].seq for v in versions], pa.uint64()),
+                    "state": pa.array([states[v].model_dump_json() for v in versions], pa.string()),
+                    "updated_at": pa.array([now] * len(versions), pa.timestamp("us", tz="UTC")),
                 }
             ),
-        )
-
-    def _counts(
-        self, config: MonitorConfig, version: str, low: float, high: float
-    ) -> dict[float, tuple[int, int]]:
-        if not high > low:
-            return {}
-        return window_counts(
-            self.store,
-            model_id=config.model_id,
-            model_version=version,
-            start=low,
-            end=high,
-            size=config.window_seconds,
         )
 
     def _new_labels(
@@ -879,80 +902,175 @@ class Monitor:
             starts=starts,
         )
 
-    def _plan(
-        self, config: MonitorConfig, version: str, watermark: float, late: bool
-    ) -> tuple[ModelProfile | None, MonitorState, list[WindowWork], bool]:
-        profile = load_profile(self.store, config.model_id, version)
-        if profile is None:
-            return None, MonitorState(), [], False
-        state = self._load_state(config.model_id, version)
-        # Online detectors first: their detections can make windows due. Detector updates
-        # are pure CPU; they run here under the lock to keep the tick one step.
-        rows = self._new_labels(config, version, state, watermark)
-        changed = False
-        if rows is not None:
-            concept, changed = advance_concept(config, state.concept, rows)
-            state = state.model_copy(update={"concept": concept})
-        if late:  # re-sent events and data beyond the horizon (see the module docstring)
-            state, found = self._look_at_fresh(config, version, state, watermark)
-            changed |= found
+    def _plan_model(self, config: MonitorConfig, watermark: float, late: bool) -> list[VersionPlan]:
+        """Plan every version of the model together (see "Many versions"): its versions,
+        their profiles, states and due windows in a few queries whatever their number."""
+        model = config.model_id
+        versions = self._versions(model)
+        profiles = self._profiles(model, versions)
+        if not profiles:
+            return []
+        states = self._load_states(model)
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close
-        drift = self._drift_totals(config, state)
-        if state.last_closed is not None and not (
-            late and self._rows_changed(config.model_id, version)
-        ):
-            # Only windows never evaluated: which hold predictions is enough to know; their
-            # counts come with their aggregates (see _close).
-            low = state.last_closed + size
-            starts = (
-                window_starts(
-                    self.store,
-                    model_id=config.model_id,
-                    model_version=version,
-                    start=low,
-                    end=high,
-                    size=size,
+        until = _micros(time.time() - self.settle_seconds)
+        newest = self._newest_stored(model, versions, states, until) if late else None
+        rows_changed: bool | None = None
+        pending: list[tuple[str, MonitorState, bool, dict[float, int]]] = []
+        fresh_lows: dict[str, float] = {}
+        count_lows: dict[str, float] = {}
+        for version in versions:
+            state = states.get(version, MonitorState())
+            # Online detectors first: their detections can make windows due. Detector
+            # updates are pure CPU; they run here under the lock to keep the tick one step.
+            rows = self._new_labels(config, version, state, watermark)
+            changed = False
+            if rows is not None:
+                concept, changed = advance_concept(config, state.concept, rows)
+                state = state.model_copy(update={"concept": concept})
+            if late:  # re-sent events and data beyond the horizon (see the module docstring)
+                state, found = self._look_at_fresh(config, version, state, watermark, until, newest)
+                changed |= found
+            drift = self._drift_totals(config, state)
+            if state.last_closed is not None and late and rows_changed is None:
+                rows_changed = self._rows_changed(model)  # once, before any count
+            if state.last_closed is not None and not (late and rows_changed):
+                # Only windows never evaluated: which hold predictions is enough to know;
+                # their counts come with their aggregates (see _close).
+                fresh_lows[version] = state.last_closed + size
+            elif state.last_closed is None:  # everything (a backlog) on the first pass
+                count_lows[version] = 0.0
+            else:  # a timed pass with new rows: closed windows within the horizon too
+                count_lows[version] = min(
+                    watermark - self.horizon_seconds - size, state.last_closed + size
                 )
-                if high > low
-                else []
-            )
-            work = [
-                WindowWork(start, 0, FRESH, FRESH, int(drift.get(start, 0)))
-                for start in starts
-                if _closes(start, size, lateness, watermark)
-            ]
-            return profile, state, with_moved(state, work, drift=drift), changed
-        # Everything (a backlog) on the first pass; on a timed pass with new rows, closed
-        # windows within the horizon too (late labels and predictions).
-        low = 0.0
-        if state.last_closed is not None:
-            low = min(watermark - self.horizon_seconds - size, state.last_closed + size)
-        counts = self._counts(config, version, low, high)
-        work = plan_windows(
-            state,
-            counts,
-            size=size,
-            lateness=lateness,
-            watermark=watermark,
-            horizon=self.horizon_seconds,
-            drift=drift,
+            pending.append((version, state, changed, drift))
+        starts = self._starts(config, fresh_lows, high)
+        counts = self._counts(config, count_lows, high)
+        plans = []
+        for version, state, changed, drift in pending:
+            if version in fresh_lows:
+                work = [
+                    WindowWork(start, 0, FRESH, FRESH, int(drift.get(start, 0)))
+                    for start in starts.get(version, [])
+                    if _closes(start, size, lateness, watermark)
+                ]
+                work = with_moved(state, work, drift=drift)
+            else:
+                counted = counts.get(version, {})
+                work = plan_windows(
+                    state,
+                    counted,
+                    size=size,
+                    lateness=lateness,
+                    watermark=watermark,
+                    horizon=self.horizon_seconds,
+                    drift=drift,
+                )
+                work = with_moved(state, work, counted, drift)
+            if work or changed:
+                plans.append(VersionPlan(version, profiles[version], state, work, changed))
+        return plans
+
+    def _profiles(self, model_id: str, versions: Sequence[str]) -> dict[str, ModelProfile]:
+        """Each version's profile (its own, else the model's newest), in one query; empty
+        when the model has no profile (as :func:`~driftline.store.profiles.load_profile`)."""
+        rows = self.store.query(
+            "SELECT model_version, profile FROM reference_profiles FINAL "
+            "WHERE model_id = {model:String} ORDER BY created_at DESC",
+            {"model": model_id},
         )
-        return profile, state, with_moved(state, work, counts, drift), changed
+        if not rows:
+            return {}
+        own: dict[str, dict[str, Any]] = {}
+        for row in rows:  # the first of each version, as load_profile's next() takes it
+            own.setdefault(str(row["model_version"]), row)
+        parsed: dict[int, ModelProfile] = {}
+        found = {}
+        for version in versions:
+            chosen = own.get(version, rows[0])
+            key = id(chosen)
+            if key not in parsed:
+                parsed[key] = ModelProfile.from_json(chosen["profile"])
+            found[version] = parsed[key]
+        return found
+
+    def _starts(
+        self, config: MonitorConfig, lows: Mapping[str, float], high: float
+    ) -> dict[str, list[float]]:
+        """Windows holding predictions per version from its low to ``high``: one query."""
+        lows = {v: low for v, low in lows.items() if high > low}
+        if not lows:
+            return {}
+        return versions_window_starts(
+            self.store, model_id=config.model_id, lows=lows, end=high, size=config.window_seconds
+        )
+
+    def _counts(
+        self, config: MonitorConfig, lows: Mapping[str, float], high: float
+    ) -> dict[str, dict[float, tuple[int, int]]]:
+        """Counts per version and window from its low to ``high``: one query for the
+        versions counted from the start (a backlog), one for those within the horizon."""
+        found: dict[str, dict[float, tuple[int, int]]] = {}
+        first = {v: low for v, low in lows.items() if low == 0.0 and high > low}
+        recent = {v: low for v, low in lows.items() if low != 0.0 and high > low}
+        for group in (first, recent):
+            if group:
+                found.update(
+                    versions_window_counts(
+                        self.store,
+                        model_id=config.model_id,
+                        lows=group,
+                        end=high,
+                        size=config.window_seconds,
+                    )
+                )
+        return found
+
+    def _newest_stored(
+        self, model_id: str, versions: Sequence[str], states: Mapping[str, MonitorState], until: int
+    ) -> int | None:
+        """The newest ``ingested_at`` (µs) of the model's rows stored from the oldest cursor
+        of its versions up to ``until``: a version whose cursor is past it has nothing to
+        look at (see :meth:`_look_at_fresh`); ``None`` when no row is stored there."""
+        known = [
+            c
+            for v in versions
+            for c in (
+                states.get(v, MonitorState()).fresh_cursor,
+                self._fresh_cursors.get((model_id, v)),
+            )
+            if c is not None
+        ]
+        if not known or until <= min(known):
+            return None
+        rows = self.store.query(
+            "SELECT count() AS n, max(toUnixTimestamp64Micro(ingested_at)) AS t FROM predictions "
+            "WHERE model_id = {model:String} "
+            "AND ingested_at >= fromUnixTimestamp64Micro({since:Int64}, 'UTC') "
+            "AND ingested_at < fromUnixTimestamp64Micro({until:Int64}, 'UTC')",
+            {"model": model_id, "since": min(known), "until": until},
+        )
+        return int(rows[0]["t"]) if rows and int(rows[0]["n"]) else None
 
     #: A cursor of rows looked at is saved with the state at least this often (seconds of
     #: ``ingested_at``) when nothing else makes the state change.
     CURSOR_SAVE_SECONDS = 300.0
 
     def _look_at_fresh(
-        self, config: MonitorConfig, version: str, state: MonitorState, watermark: float
+        self,
+        config: MonitorConfig,
+        version: str,
+        state: MonitorState,
+        watermark: float,
+        until: int,
+        newest: int | None,
     ) -> tuple[MonitorState, bool]:
         """Look at the version's rows stored since the cursor (see "Re-sent events" and
         "Beyond the horizon"); the state with the cursor moved and the windows that lost an
         event added to ``moved``, and whether it must be saved even without windows to
         evaluate (windows were found, or the saved cursor is old)."""
         key = (config.model_id, version)
-        until = _micros(time.time() - self.settle_seconds)
         saved = state.fresh_cursor
         known = [c for c in (saved, self._fresh_cursors.get(key)) if c is not None]
         if not known or state.last_closed is None:
@@ -965,15 +1083,18 @@ class Monitor:
         if until <= since:
             return state, False
         size = config.window_seconds
-        found = fresh_rows(
-            self.store,
-            model_id=config.model_id,
-            model_version=version,
-            since=since,
-            until=until,
-            size=size,
-            beyond_last=self._beyond_last(state, size, watermark),
-        )
+        if newest is None or newest < since:  # no row of the model stored since the cursor
+            found = FreshRows(0, 0, ())
+        else:
+            found = fresh_rows(
+                self.store,
+                model_id=config.model_id,
+                model_version=version,
+                since=since,
+                until=until,
+                size=size,
+                beyond_last=self._beyond_last(state, size, watermark),
+            )
         if found.beyond:
             self._count_beyond(config.model_id, found.beyond)
         # Windows newer than the newest evaluated one close as a whole later on.
@@ -1031,26 +1152,6 @@ class Monitor:
             return {}
         return state.concept.totals(config.concept_drift.detectors)
 
-    def _aggregate(
-        self, config: MonitorConfig, version: str, profile: ModelProfile, starts: list[float]
-    ) -> tuple[dict[float, WindowAggregate], dict[float, int]]:
-        """The windows' aggregates and the largest revision stored for each (see
-        "Revisions")."""
-        stored = stored_revisions(
-            self.store, model_id=config.model_id, model_version=version, starts=starts
-        )
-        found = windows_aggregates(
-            self.store,
-            profile,
-            model_id=config.model_id,
-            model_version=version,
-            starts=starts,
-            size=config.window_seconds,
-            positive_label=config.performance.positive_label,
-            task=config.task,
-        )
-        return found, stored
-
     def _write_rows(self, reports: Sequence[WindowReport], alerts: Sequence[AlertEvent]) -> None:
         now = time.time()
         tables = [metric_table(report, now) for report in reports]
@@ -1058,33 +1159,28 @@ class Monitor:
         if alerts:
             self.store.insert_arrow("alerts", alert_table(alerts))
 
-    # one model version
-
-    async def _keep_state(
-        self, config: MonitorConfig, version: str, state: MonitorState, changed: bool
-    ) -> None:
-        """Save the state when only its cursors, detector states or moved windows changed."""
-        if changed:
-            state = state.model_copy(update={"seq": state.seq + 1})
-            await self._store(self._save_state, config.model_id, version, state)
+    # the versions of one model, together
 
     async def _close(
-        self, config: MonitorConfig, version: str, watermark: float, late: bool
+        self, config: MonitorConfig, plans: Sequence[VersionPlan], watermark: float, started: float
     ) -> None:
-        started = time.perf_counter()  # the windows' close time includes the plan
-        profile, state, work, changed = await self._store(
-            self._plan, config, version, watermark, late
-        )
-        if profile is None:
-            return
-        if not work:
-            await self._keep_state(config, version, state, changed)
-            return
-        for first in range(0, len(work), self.CLOSE_CHUNK):
-            chunk = work[first : first + self.CLOSE_CHUNK]
-            state, closed = await self._close_chunk(
-                config, version, profile, state, chunk, watermark
-            )
+        """Evaluate the planned windows of all versions together, in rounds of up to
+        :attr:`CLOSE_CHUNK` windows per version; save the states that changed without
+        windows to evaluate."""
+        idle = {p.version: p.state for p in plans if not p.work and p.changed}
+        if idle:  # only cursors, detector states or moved windows changed
+            idle = {v: st.model_copy(update={"seq": st.seq + 1}) for v, st in idle.items()}
+            await self._store(self._save_states, config.model_id, idle)
+        busy = [p for p in plans if p.work]
+        states = {p.version: p.state for p in busy}
+        for first in range(0, max((len(p.work) for p in busy), default=0), self.CLOSE_CHUNK):
+            chunks = [
+                VersionPlan(p.version, p.profile, states[p.version], chunk, p.changed)
+                for p in busy
+                if (chunk := p.work[first : first + self.CLOSE_CHUNK])
+            ]
+            new, closed = await self._close_chunk(config, chunks, watermark)
+            states.update(new)
             elapsed, started = time.perf_counter() - started, time.perf_counter()
             if self.metrics is not None and closed:
                 share = elapsed / len(closed)
@@ -1093,88 +1189,114 @@ class Monitor:
                         report, step.alert_events, step.request is not None, share
                     )
 
-    #: Most windows evaluated, written and recorded together (see "Exactly once").
+    #: Most windows of one version evaluated, written and recorded together (see "Exactly
+    #: once").
     CLOSE_CHUNK = 64
 
-    async def _close_chunk(
-        self,
-        config: MonitorConfig,
-        version: str,
-        profile: ModelProfile,
-        state: MonitorState,
-        work: Sequence[WindowWork],
-        watermark: float,
-    ) -> tuple[MonitorState, list[tuple[WindowReport, PolicyStep]]]:
-        """Evaluate ``work`` (oldest first), write its rows, send its events, save the
-        state that records it; the new state and the reports with their policy steps."""
-        data, stored = await self._store(
-            self._aggregate, config, version, profile, [w.start for w in work]
+    def _aggregate(
+        self, config: MonitorConfig, chunks: Sequence[VersionPlan]
+    ) -> tuple[dict[str, dict[float, WindowAggregate]], dict[str, dict[float, int]]]:
+        """Per version, its windows' aggregates; and the largest revision stored for each
+        window (one query for all versions, see "Revisions")."""
+        stored = versions_stored_revisions(
+            self.store,
+            model_id=config.model_id,
+            starts={c.version: [w.start for w in c.work] for c in chunks},
         )
+        found = {
+            c.version: windows_aggregates(
+                self.store,
+                c.profile,
+                model_id=config.model_id,
+                model_version=c.version,
+                starts=[w.start for w in c.work],
+                size=config.window_seconds,
+                positive_label=config.performance.positive_label,
+                task=config.task,
+            )
+            for c in chunks
+        }
+        return found, stored
+
+    async def _close_chunk(
+        self, config: MonitorConfig, chunks: Sequence[VersionPlan], watermark: float
+    ) -> tuple[dict[str, MonitorState], list[tuple[WindowReport, PolicyStep]]]:
+        """Evaluate each version's windows (oldest first), write the rows of all, send their
+        events, save the states that record them (one insert each); the new states and the
+        reports with their policy steps."""
+        data, stored = await self._store(self._aggregate, config, chunks)
         names = config.concept_drift.detectors if config.concept_drift is not None else ()
-        hits = state.concept.by_start()
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         alert_policy = AlertPolicy.from_config(config)
         retrain_policy = RetrainPolicy.from_config(config)
         closed: list[tuple[WindowWork, WindowReport, PolicyStep]] = []
-        for item in work:  # each window's policy step sees the one before
-            found = data[item.start]
-            if item.n == FRESH:  # counted with its aggregates
-                item = replace(item, n=found.events, labelled=found.labelled)
-            previous = stored.get(item.start)
-            if previous is not None and item.revision <= previous:
-                # Above every stored revision, so that FINAL returns this one.
-                item = replace(item, revision=previous + 1)
-            if found.events == 0 and previous is None:
-                # Every event of it moved to another window or version by a re-send before
-                # it was ever reported: nothing to report; recorded so that it is not
-                # planned again. (One reported before is reported again, empty.)
+        states: dict[str, MonitorState] = {}
+        for chunk in chunks:
+            version, profile, state = chunk.version, chunk.profile, chunk.state
+            hits = state.concept.by_start()
+            found_of, stored_of = data[version], stored.get(version, {})
+            for item in chunk.work:  # each window's policy step sees the one before
+                found = found_of[item.start]
+                if item.n == FRESH:  # counted with its aggregates
+                    item = replace(item, n=found.events, labelled=found.labelled)
+                previous = stored_of.get(item.start)
+                if previous is not None and item.revision <= previous:
+                    # Above every stored revision, so that FINAL returns this one.
+                    item = replace(item, revision=previous + 1)
+                if found.events == 0 and previous is None:
+                    # Every event of it moved to another window or version by a re-send
+                    # before it was ever reported: nothing to report; recorded so that it
+                    # is not planned again. (One reported before is reported again, empty.)
+                    state = advance_state(
+                        state,
+                        item,
+                        state.policy,
+                        size=size,
+                        watermark=watermark,
+                        horizon=self.horizon_seconds,
+                    )
+                    continue
+                window_data = found.data
+                if names:
+                    window_hits = hits.get(item.start, {})
+                    window_data = window_data.model_copy(
+                        update={"concept_drift": {d: int(window_hits.get(d, 0)) for d in names}}
+                    )
+                report = evaluate_window(
+                    profile,
+                    config,
+                    window_data,
+                    window_start=item.start,
+                    window_end=item.start + size,
+                    revision=item.revision,
+                )
+                if report.model_version != version:  # the model's newest profile stands in
+                    report = report.model_copy(update={"model_version": version})
+                newest = (
+                    item.start if state.last_closed is None else max(state.last_closed, item.start)
+                )
+                labelled = {w.start: w.labelled for w in state.windows}
+                labelled[item.start] = item.labelled
+                step = policy_step(
+                    config,
+                    alert_policy,
+                    retrain_policy,
+                    state.policy,
+                    report,
+                    now=newest + size + lateness,
+                    labelled_by_start=labelled,
+                )
                 state = advance_state(
                     state,
                     item,
-                    state.policy,
+                    step.state,
                     size=size,
                     watermark=watermark,
                     horizon=self.horizon_seconds,
                 )
-                continue
-            window_data = found.data
-            if names:
-                window_hits = hits.get(item.start, {})
-                window_data = window_data.model_copy(
-                    update={"concept_drift": {d: int(window_hits.get(d, 0)) for d in names}}
-                )
-            report = evaluate_window(
-                profile,
-                config,
-                window_data,
-                window_start=item.start,
-                window_end=item.start + size,
-                revision=item.revision,
-            )
-            if report.model_version != version:  # the model's newest profile stands in
-                report = report.model_copy(update={"model_version": version})
-            newest = item.start if state.last_closed is None else max(state.last_closed, item.start)
-            labelled = {w.start: w.labelled for w in state.windows}
-            labelled[item.start] = item.labelled
-            step = policy_step(
-                config,
-                alert_policy,
-                retrain_policy,
-                state.policy,
-                report,
-                now=newest + size + lateness,
-                labelled_by_start=labelled,
-            )
-            state = advance_state(
-                state,
-                item,
-                step.state,
-                size=size,
-                watermark=watermark,
-                horizon=self.horizon_seconds,
-            )
-            closed.append((item, report, step))
-        # Rows, then the events, then the state that records them (see "Exactly once").
+                closed.append((item, report, step))
+            states[version] = state
+        # Rows, then the events, then the states that record them (see "Exactly once").
         if closed:
             reports = [report for _, report, _ in closed]
             alerts = [event for _, _, step in closed for event in step.alert_events]
@@ -1188,10 +1310,10 @@ class Monitor:
                     step.request.model_id, step.request.model_dump_json().encode()
                 )
                 self.requests_sent += 1
-        await self._store(self._save_state, config.model_id, version, state)
+        await self._store(self._save_states, config.model_id, states)
         for item, _, _ in closed:
             if item.revision == 0:
                 self.windows_closed += 1
             else:
                 self.revisions += 1
-        return state, [(report, step) for _, report, step in closed]
+        return states, [(report, step) for _, report, step in closed]

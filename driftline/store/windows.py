@@ -80,6 +80,9 @@ __all__ = [
     "fresh_rows",
     "model_marks",
     "stored_revisions",
+    "versions_stored_revisions",
+    "versions_window_counts",
+    "versions_window_starts",
     "window_counts",
     "window_data",
     "window_starts",
@@ -1220,3 +1223,123 @@ def fresh_rows(
     return FreshRows(
         rows=n, beyond=beyond, left=tuple(int(row["w"]) * size_us / _MICROS for row in left)
     )
+
+
+# --------------------------------------------------------------------------- many versions
+
+
+def _versions_range_sql(p: _Params, model_id: str, lows: Mapping[str, int], high: int) -> str:
+    """Condition on ``predictions``: rows of the versions of ``lows`` with
+    ``lows[version] <= timestamp < high`` (µs), each version from its own low."""
+    names = sorted(lows)
+    versions = p.strings(names)
+    starts = p.integers([lows[name] for name in names])
+    return (
+        f"model_id = {p.string(model_id)} AND has({versions}, model_version)"
+        f" AND timestamp >= fromUnixTimestamp64Micro({p.integer(min(lows.values()))}, 'UTC')"
+        f" AND timestamp < fromUnixTimestamp64Micro({p.integer(high)}, 'UTC')"
+        f" AND toUnixTimestamp64Micro(timestamp)"
+        f" >= arrayElement({starts}, indexOf({versions}, model_version))"
+    )
+
+
+def _version_lows(
+    lows: Mapping[str, float], end: float, size: float
+) -> tuple[dict[str, int], int, int]:
+    """The versions' lows, the end and the window size in µs, checked like
+    :func:`_micro_range` (a version whose range is empty is left out)."""
+    kept: dict[str, int] = {}
+    high = size_us = 0
+    for version, low in lows.items():
+        if end > low:
+            kept[version], high, size_us = _micro_range(low, end, size)
+    return kept, high, size_us
+
+
+def versions_window_counts(
+    store: Store, *, model_id: str, lows: Mapping[str, float], end: float, size: float
+) -> dict[str, dict[float, tuple[int, int]]]:
+    """:func:`window_counts` of many versions of one model in one query: per version
+    ``v`` of ``lows``, its counts over ``[lows[v], end)``; a version without a prediction
+    there (or whose range is empty) is absent."""
+    kept, high, size_us = _version_lows(lows, end, size)
+    if not kept:
+        return {}
+    p = _Params()
+    in_range = _versions_range_sql(p, model_id, kept, high)
+    sql = f"""
+    SELECT p.model_version AS v,
+           intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
+           uniqExact(p.event_id) AS n,
+           uniqExactIf(p.event_id, l.has_label = 1) AS labelled
+    FROM (SELECT model_version, event_id, timestamp FROM predictions WHERE {in_range}) AS p
+    LEFT JOIN (
+        SELECT DISTINCT event_id, toUInt8(1) AS has_label
+        FROM feedback
+        WHERE model_id = {p.string(model_id)} AND event_id IN (
+            SELECT event_id FROM predictions WHERE {in_range})
+    ) AS l ON l.event_id = p.event_id
+    GROUP BY v, w
+    ORDER BY v, w
+    SETTINGS join_use_nulls = 0"""
+    found: dict[str, dict[float, tuple[int, int]]] = {}
+    for row in store.query(sql, p.values):
+        found.setdefault(str(row["v"]), {})[int(row["w"]) * size_us / _MICROS] = (
+            int(row["n"]),
+            int(row["labelled"]),
+        )
+    return found
+
+
+def versions_window_starts(
+    store: Store, *, model_id: str, lows: Mapping[str, float], end: float, size: float
+) -> dict[str, list[float]]:
+    """:func:`window_starts` of many versions of one model in one query: per version
+    ``v`` of ``lows``, the starts of its windows holding a prediction in
+    ``[lows[v], end)``, in order; a version without any is absent."""
+    kept, high, size_us = _version_lows(lows, end, size)
+    if not kept:
+        return {}
+    p = _Params()
+    sql = f"""
+    SELECT DISTINCT model_version AS v,
+           intDiv(toUnixTimestamp64Micro(timestamp), {p.integer(size_us)}) AS w
+    FROM predictions
+    WHERE {_versions_range_sql(p, model_id, kept, high)}
+    ORDER BY v, w"""
+    found: dict[str, list[float]] = {}
+    for row in store.query(sql, p.values):
+        found.setdefault(str(row["v"]), []).append(int(row["w"]) * size_us / _MICROS)
+    return found
+
+
+def versions_stored_revisions(
+    store: Store, *, model_id: str, starts: Mapping[str, Iterable[float]]
+) -> dict[str, dict[float, int]]:
+    """:func:`stored_revisions` of many versions of one model in one query (per version,
+    the largest revision stored per window start of ``starts[version]``)."""
+    wanted = {
+        version: {round(float(s) * _MICROS): float(s) for s in given}
+        for version, given in starts.items()
+    }
+    wanted = {version: micros for version, micros in wanted.items() if micros}
+    if not wanted:
+        return {}
+    every = sorted({us for micros in wanted.values() for us in micros})
+    pairs = sorted((version, us) for version, micros in wanted.items() for us in micros)
+    p = _Params()
+    sql = f"""
+    SELECT model_version AS v, toUnixTimestamp64Micro(window_start) AS ws, max(revision) AS r
+    FROM window_metrics
+    WHERE model_id = {p.string(model_id)} AND has({p.strings(sorted(wanted))}, model_version)
+      AND window_start >= fromUnixTimestamp64Micro({p.integer(every[0])}, 'UTC')
+      AND window_start <= fromUnixTimestamp64Micro({p.integer(every[-1])}, 'UTC')
+      AND has({p.integers(every)}, toUnixTimestamp64Micro(window_start))
+    GROUP BY v, ws"""
+    keep = set(pairs)
+    found: dict[str, dict[float, int]] = {}
+    for row in store.query(sql, p.values):
+        version, us = str(row["v"]), int(row["ws"])
+        if (version, us) in keep:
+            found.setdefault(version, {})[wanted[version][us]] = int(row["r"])
+    return found
