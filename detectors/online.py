@@ -34,7 +34,7 @@ from river import base as river_base
 from river import drift
 from river.drift import binary
 
-from ._coerce import as_float_array, category_array
+from .coerce import as_float_array, category_array
 
 __all__ = [
     "DETECTORS",

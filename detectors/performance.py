@@ -43,7 +43,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special, stats
 
-from ._coerce import as_float_array, category_array
+from .coerce import as_float_array, category_array
 from .verdict import Verdict, grade
 
 __all__ = [
@@ -78,7 +78,7 @@ HIGHER_IS_BETTER: Final[Mapping[str, bool]] = {
     "mape": False,
 }
 _PROPORTIONS: Final[frozenset[str]] = frozenset({"accuracy", "precision", "recall"})
-_LOG_EPS: Final[float] = 1e-15
+LOG_EPS: Final[float] = 1e-15
 _BOOT_SEED: Final[int] = 20_240_601
 
 CIMethod: TypeAlias = Literal["wilson", "bootstrap", "hanley_mcneil", "normal", "delta"]
@@ -299,7 +299,7 @@ class BinaryCounts(_Frozen):
             idx = np.minimum((s * SCORE_BINS).astype(np.int64), SCORE_BINS - 1)
             pos = np.bincount(idx[y], minlength=SCORE_BINS)
             neg = np.bincount(idx[~y], minlength=SCORE_BINS)
-            pc = np.clip(s, _LOG_EPS, 1 - _LOG_EPS)
+            pc = np.clip(s, LOG_EPS, 1 - LOG_EPS)
             losses = -np.where(y, np.log(pc), np.log1p(-pc))
             extra = {
                 "n_scored": int(s.size),

@@ -34,6 +34,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from typing import Literal
 
+from driftline.schemas.events import AlertEvent, RetrainRequestEvent
 from driftline.schemas.monitor import AlertKind, MonitorConfig, Severity
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -113,6 +114,35 @@ class Alert(_Frozen):
     p_value: float | None
     severity: Severity
     opened_at: float
+
+    def to_event(self) -> AlertEvent:
+        """The ``alert`` event of this alert (a missing value is sent as 0.0).
+
+        Examples
+        --------
+        >>> t = 1767225600.0
+        >>> a = Alert(alert_id="x", model_id="m", model_version="v1", kind="data_drift",
+        ...           feature="age", window_start=t, window_end=t + 60, statistic="psi",
+        ...           value=None, threshold=0.25, p_value=None, severity="critical",
+        ...           opened_at=t + 60)
+        >>> a.to_event().value, a.to_event().type
+        (0.0, 'alert')
+        """
+        return AlertEvent(
+            alert_id=self.alert_id,
+            model_id=self.model_id,
+            model_version=self.model_version,
+            kind=self.kind,
+            feature=self.feature,
+            window_start=self.window_start,
+            window_end=self.window_end,
+            statistic=self.statistic,
+            value=self.value if self.value is not None else 0.0,
+            threshold=self.threshold,
+            p_value=self.p_value,
+            severity=self.severity,
+            opened_at=self.opened_at,
+        )
 
 
 class AlertDecision(_Frozen):
@@ -337,6 +367,26 @@ class RetrainRequest(_Frozen):
     data_from: float
     data_to: float
     requested_at: float
+
+    def to_event(self) -> RetrainRequestEvent:
+        """The ``retrain_request`` event of this request.
+
+        Examples
+        --------
+        >>> t = 1767225600.0
+        >>> RetrainRequest(request_id="r", model_id="m", model_version="v1", reason=("a",),
+        ...     data_from=t, data_to=t + 60, requested_at=t + 60).to_event().type
+        'retrain_request'
+        """
+        return RetrainRequestEvent(
+            request_id=self.request_id,
+            model_id=self.model_id,
+            model_version=self.model_version,
+            reason=self.reason,
+            data_from=self.data_from,
+            data_to=self.data_to,
+            requested_at=self.requested_at,
+        )
 
 
 class RetrainOutcome(_Frozen):

@@ -29,7 +29,7 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from ._coerce import as_category_strings, as_float_array
+from .coerce import as_category_strings, as_float_array
 from .performance import ReferencePerformance, performance_counts
 
 __all__ = [

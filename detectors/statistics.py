@@ -62,7 +62,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from scipy import special
 from scipy import stats as sps
 
-from ._coerce import as_float_array
+from .coerce import as_float_array
 from .profiles import profile_categorical, profile_numeric
 from .verdict import Verdict, grade
 

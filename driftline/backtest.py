@@ -40,21 +40,25 @@ Windows
     least one prediction are evaluated, oldest first. Within a window rows are taken
     in ``event_id`` order, so that float sums do not depend on the order of the lines.
 Policy
-    The alert policy sees the windows in time order with ``now = window_end +
+    Each window is closed by the core's one window step
+    (:func:`~driftline.detectors.step.close_window`), as the streaming monitor closes
+    it. The alert policy sees the windows in time order with ``now = window_end +
     allowed_lateness`` (the moment streaming would close the window), so ``opened_at``
     is deterministic. A retrain request asks for the data of the triggering alerts'
     run, ``[earliest triggering window start - (consecutive_windows - 1) * window,
     current window end)``, and counts the labelled rows of the evaluated windows in that
     range against ``retrain.min_labelled_rows``.
 Concept drift (optional ``concept_drift`` section)
-    Every labelled prediction of the model gives one error (:func:`error_stream`),
-    fed to the configured online detectors in **label order**: the label's feedback
-    timestamp (rounded to the microsecond), then ``event_id`` (:func:`label_order`). A
+    Every labelled prediction of the model gives one error
+    (:func:`~driftline.detectors.online.error_stream`), fed to the configured online
+    detectors in **label order**: the label's feedback timestamp (rounded to the
+    microsecond), then ``event_id`` (:func:`~driftline.detectors.concept.label_order`). A
     detection counts in the window of the labelled prediction's event time; every
     evaluated window gets one ``concept_drift`` row per detector (its detections there).
     One detector stream covers the model's rows of every version (streaming keeps one
     per version: they agree for a single version). The pure step
-    (:func:`concept_drift_step`) is the one the streaming monitor runs.
+    (:func:`~driftline.detectors.concept.concept_drift_step`) is the one the streaming
+    monitor runs.
 Revisions
     A backtest knows every label, so each window is evaluated once, as revision 0, and
     that revision is final. Streaming writes revision 0 at window close and later
@@ -90,7 +94,7 @@ import gc
 import math
 import operator
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -105,31 +109,26 @@ from pydantic import BaseModel, ConfigDict
 
 from driftline.detectors import (
     Alert,
-    AlertDecision,
-    AlertPolicy,
     MetricRow,
     ModelProfile,
-    OnlineDetector,
     PolicyState,
-    RetrainPolicy,
-    RetrainRequest,
+    WindowData,
     WindowReport,
     aggregate_window,
-    assign_windows,
     build_profile,
-    error_stream,
-    evaluate_window,
-    get_detector,
 )
-from driftline.detectors._coerce import category_array, category_string
+from driftline.detectors.coerce import category_array, category_string
+from driftline.detectors.concept import concept_drift_detectors, concept_drift_step, label_order
+from driftline.detectors.step import Policies, close_window
 from driftline.detectors.verdict import SEVERITY_RANK
+from driftline.detectors.windows import assign_windows, to_microseconds
 from driftline.schemas.codec import (
     DEFAULT_MAX_MESSAGE_BYTES,
     DecodeError,
     FeedbackColumns,
     PredictionColumns,
-    _batch_rows,
     decode_ingest,
+    prediction_batch_columns,
 )
 from driftline.schemas.events import (
     EARLIEST_EPOCH,
@@ -138,23 +137,15 @@ from driftline.schemas.events import (
     MAX_FEATURES,
     MAX_ID_LENGTH,
     MAX_VALUE_LENGTH,
-    AlertEvent,
     FeedbackEvent,
     PredictionEvent,
-    RetrainRequestEvent,
 )
 from driftline.schemas.monitor import ALERT_KINDS, MonitorConfig, MonitorConfigError
 
 __all__ = [
     "BacktestInputError",
     "BacktestSummary",
-    "ConceptDriftHits",
     "MetricLine",
-    "PolicyStep",
-    "concept_drift_detectors",
-    "concept_drift_step",
-    "label_order",
-    "policy_step",
     "reference_profile",
     "run_backtest",
 ]
@@ -630,7 +621,7 @@ class _Reader:
         def take(arrays: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
             return _cat(arrays, dtype)[keep]
 
-        timestamps = _to_microseconds(take([p.timestamps for p in parts], np.float64))
+        timestamps = to_microseconds(take([p.timestamps for p in parts], np.float64))
         features: dict[str, npt.NDArray[Any]] = {}
         feature_nulls: dict[str, npt.NDArray[np.bool_] | None] = {}
         for fname, kind in kinds.items():
@@ -665,7 +656,7 @@ class _Reader:
         if not self.classes:
             labelled &= np.isfinite(labels)  # a string label of a regression model
         label_times = np.full(uids.size, np.nan)
-        label_times[at] = _to_microseconds(fb_times[matched])
+        label_times[at] = to_microseconds(fb_times[matched])
         return _Rows(
             event_ids=uids,
             timestamps=timestamps,
@@ -698,17 +689,6 @@ class _Reader:
         return _cat(
             [_number_classes(a) if a.dtype.kind == "f" else a for a in arrays], object
         ).astype(str)
-
-
-def _to_microseconds(seconds: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    """Epoch seconds rounded to the microsecond as ``datetime.fromtimestamp`` rounds them.
-
-    The event models keep times as datetimes (microseconds, half to even on the
-    fractional part); the batch columns keep the number sent. Rounding both the same way
-    puts a row in the same window whichever way it came.
-    """
-    whole = np.floor(seconds)
-    return (whole * 1e6 + np.round((seconds - whole) * 1e6)) / 1e6
 
 
 def _cat(arrays: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
@@ -1011,7 +991,7 @@ def _dispatch(reader: _Reader, line: bytes, obj: Any, number: int) -> None:
             kind = obj.get("type")
             if kind == "prediction_batch":
                 # What decode_ingest does with a parsed batch: the codec's own fast path.
-                reader.add(_batch_rows(obj))
+                reader.add(prediction_batch_columns(obj))
                 return
             if kind == "feedback_batch" and _quick_feedback_batch(obj):
                 reader.add_label_batch(
@@ -1129,19 +1109,12 @@ def _labels(labels: npt.NDArray[Any], labelled: npt.NDArray[np.bool_]) -> npt.ND
 class _Window:
     start: float
     end: float
-    report: WindowReport
+    data: WindowData
     labelled: int
 
 
-def _windows(
-    config: MonitorConfig,
-    profile: ModelProfile,
-    rows: _Rows,
-    hits: Mapping[float, Mapping[str, int]] | None = None,
-) -> Iterable[_Window]:
-    """Evaluate every window holding predictions, oldest first."""
-    names = config.concept_drift.detectors if config.concept_drift is not None else ()
-    hits = hits or {}
+def _windows(config: MonitorConfig, profile: ModelProfile, rows: _Rows) -> Iterable[_Window]:
+    """Aggregate every window holding predictions, oldest first."""
     size = config.window_seconds
     starts = assign_windows(rows.timestamps, size)
     order = np.argsort(starts, kind="stable")  # rows are in event-id order already
@@ -1164,13 +1137,8 @@ def _windows(
             scores=scores if binary and np.isfinite(scores).any() else None,
             labels=_labels(rows.labels[idx], labelled),
             positive_label=config.performance.positive_label,
-            concept_drift={d: int(hits.get(start, {}).get(d, 0)) for d in names},
         )
-        end = start + size
-        report = evaluate_window(
-            profile, config, data, window_start=start, window_end=end, revision=0
-        )
-        yield _Window(start, end, report, int(np.count_nonzero(labelled)))
+        yield _Window(start, start + size, data, int(np.count_nonzero(labelled)))
 
 
 def _part(mask: npt.NDArray[np.bool_] | None, idx: npt.NDArray[np.intp]) -> Any:
@@ -1191,119 +1159,6 @@ def _concept_hits(config: MonitorConfig, rows: _Rows) -> dict[float, dict[str, i
         labels=rows.labels[idx],
         window_starts=starts,
     )
-
-
-# --------------------------------------------------------------------------- concept drift
-
-#: Detections per window start, then per detector name.
-ConceptDriftHits = dict[float, dict[str, int]]
-
-
-def label_order(times: npt.ArrayLike, event_ids: npt.ArrayLike) -> npt.NDArray[np.intp]:
-    """The order in which labels feed the online detectors: feedback time, then event id.
-
-    Examples
-    --------
-    >>> label_order([5.0, 1.0, 5.0], ["b", "z", "a"]).tolist()
-    [1, 2, 0]
-    """
-    t = np.asarray(times, dtype=np.float64)
-    ids = np.asarray(event_ids).astype(str)
-    return np.lexsort((ids, t)).astype(np.intp)
-
-
-def concept_drift_detectors(
-    config: MonitorConfig, saved: Mapping[str, Mapping[str, Any]] | None = None
-) -> dict[str, OnlineDetector]:
-    """The configured online detectors, restored from ``saved`` states where they fit.
-
-    A saved state whose detector or parameters differ from the config is dropped (the
-    detector starts afresh), so a changed config never resumes a foreign state.
-
-    Examples
-    --------
-    >>> from driftline.schemas.monitor import MonitorConfig
-    >>> cfg = MonitorConfig.from_mapping({"model_id": "m", "features": {"x": "numeric"},
-    ...     "concept_drift": {"detectors": ["adwin", "page_hinkley"]}})
-    >>> sorted(concept_drift_detectors(cfg))
-    ['adwin', 'page_hinkley']
-    """
-    section = config.concept_drift
-    if section is None:
-        return {}
-    out: dict[str, OnlineDetector] = {}
-    for name in section.detectors:
-        fresh = get_detector(name, **section.params.get(name, {}))
-        state = (saved or {}).get(name)
-        if (
-            state is not None
-            and state.get("detector") == name
-            and dict(state.get("params", {})) == fresh.params
-        ):
-            out[name] = OnlineDetector.from_state(state)
-        else:
-            out[name] = fresh
-    return out
-
-
-def _errors(
-    task: str, predictions: npt.ArrayLike, labels: npt.ArrayLike
-) -> npt.NDArray[np.float64]:
-    """One error per labelled row, aligned with the rows (NaN where it has none)."""
-    if task == "regression":
-        p = np.asarray(predictions, dtype=np.float64)
-        y = np.asarray(labels, dtype=np.float64)
-        return np.abs(p - y)
-    return error_stream(task, predictions, labels)
-
-
-def concept_drift_step(
-    config: MonitorConfig,
-    detectors: Mapping[str, OnlineDetector],
-    *,
-    predictions: npt.ArrayLike,
-    labels: npt.ArrayLike,
-    window_starts: npt.ArrayLike,
-) -> ConceptDriftHits:
-    """Feed labelled rows, already in label order, to the detectors (updated in place).
-
-    ``predictions`` and ``labels`` are canonical class strings (every row labelled) or
-    numbers (regression); ``window_starts`` is each row's prediction window. Returns the
-    detections per window start and detector; a detection made before its detector had
-    seen ``concept_drift.min_labels`` errors is ignored.
-
-    Examples
-    --------
-    >>> from driftline.schemas.monitor import MonitorConfig
-    >>> cfg = MonitorConfig.from_mapping({"model_id": "m", "features": {"x": "numeric"},
-    ...     "concept_drift": {"detectors": ["page_hinkley"],
-    ...                       "params": {"page_hinkley": {"threshold": 10.0}}}})
-    >>> dets = concept_drift_detectors(cfg)
-    >>> labels = ["1"] * 300 + ["0"] * 300
-    >>> starts = [0.0] * 300 + [60.0] * 300
-    >>> concept_drift_step(cfg, dets, predictions=["1"] * 600, labels=labels,
-    ...                    window_starts=starts)
-    {60.0: {'page_hinkley': 1}}
-    """
-    section = config.concept_drift
-    out: ConceptDriftHits = {}
-    if section is None or not detectors:
-        return out
-    errors = _errors(config.task, predictions, labels)
-    starts = np.asarray(window_starts, dtype=np.float64)
-    if errors.size != starts.size:
-        raise ValueError("one window start per labelled row")
-    if not errors.size:
-        return out
-    finite_before = np.cumsum(np.isfinite(errors))
-    for name, det in detectors.items():
-        seen = det.n_seen
-        for i in det.update_many(errors).tolist():
-            if seen + int(finite_before[i]) < section.min_labels:
-                continue
-            counts = out.setdefault(float(starts[i]), {})
-            counts[name] = counts.get(name, 0) + 1
-    return dict(sorted(out.items()))
 
 
 def _metric_line(report: WindowReport, row: MetricRow) -> bytes:
@@ -1336,36 +1191,6 @@ def _utc(seconds: float) -> datetime:
     return datetime.fromtimestamp(seconds, tz=UTC)
 
 
-def _alert_event(alert: Alert) -> AlertEvent:
-    return AlertEvent(
-        alert_id=alert.alert_id,
-        model_id=alert.model_id,
-        model_version=alert.model_version,
-        kind=alert.kind,
-        feature=alert.feature,
-        window_start=alert.window_start,
-        window_end=alert.window_end,
-        statistic=alert.statistic,
-        value=alert.value if alert.value is not None else 0.0,
-        threshold=alert.threshold,
-        p_value=alert.p_value,
-        severity=alert.severity,
-        opened_at=alert.opened_at,
-    )
-
-
-def _request_event(request: RetrainRequest) -> RetrainRequestEvent:
-    return RetrainRequestEvent(
-        request_id=request.request_id,
-        model_id=request.model_id,
-        model_version=request.model_version,
-        reason=request.reason,
-        data_from=request.data_from,
-        data_to=request.data_to,
-        requested_at=request.requested_at,
-    )
-
-
 def _file_summary(rows: _Rows) -> FileSummary:
     labelled = int(np.count_nonzero(rows.labelled))
     return FileSummary(
@@ -1376,82 +1201,6 @@ def _file_summary(rows: _Rows) -> FileSummary:
         model_versions=rows.versions,
         first_timestamp=_utc(float(rows.timestamps.min())) if rows.n else None,
         last_timestamp=_utc(float(rows.timestamps.max())) if rows.n else None,
-    )
-
-
-def _triggers(policy: RetrainPolicy, decisions: Sequence[AlertDecision]) -> list[Alert]:
-    """The alerts :meth:`RetrainPolicy.decide` takes as triggers."""
-    floor = SEVERITY_RANK[policy.severity]
-    return [
-        d.alert
-        for d in decisions
-        if d.action in ("open", "escalate")
-        and d.alert.kind in policy.on
-        and SEVERITY_RANK[d.alert.severity] >= floor
-    ]
-
-
-@dataclass(frozen=True)
-class PolicyStep:
-    """What the alert and retrain policies decided on one window report.
-
-    Examples
-    --------
-    >>> step = PolicyStep(PolicyState(), (), (), None, "")
-    >>> step.alert_events, step.request is None
-    ((), True)
-    """
-
-    state: PolicyState
-    decisions: tuple[AlertDecision, ...]
-    #: One event per alert opened or escalated, in decision order.
-    alert_events: tuple[AlertEvent, ...]
-    request: RetrainRequestEvent | None
-    reason: str
-
-
-def policy_step(
-    config: MonitorConfig,
-    alert_policy: AlertPolicy,
-    retrain_policy: RetrainPolicy,
-    state: PolicyState,
-    report: WindowReport,
-    *,
-    now: float,
-    labelled_by_start: Mapping[float, int],
-) -> PolicyStep:
-    """Apply the alert policy, then the retrain policy, to one window report.
-
-    The per-window step shared by the backtest and the streaming monitor. A retrain
-    request asks for ``[earliest triggering window start - (consecutive_windows - 1) *
-    window, report window end)`` and counts the labelled rows of the windows in
-    ``labelled_by_start`` (window start to labelled predictions) in that range.
-    """
-    outcome = alert_policy.apply(state, report, now)
-    events = tuple(
-        _alert_event(d.alert) for d in outcome.decisions if d.action in ("open", "escalate")
-    )
-    triggers = _triggers(retrain_policy, outcome.decisions)
-    data_from = data_to = report.window_end
-    labelled = 0
-    if triggers:
-        run = (config.alerting.consecutive_windows - 1) * config.window_seconds
-        data_from = min(a.window_start for a in triggers) - run
-        labelled = sum(n for s, n in labelled_by_start.items() if data_from <= s < data_to)
-    decided = retrain_policy.decide(
-        outcome.state,
-        outcome.decisions,
-        labelled_rows=labelled,
-        now=now,
-        data_from=data_from,
-        data_to=data_to,
-    )
-    return PolicyStep(
-        state=decided.state,
-        decisions=outcome.decisions,
-        alert_events=events,
-        request=None if decided.request is None else _request_event(decided.request),
-        reason=decided.reason,
     )
 
 
@@ -1501,8 +1250,7 @@ def run_backtest(
     events = _read(Path(events_path), "events", config)
     profile = _profile(config, ref)
 
-    alert_policy = AlertPolicy.from_config(config)
-    retrain_policy = RetrainPolicy.from_config(config)
+    policies = Policies.from_config(config)
     state = PolicyState()
     lateness = config.allowed_lateness_seconds
     size = config.window_seconds
@@ -1516,10 +1264,21 @@ def run_backtest(
     labelled_by_start: dict[float, int] = {}
     windows: list[_Window] = []
     hits = _concept_hits(config, events)
-    for window in _windows(config, profile, events, hits):
+    for window in _windows(config, profile, events):
         windows.append(window)
-        report = window.report
         labelled_by_start[window.start] = window.labelled
+        step = close_window(
+            config,
+            profile,
+            policies,
+            state,
+            window.data,
+            window_start=window.start,
+            hits=hits.get(window.start, {}),
+            labelled_by_start=labelled_by_start,
+            now=window.end + lateness,
+        )
+        report = step.report
         metric_lines.extend(_metric_line(report, row) for row in report.rows)
         worst = max(
             (r.status for r in report.rows if r.primary),
@@ -1527,15 +1286,6 @@ def run_backtest(
             default="insufficient",
         )
         window_status[worst] += 1
-        step = policy_step(
-            config,
-            alert_policy,
-            retrain_policy,
-            state,
-            report,
-            now=window.end + lateness,
-            labelled_by_start=labelled_by_start,
-        )
         state = step.state
         for decision in step.decisions:
             actions[decision.action] += 1

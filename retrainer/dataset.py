@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from driftline.detectors._coerce import category_string
+from driftline.detectors.coerce import category_string
 from driftline.schemas.monitor import MonitorConfig
 
 __all__ = ["LabelledDataset", "check_features", "from_rows"]

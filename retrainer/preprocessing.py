@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 import numpy as np
-from driftline.detectors._coerce import category_string
+from driftline.detectors.coerce import category_string
 from driftline.schemas.monitor import MonitorConfig, Task
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 

@@ -56,6 +56,7 @@ __all__ = [
     "decode_ingest",
     "decode_rows",
     "encode",
+    "prediction_batch_columns",
     "read_jsonl",
 ]
 
@@ -486,8 +487,9 @@ def _prediction_batch(obj: dict[str, Any]) -> PredictionColumns:
     )
 
 
-def _batch_rows(obj: dict[str, Any]) -> PredictionColumns:
-    """The fast path, falling back on the models for the verdict and the error."""
+def prediction_batch_columns(obj: dict[str, Any]) -> PredictionColumns:
+    """The columns of a parsed ``prediction_batch`` object: the column-wise fast path,
+    falling back on the event models for the verdict and the error (:class:`DecodeError`)."""
     try:
         return _prediction_batch(obj)
     except (_RefusedError, ValueError, TypeError, OverflowError):
@@ -647,7 +649,7 @@ def decode_rows(
     obj = _object(data, max_bytes)
     kind = obj.get("type")
     if kind == "prediction_batch":
-        return _batch_rows(obj)
+        return prediction_batch_columns(obj)
     if kind == "feedback_batch":
         return _feedback_rows(obj)
     return rows_of(validate(obj))
@@ -671,7 +673,7 @@ def decode_ingest(data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES)
     obj = _object(data, max_bytes)
     kind = obj.get("type")
     if kind == "prediction_batch":
-        return _batch_rows(obj)
+        return prediction_batch_columns(obj)
     if kind == "feedback_batch":
         return _feedback_rows(obj)
     event = validate(obj)

@@ -17,7 +17,15 @@ __all__ = ["StreamTopics", "create_app", "faust_credentials"]
 
 @dataclass(frozen=True)
 class StreamTopics:
-    """The raw-bytes Faust topics of one app."""
+    """The raw-bytes Faust topics of one app.
+
+    Examples
+    --------
+    >>> app = faust.App("doc", broker="kafka://localhost:9", web_enabled=False)
+    >>> topics = StreamTopics(*(app.topic(n, value_serializer="raw") for n in "pfd"))
+    >>> topics.dlq.get_topic_name()
+    'd'
+    """
 
     predictions: faust.TopicT
     feedback: faust.TopicT

@@ -11,10 +11,10 @@ A thin shell around the pure core (DESIGN §2). Every tick the Faust leader:
    predictions and labels per window in ClickHouse (:func:`plan_windows`); otherwise
    only windows newer than the newest closed one can be due, and it lists those that
    hold predictions (their counts come with their aggregates);
-3. aggregates those windows in ClickHouse (:func:`driftline.store.windows.windows_data`),
-   evaluates them (:func:`~driftline.detectors.evaluate.evaluate_window`) and applies the
-   alert and retrain policies (:func:`driftline.backtest.policy_step`, the step the
-   backtest runs), window by window, oldest first.
+3. aggregates those windows in ClickHouse (:func:`driftline.store.windows.windows_aggregates`),
+   and closes them with the core's one window step
+   (:func:`~driftline.detectors.step.close_window`: evaluation, alert and retrain
+   policies, the step the backtest runs), window by window, oldest first.
 
 Passes
     A model's pass is due when its watermark crossed one of its closing boundaries
@@ -96,8 +96,8 @@ Concept drift (optional ``concept_drift`` section of the monitor config)
     ``event_id``): those whose feedback time ``t`` has ``t + allowed_lateness <=
     watermark`` and whose key ``(t, event_id)`` lies beyond the stored cursor, in key
     order (label order, as the backtest feeds them:
-    :func:`driftline.backtest.label_order`). Their errors go through the online
-    detectors (:func:`driftline.backtest.concept_drift_step`); detections count in
+    :func:`~driftline.detectors.concept.label_order`). Their errors go through the online
+    detectors (:func:`~driftline.detectors.concept.concept_drift_step`); detections count in
     the window of the labelled prediction's event time. A window whose detection count
     changed is evaluated again like one whose label count rose (within the horizon),
     its ``WindowData.concept_drift`` holding the counts, so detections surface as
@@ -153,27 +153,39 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from driftline.detectors import AlertPolicy, PolicyState, RetrainPolicy, WindowReport
-from driftline.detectors.evaluate import evaluate_window
+from driftline.detectors import WindowReport
+from driftline.detectors.concept import LabelRows, advance_concept
 from driftline.detectors.profiles import ModelProfile
+from driftline.detectors.step import (
+    FRESH,
+    MonitorState,
+    Policies,
+    WindowStep,
+    WindowWork,
+    advance_state,
+    close_window,
+)
+from driftline.detectors.windows import (
+    MICROS,
+    PartitionMark,
+    closing_boundary,
+    global_watermark,
+    micros,
+    model_watermarks,
+    plan_windows,
+    window_closes,
+    with_moved,
+)
 from driftline.schemas.events import AlertEvent
 from driftline.schemas.monitor import MonitorConfig, load_monitors
-from pydantic import BaseModel, ConfigDict
 
-from driftline.backtest import (
-    PolicyStep,
-    concept_drift_detectors,
-    concept_drift_step,
-    policy_step,
-)
 from driftline.metrics import WorkerMetrics
 from driftline.store.backend import Store
+from driftline.store.params import SqlParams
 from driftline.store.windows import (
     FreshRows,
-    ModelMark,
     WindowAggregate,
-    _classes,
-    _Params,
+    class_strings,
     fresh_rows,
     model_marks,
     stored_revisions,
@@ -184,202 +196,32 @@ from driftline.store.windows import (
 )
 
 __all__ = [
-    "ConceptState",
     "Monitor",
-    "MonitorState",
-    "PartitionMark",
     "VersionPlan",
-    "WindowRecord",
-    "WindowWork",
-    "closing_boundary",
-    "global_watermark",
     "load_monitors",
     "metric_table",
-    "model_watermarks",
-    "plan_windows",
-    "with_moved",
 ]
 
 log = logging.getLogger(__name__)
-
-_MICROS = 1_000_000
 
 
 # --------------------------------------------------------------------------- pure parts
 
 
 @dataclass(frozen=True)
-class PartitionMark:
-    """One partition's watermark (event time) and last progress (processing time)."""
-
-    partition: int
-    event_time: float
-    updated_at: float
-
-
-def global_watermark(
-    marks: Sequence[PartitionMark | ModelMark], now: float, idle_seconds: float
-) -> float:
-    """The slowest active mark's event time (see "Watermark rule" in the module docstring).
-
-    The monitor applies it to the marks of one model (:func:`model_watermarks`); over the
-    ``watermarks`` table's partition marks it gives the watermark of all models together.
-
-    Examples
-    --------
-    >>> marks = [PartitionMark(0, 500.0, 99.0), PartitionMark(1, 300.0, 98.0)]
-    >>> global_watermark(marks, now=100.0, idle_seconds=10)
-    300.0
-    >>> global_watermark(marks, now=108.5, idle_seconds=10)  # partition 1 is idle
-    500.0
-    >>> global_watermark(marks, now=200.0, idle_seconds=10)  # all idle: the newest
-    500.0
-    >>> global_watermark([], now=0.0, idle_seconds=10)
-    -inf
-    """
-    if not marks:
-        return -math.inf
-    active = [m.event_time for m in marks if now - m.updated_at <= idle_seconds]
-    return min(active) if active else max(m.event_time for m in marks)
-
-
-def model_watermarks(
-    marks: Sequence[ModelMark], now: float, idle_seconds: float
-) -> dict[str, float]:
-    """Each model's watermark: :func:`global_watermark` over that model's own marks only.
-
-    Examples
-    --------
-    >>> marks = [ModelMark("a", 0, 300.0, 50.0), ModelMark("a", 1, 100.0, 49.0),
-    ...          ModelMark("b", 0, 9000.0, 50.0)]
-    >>> model_watermarks(marks, now=50.0, idle_seconds=10)  # b's clock leaves a alone
-    {'a': 100.0, 'b': 9000.0}
-    >>> model_watermarks(marks, now=59.5, idle_seconds=10)  # a's partition 1 is idle
-    {'a': 300.0, 'b': 9000.0}
-    """
-    by_model: dict[str, list[ModelMark]] = {}
-    for mark in marks:
-        by_model.setdefault(mark.model_id, []).append(mark)
-    return {
-        model: global_watermark(own, now, idle_seconds) for model, own in sorted(by_model.items())
-    }
-
-
-def closing_boundary(config: MonitorConfig, watermark: float) -> int:
-    """How many window ends of ``config`` lie at or before ``watermark - allowed_lateness``.
-
-    Windows are epoch-aligned, so window ``[s, s + W)`` can close only once this number
-    passes ``(s + W) / W``: while it stays the same, no new window is due.
-
-    Examples
-    --------
-    >>> config = MonitorConfig.from_mapping({"model_id": "m", "window": "1m",
-    ...     "allowed_lateness": "10s", "features": {"x": "numeric"}})
-    >>> closing_boundary(config, 129.9), closing_boundary(config, 130.0)
-    (1, 2)
-    """
-    if not math.isfinite(watermark):
-        return -(2**63) if watermark < 0 else 2**63
-    # In whole microseconds, as windows are planned, so that both agree on every end.
-    frontier = _micros(watermark) - _micros(config.allowed_lateness_seconds)
-    return frontier // _micros(config.window_seconds)
-
-
-class WindowRecord(BaseModel):
-    """What the monitor last evaluated of one closed window."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    start: float
-    revision: int
-    n: int
-    labelled: int
-    #: Concept-drift detections counted in the window when it was evaluated.
-    drift: int = 0
-
-
-class WindowHits(BaseModel):
-    """Concept-drift detections counted in one window, per detector."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    start: float
-    counts: dict[str, int]
-
-
-class ConceptState(BaseModel):
-    """The online detectors of one model version: their states, cursor and detections.
-
-    ``cursor`` is the key ``(feedback time in µs, event_id)`` of the last label fed.
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    cursor: tuple[int, str] | None = None
-    detectors: dict[str, dict[str, Any]] = {}
-    hits: tuple[WindowHits, ...] = ()
-
-    def by_start(self) -> dict[float, dict[str, int]]:
-        """Detections per window start."""
-        return {h.start: dict(h.counts) for h in self.hits}
-
-    def totals(self, names: Sequence[str]) -> dict[float, int]:
-        """Detections of the detectors ``names`` per window start."""
-        return {h.start: sum(h.counts.get(n, 0) for n in names) for h in self.hits}
-
-
-class MonitorState(BaseModel):
-    """Everything the monitor of one model version remembers; JSON in ``monitor_state``.
-
-    Examples
-    --------
-    >>> s = MonitorState(windows=(WindowRecord(start=60.0, revision=0, n=5, labelled=2),))
-    >>> MonitorState.model_validate_json(s.model_dump_json()) == s
-    True
-    """
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    seq: int = 0
-    policy: PolicyState = PolicyState()
-    #: Start of the newest window evaluated.
-    last_closed: float | None = None
-    #: Evaluated windows still within the late-data horizon, oldest first.
-    windows: tuple[WindowRecord, ...] = ()
-    #: Online concept-drift detectors (only with a ``concept_drift`` section).
-    concept: ConceptState = ConceptState()
-    #: ``ingested_at`` (µs) up to which stored rows were looked at for re-sent events and
-    #: data beyond the horizon (see "Re-sent events").
-    fresh_cursor: int | None = None
-    #: Starts of reported windows that lost an event to a newer copy in another window or
-    #: version, waiting to be evaluated again, oldest first.
-    moved: tuple[float, ...] = ()
-
-    def record(self, start: float) -> WindowRecord | None:
-        """The record of the window starting at ``start``, if it was evaluated."""
-        return next((w for w in self.windows if w.start == start), None)
-
-
-#: ``WindowWork.n`` and ``labelled`` of a window never evaluated, planned without counting
-#: its rows: they are taken from its aggregates.
-FRESH = -1
-
-
-@dataclass(frozen=True)
-class WindowWork:
-    """A window to evaluate: its start, the revision to write and its current counts."""
-
-    start: float
-    revision: int
-    n: int
-    labelled: int
-    drift: int = 0
-
-
-@dataclass(frozen=True)
 class VersionPlan:
     """One model version's part of a pass: its profile, state and windows to evaluate, and
-    whether its state changed even without windows (cursors, detectors, moved windows)."""
+    whether its state changed even without windows (cursors, detectors, moved windows).
+
+    Examples
+    --------
+    >>> from driftline.detectors import build_profile
+    >>> profile = build_profile("m", "v1", features={"x": [0.0, 1.0]}, kinds={"x": "numeric"})
+    >>> plan = VersionPlan("v1", profile, MonitorState(), [WindowWork(60.0, 0, FRESH, FRESH)],
+    ...                    changed=False)
+    >>> [w.start for w in plan.work]
+    [60.0]
+    """
 
     version: str
     profile: ModelProfile
@@ -388,215 +230,17 @@ class VersionPlan:
     changed: bool
 
 
-def plan_windows(
-    state: MonitorState,
-    counts: Mapping[float, tuple[int, int]],
-    *,
-    size: float,
-    lateness: float,
-    watermark: float,
-    horizon: float,
-    drift: Mapping[float, int] | None = None,
-) -> list[WindowWork]:
-    """Windows to evaluate now, oldest first.
-
-    ``counts`` maps window starts to ``(predictions, labelled predictions)`` over every
-    window that can close (a recorded window absent from it holds no prediction any
-    more). A window is due when it closes (``start + size + lateness <= watermark``) and
-    either it was never evaluated, holds predictions and is newer than the newest
-    evaluated window or within the horizon, or it was evaluated, is within the horizon
-    (``start + size >= watermark - horizon``) and its counts or its concept-drift
-    detections (``drift``: window start to detections) changed. Counts rise with late
-    data; they fall when a merge removed the older copy of an event re-sent elsewhere.
-
-    Examples
-    --------
-    >>> counts = {0.0: (5, 0), 60.0: (5, 5), 120.0: (3, 0)}
-    >>> [w.start for w in plan_windows(MonitorState(), counts, size=60, lateness=10,
-    ...                                watermark=189.0, horizon=3600)]
-    [0.0, 60.0]
-    >>> done = MonitorState(last_closed=60.0, windows=(
-    ...     WindowRecord(start=0.0, revision=0, n=5, labelled=0),
-    ...     WindowRecord(start=60.0, revision=0, n=5, labelled=5)))
-    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=3600)
-    []
-    >>> counts[0.0] = (5, 4)
-    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=3600)
-    [WindowWork(start=0.0, revision=1, n=5, labelled=4, drift=0)]
-    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=60)
-    []
-    >>> counts[0.0] = (5, 0)
-    >>> plan_windows(done, counts, size=60, lateness=10, watermark=189.0, horizon=3600,
-    ...              drift={60.0: 1})
-    [WindowWork(start=60.0, revision=1, n=5, labelled=5, drift=1)]
-    >>> plan_windows(done, {0.0: (4, 0)}, size=60, lateness=10, watermark=189.0,
-    ...              horizon=3600)  # one event of window 0 left, window 60 lost them all
-    [WindowWork(start=0.0, revision=1, n=4, labelled=0, drift=0),
-     WindowWork(start=60.0, revision=1, n=0, labelled=0, drift=0)]
-    """
-    drift = drift or {}
-    due: list[WindowWork] = []
-    for start in sorted({*counts, *(w.start for w in state.windows)}):
-        n, labelled = counts.get(start, (0, 0))
-        hits = int(drift.get(start, 0))
-        if not _closes(start, size, lateness, watermark):
-            continue
-        recent = start + size >= watermark - horizon
-        record = state.record(start)
-        if record is None:
-            newer = state.last_closed is None or start > state.last_closed
-            if n > 0 and (newer or recent):
-                due.append(WindowWork(start, 0, n, labelled, hits))
-        elif recent and (n != record.n or labelled != record.labelled or hits != record.drift):
-            due.append(WindowWork(start, record.revision + 1, n, labelled, hits))
-    return due
-
-
-def advance_state(
-    state: MonitorState,
-    work: WindowWork,
-    policy: PolicyState,
-    *,
-    size: float,
-    watermark: float,
-    horizon: float,
-) -> MonitorState:
-    """The state after evaluating ``work``: its record replaced, old records dropped."""
-    records = {w.start: w for w in state.windows}
-    records[work.start] = WindowRecord(
-        start=work.start,
-        revision=work.revision,
-        n=work.n,
-        labelled=work.labelled,
-        drift=work.drift,
-    )
-    keep = [
-        r for s, r in sorted(records.items()) if s + size >= watermark - horizon or s == work.start
-    ]
-    last = work.start if state.last_closed is None else max(state.last_closed, work.start)
-    # Detections of windows that can no longer be evaluated are dropped.
-    hits = tuple(
-        h for h in state.concept.hits if h.start + size >= watermark - horizon or h.start > last
-    )
-    return MonitorState(
-        seq=state.seq + 1,
-        policy=policy,
-        last_closed=last,
-        windows=tuple(keep),
-        concept=state.concept.model_copy(update={"hits": hits}),
-        fresh_cursor=state.fresh_cursor,
-        moved=tuple(s for s in state.moved if s != work.start),
-    )
-
-
-def with_moved(
-    state: MonitorState,
-    work: Sequence[WindowWork],
-    counts: Mapping[float, tuple[int, int]] | None = None,
-    drift: Mapping[float, int] | None = None,
-) -> list[WindowWork]:
-    """``work`` plus the windows waiting in ``state.moved`` (see "Re-sent events"), oldest
-    first.
-
-    A moved window is evaluated as its record's next revision (0 without a record: the
-    stored revisions raise it, see "Revisions"), with its counts from ``counts`` when the
-    count pass covered it, else from its aggregates.
-
-    Examples
-    --------
-    >>> state = MonitorState(last_closed=120.0, moved=(0.0,),
-    ...     windows=(WindowRecord(start=0.0, revision=2, n=5, labelled=5),))
-    >>> with_moved(state, [WindowWork(120.0, 0, 3, 0)], counts={0.0: (5, 5)})
-    [WindowWork(start=0.0, revision=3, n=5, labelled=5, drift=0),
-     WindowWork(start=120.0, revision=0, n=3, labelled=0, drift=0)]
-    """
-    planned = {w.start for w in work}
-    extra = []
-    for start in state.moved:
-        if start in planned:
-            continue
-        record = state.record(start)
-        n, labelled = (counts or {}).get(start, (FRESH, FRESH))
-        revision = 0 if record is None else record.revision + 1
-        extra.append(WindowWork(start, revision, n, labelled, int((drift or {}).get(start, 0))))
-    return sorted([*work, *extra], key=lambda w: w.start)
-
-
-@dataclass(frozen=True)
-class LabelRows:
-    """Labels not yet fed to the online detectors, in label order (see the docstring)."""
-
-    times: list[int]
-    event_ids: list[str]
-    predictions: Any
-    labels: Any
-    starts: Any
-
-
-def advance_concept(
-    config: MonitorConfig, state: ConceptState, rows: LabelRows
-) -> tuple[ConceptState, bool]:
-    """Feed ``rows`` to the detectors restored from ``state``; the new state and whether it
-    changed (a pure step: the same state and rows give the same result).
-
-    Examples
-    --------
-    >>> cfg = MonitorConfig.from_mapping({"model_id": "m", "features": {"x": "numeric"},
-    ...     "concept_drift": {"detectors": ["page_hinkley"],
-    ...                       "params": {"page_hinkley": {"threshold": 10.0}}}})
-    >>> rows = LabelRows(times=list(range(600)), event_ids=[f"e{i}" for i in range(600)],
-    ...                  predictions=["1"] * 600, labels=["1"] * 300 + ["0"] * 300,
-    ...                  starts=[0.0] * 300 + [60.0] * 300)
-    >>> new, changed = advance_concept(cfg, ConceptState(), rows)
-    >>> changed, new.cursor, new.by_start()
-    (True, (599, 'e599'), {60.0: {'page_hinkley': 1}})
-    """
-    if config.concept_drift is None or not rows.times:
-        return state, False
-    detectors = concept_drift_detectors(config, state.detectors)
-    found = concept_drift_step(
-        config,
-        detectors,
-        predictions=rows.predictions,
-        labels=rows.labels,
-        window_starts=rows.starts,
-    )
-    merged = state.by_start()
-    for start, counts in found.items():
-        into = merged.setdefault(start, {})
-        for name, hits in counts.items():
-            into[name] = into.get(name, 0) + hits
-    new = ConceptState(
-        cursor=(int(rows.times[-1]), str(rows.event_ids[-1])),
-        detectors={name: det.to_state() for name, det in detectors.items()},
-        hits=tuple(WindowHits(start=s, counts=c) for s, c in sorted(merged.items())),
-    )
-    return new, True
-
-
-def _micros(seconds: float) -> int:
-    return round(seconds * _MICROS)
-
-
-def _closes(start: float, size: float, lateness: float, watermark: float) -> bool:
-    """Whether window ``[start, start + size)`` closes at ``watermark`` (in microseconds,
-    as :func:`closing_boundary` counts)."""
-    if not math.isfinite(watermark):
-        return watermark > 0
-    return _micros(start) + _micros(size) + _micros(lateness) <= _micros(watermark)
-
-
 def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
     """The ``window_metrics`` rows of a report (``feature`` is ``''`` where null)."""
-    micros = pa.timestamp("us", tz="UTC")
+    us_type = pa.timestamp("us", tz="UTC")
     rows = report.rows
     n = len(rows)
     return pa.table(
         {
             "model_id": pa.array([report.model_id] * n, pa.string()),
             "model_version": pa.array([report.model_version] * n, pa.string()),
-            "window_start": pa.array([_micros(report.window_start)] * n, micros),
-            "window_end": pa.array([_micros(report.window_end)] * n, micros),
+            "window_start": pa.array([micros(report.window_start)] * n, us_type),
+            "window_end": pa.array([micros(report.window_end)] * n, us_type),
             "metric": pa.array([r.metric for r in rows], pa.string()),
             "feature": pa.array([r.feature or "" for r in rows], pa.string()),
             "value": pa.array([r.value for r in rows], pa.float64()),
@@ -606,7 +250,7 @@ def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
             "n": pa.array([r.n for r in rows], pa.uint64()),
             "label_coverage": pa.array([r.label_coverage for r in rows], pa.float64()),
             "revision": pa.array([report.revision] * n, pa.uint32()),
-            "computed_at": pa.array([_micros(computed_at)] * n, micros),
+            "computed_at": pa.array([micros(computed_at)] * n, us_type),
             "kind": pa.array([r.kind for r in rows], pa.string()),
             "q_value": pa.array([r.q_value for r in rows], pa.float64()),
             "reference": pa.array([r.reference for r in rows], pa.float64()),
@@ -617,10 +261,10 @@ def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
 
 def alert_table(events: Sequence[AlertEvent]) -> pa.Table:
     """The ``alerts`` rows of alert events (an escalation replaces its alert's row)."""
-    micros = pa.timestamp("us", tz="UTC")
+    us_type = pa.timestamp("us", tz="UTC")
 
     def ts(values: list[Any]) -> pa.Array:
-        return pa.array([_micros(v.timestamp()) for v in values], micros)
+        return pa.array([micros(v.timestamp()) for v in values], us_type)
 
     return pa.table(
         {
@@ -790,7 +434,7 @@ class Monitor:
             {"topic": self.predictions_topic},
         )
         marks = [
-            PartitionMark(int(r["partition"]), int(r["e"]) / _MICROS, int(r["u"]) / _MICROS)
+            PartitionMark(int(r["partition"]), int(r["e"]) / MICROS, int(r["u"]) / MICROS)
             for r in rows
         ]
         return global_watermark(marks, time.time(), self.idle_seconds)
@@ -834,7 +478,7 @@ class Monitor:
         if not states:
             return
         versions = sorted(states)
-        now = _micros(time.time())
+        now = micros(time.time())
         self.store.insert_arrow(
             "monitor_state",
             pa.table(
@@ -855,8 +499,8 @@ class Monitor:
         frontier = watermark - config.allowed_lateness_seconds
         if config.concept_drift is None or not math.isfinite(frontier):
             return None
-        p = _Params()
-        size_us = _micros(config.window_seconds)
+        p = SqlParams()
+        size_us = micros(config.window_seconds)
         model = p.string(config.model_id)
         after = ""
         if state.concept.cursor is not None:
@@ -878,12 +522,12 @@ class Monitor:
             WHERE model_id = {model} AND model_version = {p.string(version)}
         ) AS q ON q.event_id = f.event_id
         WHERE f.model_id = {model}
-          AND toUnixTimestamp64Micro(f.timestamp) <= {p.integer(_micros(frontier))}{after}
+          AND toUnixTimestamp64Micro(f.timestamp) <= {p.integer(micros(frontier))}{after}
         ORDER BY t, id"""
         rows = self.store.query(sql, p.values)
         if not rows:
             return None
-        starts = [int(r["w"]) * size_us / _MICROS for r in rows]
+        starts = [int(r["w"]) * size_us / MICROS for r in rows]
         if config.task == "regression":
             predictions: Any = np.array(
                 [np.nan if r["pv"] is None else float(r["pv"]) for r in rows], dtype=np.float64
@@ -892,8 +536,8 @@ class Monitor:
                 [np.nan if r["lv"] is None else float(r["lv"]) for r in rows], dtype=np.float64
             )
         else:
-            predictions, _ = _classes([r["pc"] for r in rows], [r["pv"] for r in rows])
-            labels, _ = _classes([r["lc"] for r in rows], [r["lv"] for r in rows])
+            predictions, _ = class_strings([r["pc"] for r in rows], [r["pv"] for r in rows])
+            labels, _ = class_strings([r["lc"] for r in rows], [r["lv"] for r in rows])
         return LabelRows(
             times=[int(r["t"]) for r in rows],
             event_ids=[str(r["id"]) for r in rows],
@@ -913,7 +557,7 @@ class Monitor:
         states = self._load_states(model)
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close
-        until = _micros(time.time() - self.settle_seconds)
+        until = micros(time.time() - self.settle_seconds)
         newest = self._newest_stored(model, versions, states, until) if late else None
         rows_changed: bool | None = None
         pending: list[tuple[str, MonitorState, bool, dict[float, int]]] = []
@@ -953,7 +597,7 @@ class Monitor:
                 work = [
                     WindowWork(start, 0, FRESH, FRESH, int(drift.get(start, 0)))
                     for start in starts.get(version, [])
-                    if _closes(start, size, lateness, watermark)
+                    if window_closes(start, size, lateness, watermark)
                 ]
                 work = with_moved(state, work, drift=drift)
             else:
@@ -1108,7 +752,7 @@ class Monitor:
         state = state.model_copy(
             update={"fresh_cursor": until, "moved": tuple(sorted({*state.moved, *left}))}
         )
-        keep = bool(left) or saved is None or until - saved >= _micros(self.CURSOR_SAVE_SECONDS)
+        keep = bool(left) or saved is None or until - saved >= micros(self.CURSOR_SAVE_SECONDS)
         return state, keep
 
     def _beyond_last(self, state: MonitorState, size: float, watermark: float) -> float | None:
@@ -1116,10 +760,10 @@ class Monitor:
         horizon before ``watermark`` and a window as new was evaluated (``None``: none)."""
         if state.last_closed is None or not math.isfinite(watermark):
             return None
-        size_us = _micros(size)
-        frontier = _micros(watermark - self.horizon_seconds)
+        size_us = micros(size)
+        frontier = micros(watermark - self.horizon_seconds)
         newest = ((frontier - 1) // size_us - 1) * size_us  # ends before the frontier
-        return min(newest, _micros(state.last_closed)) / _MICROS
+        return min(newest, micros(state.last_closed)) / MICROS
 
     #: Data beyond the horizon is logged at most once per model in this many seconds.
     BEYOND_LOG_SECONDS = 3600.0
@@ -1184,9 +828,9 @@ class Monitor:
             elapsed, started = time.perf_counter() - started, time.perf_counter()
             if self.metrics is not None and closed:
                 share = elapsed / len(closed)
-                for report, step in closed:
+                for step in closed:
                     self.metrics.window_evaluated(
-                        report, step.alert_events, step.request is not None, share
+                        step.report, step.alert_events, step.request is not None, share
                     )
 
     #: Most windows of one version evaluated, written and recorded together (see "Exactly
@@ -1220,19 +864,18 @@ class Monitor:
 
     async def _close_chunk(
         self, config: MonitorConfig, chunks: Sequence[VersionPlan], watermark: float
-    ) -> tuple[dict[str, MonitorState], list[tuple[WindowReport, PolicyStep]]]:
-        """Evaluate each version's windows (oldest first), write the rows of all, send their
-        events, save the states that record them (one insert each); the new states and the
-        reports with their policy steps."""
+    ) -> tuple[dict[str, MonitorState], list[WindowStep]]:
+        """Close each version's windows (oldest first) with the core's
+        :func:`~driftline.detectors.step.close_window`, write the rows of all, send their
+        events, save the states that record them (one insert each); the new states and
+        the windows' steps."""
         data, stored = await self._store(self._aggregate, config, chunks)
-        names = config.concept_drift.detectors if config.concept_drift is not None else ()
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
-        alert_policy = AlertPolicy.from_config(config)
-        retrain_policy = RetrainPolicy.from_config(config)
-        closed: list[tuple[WindowWork, WindowReport, PolicyStep]] = []
+        policies = Policies.from_config(config)
+        closed: list[tuple[WindowWork, WindowStep]] = []
         states: dict[str, MonitorState] = {}
         for chunk in chunks:
-            version, profile, state = chunk.version, chunk.profile, chunk.state
+            version, state = chunk.version, chunk.state
             hits = state.concept.by_start()
             found_of, stored_of = data[version], stored.get(version, {})
             for item in chunk.work:  # each window's policy step sees the one before
@@ -1256,35 +899,23 @@ class Monitor:
                         horizon=self.horizon_seconds,
                     )
                     continue
-                window_data = found.data
-                if names:
-                    window_hits = hits.get(item.start, {})
-                    window_data = window_data.model_copy(
-                        update={"concept_drift": {d: int(window_hits.get(d, 0)) for d in names}}
-                    )
-                report = evaluate_window(
-                    profile,
-                    config,
-                    window_data,
-                    window_start=item.start,
-                    window_end=item.start + size,
-                    revision=item.revision,
-                )
-                if report.model_version != version:  # the model's newest profile stands in
-                    report = report.model_copy(update={"model_version": version})
                 newest = (
                     item.start if state.last_closed is None else max(state.last_closed, item.start)
                 )
                 labelled = {w.start: w.labelled for w in state.windows}
                 labelled[item.start] = item.labelled
-                step = policy_step(
+                step = close_window(
                     config,
-                    alert_policy,
-                    retrain_policy,
+                    chunk.profile,
+                    policies,
                     state.policy,
-                    report,
-                    now=newest + size + lateness,
+                    found.data,
+                    window_start=item.start,
+                    revision=item.revision,
+                    hits=hits.get(item.start, {}),
                     labelled_by_start=labelled,
+                    now=newest + size + lateness,
+                    model_version=version,  # the model's newest profile may stand in
                 )
                 state = advance_state(
                     state,
@@ -1294,14 +925,14 @@ class Monitor:
                     watermark=watermark,
                     horizon=self.horizon_seconds,
                 )
-                closed.append((item, report, step))
+                closed.append((item, step))
             states[version] = state
         # Rows, then the events, then the states that record them (see "Exactly once").
         if closed:
-            reports = [report for _, report, _ in closed]
-            alerts = [event for _, _, step in closed for event in step.alert_events]
+            reports = [step.report for _, step in closed]
+            alerts = [event for _, step in closed for event in step.alert_events]
             await self._store(self._write_rows, reports, alerts)
-        for _, _, step in closed:
+        for _, step in closed:
             for event in step.alert_events:
                 await self.send_alert(event.model_id, event.model_dump_json().encode())
                 self.alerts_sent += 1
@@ -1311,9 +942,9 @@ class Monitor:
                 )
                 self.requests_sent += 1
         await self._store(self._save_states, config.model_id, states)
-        for item, _, _ in closed:
+        for item, _ in closed:
             if item.revision == 0:
                 self.windows_closed += 1
             else:
                 self.revisions += 1
-        return states, [(report, step) for _, report, step in closed]
+        return states, [step for _, step in closed]

@@ -9,18 +9,20 @@ import numpy as np
 import orjson
 import pytest
 import test_monitor
-from driftline.detectors.online import DETECTORS
-from driftline.schemas.monitor import ONLINE_DETECTORS, MonitorConfig, MonitorConfigError
-from driftline.streams.monitor import ConceptState, LabelRows, MonitorState, advance_concept
-from test_monitor import Harness, assert_same_metrics, backtest_case, clock_event
-
-from driftline.backtest import (
+from driftline.detectors.concept import (
+    ConceptState,
+    LabelRows,
+    advance_concept,
     concept_drift_detectors,
     concept_drift_step,
     label_order,
-    reference_profile,
-    run_backtest,
 )
+from driftline.detectors.online import DETECTORS
+from driftline.detectors.step import MonitorState
+from driftline.schemas.monitor import ONLINE_DETECTORS, MonitorConfig, MonitorConfigError
+from test_monitor import Harness, assert_same_metrics, backtest_case, clock_event
+
+from driftline.backtest import reference_profile, run_backtest
 from driftline.store.profiles import save_profile
 
 BASE = "model_id: m\nfeatures: {x: numeric}\n"
@@ -184,7 +186,7 @@ def test_streaming_with_a_restart_equals_the_backtest(tmp_path: Path, case: Any)
         h.tick()
         h.ingest(lines[third : 2 * third])
         h.tick()
-        state = h.monitor._load_state("credit", "v1")
+        state = h.monitor._load_states("credit")["v1"]
         fed = state.concept.detectors["adwin"]["n_seen"]
         assert state.concept.cursor is not None and 0 < fed < stream.rows
         # restart: a new Monitor on the same store resumes from the stored state
@@ -197,7 +199,7 @@ def test_streaming_with_a_restart_equals_the_backtest(tmp_path: Path, case: Any)
         assert_same_metrics(metrics, out)
         concept = [r for r in metrics if r["kind"] == "concept_drift"]
         assert concept and any(r["value"] > 0 for r in concept)
-        state = h.monitor._load_state("credit", "v1")
+        state = h.monitor._load_states("credit")["v1"]
         assert state.concept.detectors["adwin"]["n_seen"] == int(stream.labelled.sum())
         want = {a["alert_id"] for a in _lines(out / "alerts.jsonl")}
         assert {a["alert_id"] for a in h.sent["alerts"]} == want

@@ -13,16 +13,10 @@ from typing import Any
 import orjson
 import pytest
 from backtest_streams import monitor_yaml, simulate, write_jsonl
+from driftline.detectors.step import MonitorState, WindowRecord
+from driftline.detectors.windows import PartitionMark, global_watermark, plan_windows
 from driftline.streams.ingest import RawMessage, route_messages, watermark_table
-from driftline.streams.monitor import (
-    Monitor,
-    MonitorState,
-    PartitionMark,
-    WindowRecord,
-    global_watermark,
-    load_monitors,
-    plan_windows,
-)
+from driftline.streams.monitor import Monitor, load_monitors
 
 from driftline.backtest import reference_profile, run_backtest
 from driftline.store import EmbeddedStore, migrate

@@ -18,7 +18,7 @@ import numpy as np
 import orjson
 import pytest
 from driftline.detectors import ModelProfile, aggregate_window, build_profile, evaluate_window
-from driftline.detectors._coerce import category_string
+from driftline.detectors.coerce import category_string
 from driftline.detectors.evaluate import WindowData
 from driftline.detectors.performance import BinaryCounts
 from driftline.detectors.profiles import CategoricalCounts

@@ -22,7 +22,7 @@ Numeric features
 Categorical features
     A string in ``features_cat`` is its own category; a number sent for a
     categorical feature is the category of its canonical text (``1.0`` is ``"1"``, as
-    :func:`~driftline.detectors._coerce.category_string` writes it). Categories the
+    :func:`~driftline.detectors.coerce.category_string` writes it). Categories the
     profile does not know keep their names (the profile sums them into its unseen
     bucket). Null, absent and non-finite values count as nulls.
 Predictions
@@ -54,10 +54,10 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
-from ..detectors._coerce import category_array, category_string
+from ..detectors.coerce import category_array, category_string
 from ..detectors.evaluate import WindowData
 from ..detectors.performance import (
-    _LOG_EPS,
+    LOG_EPS,
     SCORE_BINS,
     BinaryCounts,
     MulticlassCounts,
@@ -71,12 +71,15 @@ from ..detectors.profiles import (
     NumericCounts,
     NumericProfile,
 )
+from ..detectors.windows import ModelMark
 from .backend import Store
+from .params import SqlParams
 
 __all__ = [
     "FreshRows",
     "ModelMark",
     "WindowAggregate",
+    "class_strings",
     "fresh_rows",
     "model_marks",
     "stored_revisions",
@@ -98,39 +101,6 @@ _INLINE_EDGES: Final = 64
 
 
 # --------------------------------------------------------------------------- parameters
-
-
-class _Params:
-    """Query parameters with generated placeholder names; returns the SQL that reads each."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def _name(self, value: Any) -> str:
-        name = f"p{len(self.values)}"
-        self.values[name] = value
-        return name
-
-    def string(self, value: str) -> str:
-        return f"unhex({{{self._name(value.encode('utf-8').hex())}:String}})"
-
-    def strings(self, values: Sequence[str]) -> str:
-        if not values:
-            raise ValueError("an empty list would read as one empty string")
-        packed = ",".join(value.encode("utf-8").hex() for value in values)
-        return f"arrayMap(h -> unhex(h), splitByChar(',', {{{self._name(packed)}:String}}))"
-
-    def number(self, value: float) -> str:
-        return f"{{{self._name(float(value))}:Float64}}"
-
-    def numbers(self, values: Sequence[float]) -> str:
-        return f"{{{self._name([float(v) for v in values])}:Array(Float64)}}"
-
-    def integer(self, value: int) -> str:
-        return f"{{{self._name(int(value))}:Int64}}"
-
-    def integers(self, values: Sequence[int]) -> str:
-        return f"{{{self._name([int(v) for v in values])}:Array(Int64)}}"
 
 
 @dataclass(frozen=True)
@@ -174,7 +144,7 @@ class _Grid:
 
 
 def _range_sql(
-    p: _Params, model_id: str, model_version: str, low: int, high: int, table: str = ""
+    p: SqlParams, model_id: str, model_version: str, low: int, high: int, table: str = ""
 ) -> str:
     """Condition on ``predictions``: the version's rows with ``low <= timestamp < high`` (µs).
 
@@ -189,7 +159,7 @@ def _range_sql(
     )
 
 
-def _latest_sql(p: _Params, model_id: str, model_version: str, low: int, high: int) -> str:
+def _latest_sql(p: SqlParams, model_id: str, model_version: str, low: int, high: int) -> str:
     """What ``predictions FINAL`` keeps of the events with a copy in the range, cheaply.
 
     The latest copy (largest ``ingested_at``, then Kafka offset and batch index) of
@@ -210,7 +180,7 @@ def _latest_sql(p: _Params, model_id: str, model_version: str, low: int, high: i
     )"""
 
 
-def _labels_sql(p: _Params, model_id: str, model_version: str, low: int, high: int) -> str:
+def _labels_sql(p: SqlParams, model_id: str, model_version: str, low: int, high: int) -> str:
     """The latest label of each event of the range (``label``: class and value, ``has_label``).
 
     ``argMax`` over a tuple: a Nullable argument alone would skip the rows where it is
@@ -230,7 +200,7 @@ def _labels_sql(p: _Params, model_id: str, model_version: str, low: int, high: i
 
 
 def _rows_sql(
-    p: _Params,
+    p: SqlParams,
     grid: _Grid,
     model_id: str,
     model_version: str,
@@ -264,7 +234,7 @@ def _rows_sql(
     WHERE {where} AND has({p.integers(grid.wanted)}, w)"""
 
 
-def _score_sql(p: _Params, positive_label: str) -> str:
+def _score_sql(p: SqlParams, positive_label: str) -> str:
     """The row's positive-class score: ``score``, else ``class_scores[positive_label]``."""
     label = p.string(positive_label)
     return (
@@ -273,7 +243,7 @@ def _score_sql(p: _Params, positive_label: str) -> str:
     )
 
 
-def _bin_sql(p: _Params, x: str, edges: Sequence[float]) -> str:
+def _bin_sql(p: SqlParams, x: str, edges: Sequence[float]) -> str:
     """Number of edges ``<= x`` (``x`` finite)."""
     if not edges:
         return "toUInt32(0)"
@@ -304,7 +274,9 @@ def _histogram(counts: Sequence[Any], sums: Sequence[Any], n: int) -> NumericCou
     )
 
 
-def _classes(text: Sequence[str | None], numbers: Sequence[Any]) -> tuple[npt.NDArray[Any], Any]:
+def class_strings(
+    text: Sequence[str | None], numbers: Sequence[Any]
+) -> tuple[npt.NDArray[Any], Any]:
     """Canonical class strings (``""`` where null) and the null mask of text/number pairs."""
     number_text, number_null = category_array(_floats(numbers))
     text_arr = np.array(text, dtype=object)
@@ -354,7 +326,7 @@ class _Window:
 
 
 def _numeric_parts(
-    p: _Params, columns: dict[str, tuple[str | None, tuple[float, ...]]], positive_label: str
+    p: SqlParams, columns: dict[str, tuple[str | None, tuple[float, ...]]], positive_label: str
 ) -> tuple[list[str], list[str]]:
     """Row expressions and aggregates of the histograms of numeric columns.
 
@@ -412,7 +384,7 @@ def _categorical_query(
     store: Store, grid: _Grid, model_id: str, model_version: str, names: Sequence[str]
 ) -> dict[int, dict[str, dict[str, int]]]:
     """Category counts of categorical features per window (numbers as canonical text)."""
-    p = _Params()
+    p = SqlParams()
     k = len(names)
     listed = p.strings(names)
     text_codes = f"range(1, {k + 1})"
@@ -437,7 +409,7 @@ def _categorical_query(
     w = _counts([r["w"] for r in rows])
     f = _counts([r["f"] for r in rows])
     is_number = f > k
-    strings, _ = _classes(
+    strings, _ = class_strings(
         [None if number else r["text"] for r, number in zip(rows, is_number.tolist(), strict=True)],
         [r["number"] for r in rows],
     )
@@ -471,7 +443,7 @@ def _classification_query(
 ) -> list[dict[str, Any]]:
     """Rows per window, prediction and label, with score histograms and log-loss sums,
     and the histograms of ``numeric`` (see :func:`_numeric_parts`) of each such group."""
-    p = _Params()
+    p = SqlParams()
     numeric_inner, numeric_aggregates = _numeric_parts(p, numeric, positive_label)
     columns = [
         "p.prediction_class AS pc",
@@ -485,7 +457,7 @@ def _classification_query(
         is_positive = f"ifNull(label_class = {label}, 0)"
         if number is not None:
             is_positive += f" OR ifNull(label_value = {p.number(number)}, 0)"
-        low, high = p.number(_LOG_EPS), p.number(1 - _LOG_EPS)
+        low, high = p.number(LOG_EPS), p.number(1 - LOG_EPS)
         columns += [
             "has_label AND (label_class IS NOT NULL OR isFinite(ifNull(label_value, nan)))"
             " AND isFinite(sx) AS scored",
@@ -520,7 +492,7 @@ def _regression_query(
     positive_label: str,
 ) -> list[dict[str, Any]]:
     """Error moment sums and labelled rows per window, and the histograms of ``numeric``."""
-    p = _Params()
+    p = SqlParams()
     numeric_inner, numeric_aggregates = _numeric_parts(p, numeric, positive_label)
     columns = [
         "ifNull(p.prediction_value, nan) AS pv",
@@ -573,8 +545,8 @@ def _classification_windows(
     w = _counts([r["w"] for r in rows])
     n = _counts([r["n"] for r in rows])
     finite = _counts([r["finite_scores"] for r in rows])
-    pred, pred_null = _classes([r["pc"] for r in rows], [r["pv"] for r in rows])
-    label, label_null = _classes([r["lc"] for r in rows], [r["lv"] for r in rows])
+    pred, pred_null = class_strings([r["pc"] for r in rows], [r["pv"] for r in rows])
+    label, label_null = class_strings([r["lc"] for r in rows], [r["lv"] for r in rows])
     has_label = _counts([r["has_label"] for r in rows]) > 0
     labelled = has_label & ~label_null
     predicted = _group_counts(w[~pred_null], pred[~pred_null], n[~pred_null])
@@ -951,7 +923,7 @@ def window_counts(
         prediction.
     """
     low, high, size_us = _micro_range(start, end, size)
-    p = _Params()
+    p = SqlParams()
     in_range = _range_sql(p, model_id, model_version, low, high)
     sql = f"""
     SELECT intDiv(toUnixTimestamp64Micro(p.timestamp), {p.integer(size_us)}) AS w,
@@ -1012,7 +984,7 @@ def window_starts(
     [1767225600.0, 1767225720.0]
     """
     low, high, size_us = _micro_range(start, end, size)
-    p = _Params()
+    p = SqlParams()
     sql = f"""
     SELECT DISTINCT intDiv(toUnixTimestamp64Micro(timestamp), {p.integer(size_us)}) AS w
     FROM predictions
@@ -1022,23 +994,6 @@ def window_starts(
 
 
 # --------------------------------------------------------------------------- the monitor's clocks
-
-
-@dataclass(frozen=True)
-class ModelMark:
-    """One model's progress on one partition: its largest prediction event time and the
-    processing time its newest row was stored at (``ingested_at``), epoch seconds.
-
-    Examples
-    --------
-    >>> ModelMark("credit", 0, event_time=1767225600.0, updated_at=1767225601.5).partition
-    0
-    """
-
-    model_id: str
-    partition: int
-    event_time: float
-    updated_at: float
 
 
 def model_marks(store: Store, *, topic: str, model_ids: Sequence[str]) -> list[ModelMark]:
@@ -1074,7 +1029,7 @@ def model_marks(store: Store, *, topic: str, model_ids: Sequence[str]) -> list[M
     """
     if not model_ids:
         return []
-    p = _Params()
+    p = SqlParams()
     sql = f"""
     SELECT model_id AS m, kafka_partition AS partition,
            toUnixTimestamp64Micro(max(timestamp)) AS e,
@@ -1099,7 +1054,7 @@ def stored_revisions(
     micros = sorted({round(float(start) * _MICROS): float(start) for start in starts}.items())
     if not micros:
         return {}
-    p = _Params()
+    p = SqlParams()
     sql = f"""
     SELECT toUnixTimestamp64Micro(window_start) AS ws, max(revision) AS r
     FROM window_metrics
@@ -1185,7 +1140,7 @@ def fresh_rows(
     size_us = round(size * _MICROS)
     if size_us < 1:
         raise ValueError("window size must be at least one microsecond")
-    p = _Params()
+    p = SqlParams()
     model = p.string(model_id)
     span = (
         f"ingested_at >= fromUnixTimestamp64Micro({p.integer(since)}, 'UTC')"
@@ -1228,7 +1183,7 @@ def fresh_rows(
 # --------------------------------------------------------------------------- many versions
 
 
-def _versions_range_sql(p: _Params, model_id: str, lows: Mapping[str, int], high: int) -> str:
+def _versions_range_sql(p: SqlParams, model_id: str, lows: Mapping[str, int], high: int) -> str:
     """Condition on ``predictions``: rows of the versions of ``lows`` with
     ``lows[version] <= timestamp < high`` (µs), each version from its own low."""
     names = sorted(lows)
@@ -1265,7 +1220,7 @@ def versions_window_counts(
     kept, high, size_us = _version_lows(lows, end, size)
     if not kept:
         return {}
-    p = _Params()
+    p = SqlParams()
     in_range = _versions_range_sql(p, model_id, kept, high)
     sql = f"""
     SELECT p.model_version AS v,
@@ -1300,7 +1255,7 @@ def versions_window_starts(
     kept, high, size_us = _version_lows(lows, end, size)
     if not kept:
         return {}
-    p = _Params()
+    p = SqlParams()
     sql = f"""
     SELECT DISTINCT model_version AS v,
            intDiv(toUnixTimestamp64Micro(timestamp), {p.integer(size_us)}) AS w
@@ -1327,7 +1282,7 @@ def versions_stored_revisions(
         return {}
     every = sorted({us for micros in wanted.values() for us in micros})
     pairs = sorted((version, us) for version, micros in wanted.items() for us in micros)
-    p = _Params()
+    p = SqlParams()
     sql = f"""
     SELECT model_version AS v, toUnixTimestamp64Micro(window_start) AS ws, max(revision) AS r
     FROM window_metrics

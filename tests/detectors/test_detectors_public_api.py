@@ -90,7 +90,7 @@ def test_public_classes_have_docstrings_with_examples(name: str) -> None:
             assert tests and tests[0].examples, f"{symbol} has no doctest"
 
 
-@pytest.mark.parametrize("name", [*MODULES, "_coerce"])
+@pytest.mark.parametrize("name", MODULES)
 def test_doctests_pass_on_the_installed_package(name: str) -> None:
     mod = importlib.import_module(f"driftline.detectors.{name}")
     result = doctest.testmod(mod, optionflags=doctest.ELLIPSIS)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 from driftline.detectors import (
     NumericCounts,
-    WindowTracker,
     assess_quality,
     assign_windows,
     benjamini_hochberg,
@@ -15,6 +16,7 @@ from driftline.detectors import (
     profile_categorical,
     profile_numeric,
 )
+from driftline.detectors.windows import to_microseconds
 from driftline.schemas.monitor import QualityConfig
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -36,7 +38,7 @@ def test_windows_align_to_the_epoch() -> None:
     st.sampled_from([1.0, 30.0, 60.0, 3600.0, 86400.0]),
 )
 def test_property_each_timestamp_falls_in_its_window(ts: list[float], size: float) -> None:
-    t = np.asarray(ts)
+    t = to_microseconds(ts)  # windows hold times to the microsecond
     starts = assign_windows(t, size)
     assert (starts <= t).all()
     assert (t < starts + size).all()
@@ -48,29 +50,13 @@ def test_watermark_closes_window_after_lateness() -> None:
     assert closes(starts, 60, 30, 150.0).tolist() == [True, True, False]
 
 
-def test_tracker_revisions_for_late_data_and_state_round_trip() -> None:
-    tr = WindowTracker("1m", "30s")
-    assert tr.observe([10.0, 65.0]).size == 0
-    assert tr.advance(89.0) == []
-    closed = tr.advance(90.0)
-    assert [(w.start, w.end, w.revision) for w in closed] == [(0.0, 60.0, 0)]
-    assert tr.open_windows == [60.0]
-    assert tr.advance(50.0) == []  # the watermark never goes back
-    late = tr.observe([5.0, 70.0])
-    assert late.tolist() == [0.0]
-    assert tr.revise(0.0).revision == 1
-    assert tr.revise(0.0).revision == 2
-    restored = WindowTracker.from_state(tr.to_state())
-    assert restored.to_state() == tr.to_state()
-    assert restored.revise(0.0).revision == 3
-    with pytest.raises(KeyError):
-        tr.revise(60.0)
-    # an event for a window the watermark already passed, never seen before
-    assert tr.observe([-100.0]).tolist() == [-120.0]
-    assert tr.revision(-120.0) is None
-    assert tr.revise(-120.0).revision == 0
-    tr.forget_before(0.0)
-    assert tr.closed_windows == [0.0]
+def test_windows_count_in_whole_microseconds() -> None:
+    """A time a fraction of a microsecond before a boundary is rounded onto it, as the
+    event models and ClickHouse's DateTime64(6) keep it; closing compares microseconds."""
+    assert assign_windows([59.9999996, 59.9999994], 60).tolist() == [60.0, 0.0]
+    assert closes([0.0], 60, 0.1, 60.0999996).tolist() == [True]
+    assert closes([0.0], 60, 0.1, 60.0999994).tolist() == [False]
+    assert closes([0.0], 60, 0, math.inf).tolist() == [True]
 
 
 # ------------------------------------------------------------------------------ quality

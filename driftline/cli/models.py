@@ -18,54 +18,41 @@ from typing import Any
 
 import orjson
 
-from .settings import Settings
+from driftline.settings import Settings
+
+from .common import EXIT_BAD_INPUT, CommandError, settings_from_args
 
 __all__ = [
     "cmd_models_list",
     "cmd_models_promote",
     "cmd_models_rollback",
     "cmd_retrainer",
-    "register_retrain_commands",
+    "register",
 ]
-
-EXIT_BAD_INPUT = 2
-
-
-def _fail(message: str, code: int = 1) -> Exception:
-    from .cli import CommandError
-
-    return CommandError(message, code)
-
-
-def _settings(args: argparse.Namespace, **overrides: Any) -> Settings:
-    from .cli import _settings as settings_of
-
-    return settings_of(args, **overrides)
 
 
 def cmd_retrainer(args: argparse.Namespace) -> int:
     """Consume retrain requests: train, challenge, register and publish versions."""
     from driftline.retrainer.worker import load_monitors, run_retrainer
     from driftline.schemas.monitor import MonitorConfigError
-
-    from .store import StoreError
+    from driftline.store import StoreError
 
     overrides = {} if args.monitors is None else {"monitors_dir": args.monitors}
-    settings = _settings(args, **overrides)
+    settings = settings_from_args(args, **overrides)
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(message)s")
     try:
         monitors = load_monitors(settings.monitors_dir)
     except (MonitorConfigError, ValueError, OSError) as error:
-        raise _fail(f"bad monitor config: {error}", EXIT_BAD_INPUT) from None
+        raise CommandError(f"bad monitor config: {error}", EXIT_BAD_INPUT) from None
     try:
         return run_retrainer(settings, monitors)
     except StoreError as error:
-        raise _fail(str(error)) from None
+        raise CommandError(str(error)) from None
 
 
 def _reading_store(settings: Settings) -> Any:
-    from .store import open_store
-    from .store.remote import worker_reader
+    from driftline.store import open_store
+    from driftline.store.remote import worker_reader
 
     reader = worker_reader(settings)
     return reader if reader is not None else open_store(settings)
@@ -74,10 +61,9 @@ def _reading_store(settings: Settings) -> Any:
 def cmd_models_list(args: argparse.Namespace) -> int:
     """Print one JSON object per model version (its latest state)."""
     from driftline.retrainer.registry import ModelRegistry
+    from driftline.store import StoreError
 
-    from .store import StoreError
-
-    settings = _settings(args)
+    settings = settings_from_args(args)
     try:
         store = _reading_store(settings)
         try:
@@ -88,7 +74,7 @@ def cmd_models_list(args: argparse.Namespace) -> int:
         if "model_versions" in str(error) and "exist" in str(error).lower():
             records = []  # no migrated store yet: no versions
         else:
-            raise _fail(str(error)) from None
+            raise CommandError(str(error)) from None
     if args.model_id is not None and not records and not args.json:
         print(f"model {args.model_id!r} has no registered version", file=sys.stderr)
     out = sys.stdout.buffer
@@ -106,10 +92,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 def _change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], what: str) -> int:
     from driftline.retrainer.registry import RegistryError
     from driftline.retrainer.worker import KafkaPublisher, open_retrainer_store, resolve_bootstrap
+    from driftline.store import StoreError
 
-    from .store import StoreError
-
-    settings = _settings(args)
+    settings = settings_from_args(args)
     try:
         bootstrap = resolve_bootstrap(settings)
         store = open_retrainer_store(settings)
@@ -121,9 +106,9 @@ def _change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]],
         for record in records:
             publish(record.to_event())
     except RegistryError as error:
-        raise _fail(str(error), EXIT_BAD_INPUT) from None
+        raise CommandError(str(error), EXIT_BAD_INPUT) from None
     except StoreError as error:
-        raise _fail(str(error)) from None
+        raise CommandError(str(error)) from None
     for record in records:
         print(f"{what}: {record.model_id} {record.version} is {record.status}")
     return 0
@@ -155,7 +140,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
     return _change_status(args, change, "rollback")
 
 
-def register_retrain_commands(add: Callable[..., argparse.ArgumentParser], commands: Any) -> None:
+def register(add: Callable[..., argparse.ArgumentParser], commands: Any) -> None:
     """Add ``retrainer`` and ``models list|promote|rollback`` to the ``driftline`` parser."""
     retrainer = add("retrainer", cmd_retrainer, "train and publish new versions on requests")
     retrainer.add_argument(

@@ -1,0 +1,164 @@
+"""``driftline db``, ``reference load``, ``backtest`` and ``report``: the data commands."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from .common import EXIT_BAD_INPUT, CommandError, positive_int, settings_from_args
+
+__all__ = [
+    "cmd_backtest",
+    "cmd_db_migrate",
+    "cmd_db_query",
+    "cmd_reference_load",
+    "cmd_report",
+    "register",
+]
+
+
+def cmd_db_migrate(args: argparse.Namespace) -> int:
+    """Apply pending migrations."""
+    from driftline.store import StoreError, migrate, open_store
+
+    settings = settings_from_args(args)
+    try:
+        store = open_store(settings)
+        try:
+            applied = migrate(store, settings.raw_ttl_days)
+        finally:
+            store.close()
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    print(f"applied migrations: {applied}" if applied else "schema is up to date")
+    return 0
+
+
+def cmd_db_query(args: argparse.Namespace) -> int:
+    """Run one read-only query; print one JSON object per row."""
+    from driftline.store import ReadOnlyQueryError, StoreError, check_read_only, open_store
+    from driftline.store.remote import worker_reader
+    from driftline.store.sandbox import SqlSandbox
+
+    settings = settings_from_args(args)
+    try:
+        sql = check_read_only(args.sql)
+        reader = worker_reader(settings)
+        if reader is not None:  # the worker's page runs it in its sandbox
+            rows = reader.query(sql)
+        else:
+            store = open_store(settings)
+            try:
+                sandbox = SqlSandbox(store, settings.query_bounds)
+                try:
+                    rows = sandbox.query(sql)
+                finally:
+                    sandbox.close()
+            finally:
+                store.close()
+    except ReadOnlyQueryError as error:
+        raise CommandError(f"refused: {error}", EXIT_BAD_INPUT) from None
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    out = sys.stdout.buffer
+    for row in rows:
+        out.write(orjson.dumps(row) + b"\n")
+    out.flush()
+    return 0
+
+
+def cmd_backtest(args: argparse.Namespace) -> int:
+    """Replay recorded events through the monitoring core."""
+    from driftline.backtest import BacktestInputError, run_backtest
+
+    try:
+        summary = run_backtest(args.monitor, args.reference, args.events, args.out)
+    except BacktestInputError as error:
+        raise CommandError(str(error), EXIT_BAD_INPUT) from None
+    print(summary.model_dump_json(indent=2))
+    return 0
+
+
+def cmd_reference_load(args: argparse.Namespace) -> int:
+    """Build a reference profile from a JSONL file and store it."""
+    from driftline.backtest import BacktestInputError, reference_profile
+    from driftline.store import StoreError, migrate, open_store
+    from driftline.store.profiles import save_profile
+    from driftline.store.remote import worker_reader
+
+    settings = settings_from_args(args)
+    try:
+        _, profile = reference_profile(args.monitor, args.file)
+    except BacktestInputError as error:
+        raise CommandError(str(error), EXIT_BAD_INPUT) from None
+    try:
+        reader = worker_reader(settings)
+        if reader is not None:
+            reader.save_profile(profile.to_json())
+        else:
+            store = open_store(settings)
+            try:
+                migrate(store, settings.raw_ttl_days)
+                save_profile(store, profile)
+            finally:
+                store.close()
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    print(
+        f"stored the reference profile of {profile.model_id} {profile.model_version} "
+        f"({len(profile.features)} features)"
+    )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """Write the HTML report of one model."""
+    from driftline.report_data import ReportError, report_command
+    from driftline.store import StoreError
+
+    settings = settings_from_args(args)
+    try:
+        out = report_command(settings, args.model_id, args.out, args.windows)
+    except ReportError as error:
+        raise CommandError(str(error), EXIT_BAD_INPUT) from None
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    print(f"wrote the report of {args.model_id} to {out}")
+    return 0
+
+
+def register(add: Callable[..., argparse.ArgumentParser], commands: Any) -> None:
+    """Add ``report``, ``backtest``, ``reference load`` and ``db migrate|query``."""
+    report = add("report", cmd_report, "write a self-contained HTML report of one model")
+    report.add_argument("--model-id", required=True, help="the model to report on")
+    report.add_argument("--out", type=Path, required=True, help="HTML file to write")
+    report.add_argument(
+        "--windows", type=positive_int, default=48, help="most recent windows shown (default 48)"
+    )
+
+    backtest = add("backtest", cmd_backtest, "replay JSONL events through the monitoring core")
+    backtest.add_argument("--monitor", type=Path, required=True, help="monitor YAML")
+    backtest.add_argument("--reference", type=Path, required=True, help="reference JSONL")
+    backtest.add_argument("--events", type=Path, required=True, help="monitored JSONL")
+    backtest.add_argument("--out", type=Path, required=True, help="output directory")
+
+    reference = commands.add_parser("reference", help="reference profiles").add_subparsers(
+        dest="reference_command", required=True, metavar="ACTION"
+    )
+    load = add("load", cmd_reference_load, "profile a reference JSONL file and store it", reference)
+    load.add_argument("--monitor", type=Path, required=True, help="monitor YAML")
+    load.add_argument("--file", type=Path, required=True, help="reference JSONL")
+
+    db = commands.add_parser("db", help="the ClickHouse store").add_subparsers(
+        dest="db_command", required=True, metavar="ACTION"
+    )
+    add("migrate", cmd_db_migrate, "apply schema migrations", db)
+    query = add("query", cmd_db_query, "run a read-only SQL query, one JSON object per row", db)
+    query.add_argument(
+        "sql", help="one SELECT (or WITH ... SELECT), SHOW TABLES or DESCRIBE statement"
+    )
