@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import doctest
 import importlib
 import pkgutil
@@ -126,3 +127,105 @@ def test_mypy_is_clean(package: str) -> None:
 
 if __name__ == "__main__":
     API_SNAPSHOT.write_text("\n".join(public_api()) + "\n")
+
+
+# --------------------------------------------------------------------------- layout rules
+
+#: Source folder of each package of the namespace.
+SOURCES = {"driftline": "driftline", **{f"driftline.{p}": p for p in PACKAGES[1:]}}
+
+
+def _module_files() -> dict[str, tuple[Path, bool]]:
+    """Every module of the namespace: its file and whether it is a package."""
+    found: dict[str, tuple[Path, bool]] = {}
+    for prefix, folder in SOURCES.items():
+        for path in (ROOT / folder).rglob("*.py"):
+            parts = list(path.relative_to(ROOT / folder).with_suffix("").parts)
+            package = parts[-1] == "__init__"
+            name = ".".join([prefix, *(parts[:-1] if package else parts)])
+            found[name] = (path, package)
+    return found
+
+
+def _imports(name: str, path: Path, package: bool) -> list[tuple[str, list[str]]]:
+    """``(module, names)`` of every ``import``/``from`` anywhere in a module (function
+    bodies too: a lazy import is still a dependency)."""
+    out: list[tuple[str, list[str]]] = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            target = node.module or ""
+            if node.level:
+                base = name.split(".") if package else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                target = ".".join([*base, *([node.module] if node.module else [])])
+            out.append((target, [alias.name for alias in node.names]))
+        elif isinstance(node, ast.Import):
+            out.extend((alias.name, []) for alias in node.names)
+    return out
+
+
+_SUBPACKAGES = {"schemas", "detectors", "streams", "retrainer", "store", "sdk", "cli"}
+
+
+def _owner(module: str) -> str:
+    """The package a module belongs to for the privacy rule: ``driftline.store``,
+    ``driftline.detectors``, ... or ``driftline`` for its top-level modules."""
+    parts = module.split(".")
+    return ".".join(parts[:2]) if len(parts) > 1 and parts[1] in _SUBPACKAGES else parts[0]
+
+
+def test_no_import_cycle_among_driftline_modules() -> None:
+    modules = _module_files()
+    graph: dict[str, set[str]] = {}
+    for name, (path, package) in modules.items():
+        deps = set()
+        for target, names in _imports(name, path, package):
+            for candidate in [target, *(f"{target}.{n}" for n in names)]:
+                # a module importing its own package's __init__ is not a cycle edge
+                own_package = modules.get(candidate, (None, False))[1] and name.startswith(
+                    candidate + "."
+                )
+                if candidate in modules and candidate != name and not own_package:
+                    deps.add(candidate)
+        graph[name] = deps
+    cycles: list[list[str]] = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for dep in sorted(graph[node]):
+            if state.get(dep) == 1:
+                cycles.append([*trail[trail.index(dep) :], dep])
+            elif dep not in state:
+                visit(dep, [*trail, dep])
+        state[node] = 2
+
+    for node in sorted(graph):
+        if node not in state:
+            visit(node, [node])
+    assert not cycles, cycles
+
+
+def test_no_private_name_is_imported_across_packages() -> None:
+    modules = _module_files()
+    crossing = []
+    for name, (path, package) in modules.items():
+        for target, names in _imports(name, path, package):
+            if not target.startswith("driftline") or _owner(target) == _owner(name):
+                continue
+            private = [n for n in names if n.startswith("_")]
+            private += [p for p in target.split(".") if p.startswith("_")]
+            if private:
+                crossing.append(f"{name} imports {target}: {private}")
+    assert not crossing, crossing
+
+
+def test_streams_and_retrainer_do_not_import_the_backtest() -> None:
+    modules = _module_files()
+    users = [
+        name
+        for name, (path, package) in modules.items()
+        if name.startswith(("driftline.streams", "driftline.retrainer"))
+        and any(t.startswith("driftline.backtest") for t, _ in _imports(name, path, package))
+    ]
+    assert not users, users
