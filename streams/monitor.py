@@ -11,7 +11,7 @@ A thin shell around the pure core (DESIGN §2). Every tick the Faust leader:
    predictions and labels per window in ClickHouse (:func:`plan_windows`); otherwise
    only windows newer than the newest closed one can be due, and it lists those that
    hold predictions (their counts come with their aggregates);
-3. aggregates those windows in ClickHouse (:func:`driftline.store.windows.windows_aggregates`),
+3. aggregates those windows in ClickHouse (:func:`driftline.store.aggregates.windows_aggregates`),
    and closes them with the core's one window step
    (:func:`~driftline.detectors.step.close_window`: evaluation, alert and retrain
    policies, the step the backtest runs), window by window, oldest first.
@@ -72,7 +72,7 @@ Re-sent events (the latest copy wins)
     beyond the horizon) once a timed pass saw the new copy: each timed pass looks at the
     rows stored since the previous one (``settle_seconds`` ago at most, so that inserts
     still in flight are seen; found through the ``ingested`` minmax index, migration 5)
-    and the copies of their event ids (:func:`~driftline.store.windows.fresh_rows`); the
+    and the copies of their event ids (:func:`~driftline.store.planning.fresh_rows`); the
     windows found wait in the state (``MonitorState.moved``) until evaluated. Copies in
     one day partition may be merged (``ReplacingMergeTree`` keeps the latest) before a
     pass looked: the window the event left then holds one prediction less, which the
@@ -85,7 +85,7 @@ Revisions
     Every evaluation of a ``(model, version, window)`` gets a revision strictly greater
     than any stored in ``window_metrics`` for it: the planned one (0 for a first close,
     the record's revision + 1 after), raised above the largest stored revision read back
-    before the rows are written (:func:`~driftline.store.windows.stored_revisions`), so
+    before the rows are written (:func:`~driftline.store.planning.stored_revisions`), so
     ``window_metrics FINAL`` (``ReplacingMergeTree(revision)``) always returns the latest
     evaluation, also for a window whose record left the state (beyond the horizon, or a
     model watermark that moved back when an idle partition woke up) and after a crash
@@ -120,8 +120,8 @@ Many versions
     queries whatever their number: one query lists the versions, one reads the reference
     profiles (each version takes its own, else the model's newest), one loads every
     version's state; the windows to close are found by one grouped query per pass
-    (:func:`~driftline.store.windows.versions_window_starts`, or
-    :func:`~driftline.store.windows.versions_window_counts` on a counting pass: one for
+    (:func:`~driftline.store.planning.versions_window_starts`, or
+    :func:`~driftline.store.planning.versions_window_counts` on a counting pass: one for
     versions counted from the start, one for those within the horizon), each version
     from its own low; a timed pass looks once whether the model stored any row since the
     oldest cursor before it looks at one version's fresh rows. A version without rows in
@@ -151,8 +151,6 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
 from driftline.detectors import WindowReport
 from driftline.detectors.concept import LabelRows, advance_concept
 from driftline.detectors.profiles import ModelProfile
@@ -167,7 +165,6 @@ from driftline.detectors.step import (
 )
 from driftline.detectors.windows import (
     MICROS,
-    PartitionMark,
     closing_boundary,
     global_watermark,
     micros,
@@ -180,26 +177,33 @@ from driftline.schemas.events import AlertEvent
 from driftline.schemas.monitor import MonitorConfig, load_monitors
 
 from driftline.metrics import WorkerMetrics
+from driftline.store.aggregates import WindowAggregate, windows_aggregates
 from driftline.store.backend import Store
-from driftline.store.params import SqlParams
-from driftline.store.windows import (
+from driftline.store.monitoring import (
+    load_states,
+    model_versions,
+    new_labels,
+    partition_marks,
+    raw_row_counts,
+    save_states,
+    write_window_rows,
+)
+from driftline.store.planning import (
     FreshRows,
-    WindowAggregate,
-    class_strings,
     fresh_rows,
     model_marks,
+    newest_ingested,
     stored_revisions,
     versions_stored_revisions,
     versions_window_counts,
     versions_window_starts,
-    windows_aggregates,
 )
+from driftline.store.profiles import version_profiles
 
 __all__ = [
     "Monitor",
     "VersionPlan",
     "load_monitors",
-    "metric_table",
 ]
 
 log = logging.getLogger(__name__)
@@ -228,61 +232,6 @@ class VersionPlan:
     state: MonitorState
     work: Sequence[WindowWork]
     changed: bool
-
-
-def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
-    """The ``window_metrics`` rows of a report (``feature`` is ``''`` where null)."""
-    us_type = pa.timestamp("us", tz="UTC")
-    rows = report.rows
-    n = len(rows)
-    return pa.table(
-        {
-            "model_id": pa.array([report.model_id] * n, pa.string()),
-            "model_version": pa.array([report.model_version] * n, pa.string()),
-            "window_start": pa.array([micros(report.window_start)] * n, us_type),
-            "window_end": pa.array([micros(report.window_end)] * n, us_type),
-            "metric": pa.array([r.metric for r in rows], pa.string()),
-            "feature": pa.array([r.feature or "" for r in rows], pa.string()),
-            "value": pa.array([r.value for r in rows], pa.float64()),
-            "p_value": pa.array([r.p_value for r in rows], pa.float64()),
-            "threshold": pa.array([r.threshold for r in rows], pa.float64()),
-            "status": pa.array([r.status for r in rows], pa.string()),
-            "n": pa.array([r.n for r in rows], pa.uint64()),
-            "label_coverage": pa.array([r.label_coverage for r in rows], pa.float64()),
-            "revision": pa.array([report.revision] * n, pa.uint32()),
-            "computed_at": pa.array([micros(computed_at)] * n, us_type),
-            "kind": pa.array([r.kind for r in rows], pa.string()),
-            "q_value": pa.array([r.q_value for r in rows], pa.float64()),
-            "reference": pa.array([r.reference for r in rows], pa.float64()),
-            "primary": pa.array([r.primary for r in rows], pa.bool_()),
-        }
-    )
-
-
-def alert_table(events: Sequence[AlertEvent]) -> pa.Table:
-    """The ``alerts`` rows of alert events (an escalation replaces its alert's row)."""
-    us_type = pa.timestamp("us", tz="UTC")
-
-    def ts(values: list[Any]) -> pa.Array:
-        return pa.array([micros(v.timestamp()) for v in values], us_type)
-
-    return pa.table(
-        {
-            "alert_id": pa.array([e.alert_id for e in events], pa.string()),
-            "model_id": pa.array([e.model_id for e in events], pa.string()),
-            "model_version": pa.array([e.model_version for e in events], pa.string()),
-            "kind": pa.array([e.kind for e in events], pa.string()),
-            "feature": pa.array([e.feature for e in events], pa.string()),
-            "window_start": ts([e.window_start for e in events]),
-            "window_end": ts([e.window_end for e in events]),
-            "statistic": pa.array([e.statistic for e in events], pa.string()),
-            "value": pa.array([e.value for e in events], pa.float64()),
-            "threshold": pa.array([e.threshold for e in events], pa.float64()),
-            "p_value": pa.array([e.p_value for e in events], pa.float64()),
-            "severity": pa.array([e.severity for e in events], pa.string()),
-            "opened_at": ts([e.opened_at for e in events]),
-        }
-    )
 
 
 # --------------------------------------------------------------------------- the shell
@@ -427,25 +376,11 @@ class Monitor:
         """The watermark of all models together over the ``watermarks`` table's partition
         marks (what the dashboards show); the monitor closes windows by
         :meth:`_model_watermarks` instead."""
-        rows = self.store.query(
-            "SELECT partition, toUnixTimestamp64Micro(max(event_time)) AS e, "
-            "toUnixTimestamp64Micro(max(updated_at)) AS u FROM watermarks "
-            "WHERE topic = {topic:String} GROUP BY partition",
-            {"topic": self.predictions_topic},
-        )
-        marks = [
-            PartitionMark(int(r["partition"]), int(r["e"]) / MICROS, int(r["u"]) / MICROS)
-            for r in rows
-        ]
+        marks = partition_marks(self.store, self.predictions_topic)
         return global_watermark(marks, time.time(), self.idle_seconds)
 
     def _versions(self, model_id: str) -> list[str]:
-        rows = self.store.query(
-            "SELECT DISTINCT model_version AS v FROM predictions "
-            "WHERE model_id = {model:String} ORDER BY v",
-            {"model": model_id},
-        )
-        return [str(r["v"]) for r in rows]
+        return model_versions(self.store, model_id)
 
     def _rows_changed(self, model_id: str) -> bool:
         """Whether raw rows of the model arrived since the last look (cheap: no dedup).
@@ -454,104 +389,34 @@ class Monitor:
         A re-sent duplicate counts as a change too; the exact re-count that follows
         then finds that no window changed.
         """
-        rows = self.store.query(
-            "SELECT (SELECT count() FROM predictions WHERE model_id = {model:String}) AS p, "
-            "(SELECT count() FROM feedback WHERE model_id = {model:String}) AS f",
-            {"model": model_id},
-        )
-        seen = (int(rows[0]["p"]), int(rows[0]["f"]))
+        seen = raw_row_counts(self.store, model_id)
         changed = self._rows_seen.get(model_id) != seen
         self._rows_seen[model_id] = seen
         return changed
 
     def _load_states(self, model_id: str) -> dict[str, MonitorState]:
         """The saved state of every version of the model, in one query."""
-        rows = self.store.query(
-            "SELECT model_version AS v, argMax(state, seq) AS s FROM monitor_state "
-            "WHERE model_id = {model:String} GROUP BY model_version",
-            {"model": model_id},
-        )
-        return {str(r["v"]): MonitorState.model_validate_json(r["s"]) for r in rows if r["s"]}
+        return load_states(self.store, model_id)
 
     def _save_states(self, model_id: str, states: Mapping[str, MonitorState]) -> None:
         """Save the states of many versions of the model in one insert."""
-        if not states:
-            return
-        versions = sorted(states)
-        now = micros(time.time())
-        self.store.insert_arrow(
-            "monitor_state",
-            pa.table(
-                {
-                    "model_id": pa.array([model_id] * len(versions), pa.string()),
-                    "model_version": pa.array(versions, pa.string()),
-                    "seq": pa.array([states[v].seq for v in versions], pa.uint64()),
-                    "state": pa.array([states[v].model_dump_json() for v in versions], pa.string()),
-                    "updated_at": pa.array([now] * len(versions), pa.timestamp("us", tz="UTC")),
-                }
-            ),
-        )
+        save_states(self.store, model_id, states)
 
     def _new_labels(
         self, config: MonitorConfig, version: str, state: MonitorState, watermark: float
     ) -> LabelRows | None:
         """Labels of the version beyond the cursor, fed once ``t + lateness <= watermark``."""
+        if config.concept_drift is None:
+            return None
         frontier = watermark - config.allowed_lateness_seconds
-        if config.concept_drift is None or not math.isfinite(frontier):
-            return None
-        p = SqlParams()
-        size_us = micros(config.window_seconds)
-        model = p.string(config.model_id)
-        after = ""
-        if state.concept.cursor is not None:
-            t, event_id = state.concept.cursor
-            after = (
-                f" AND (toUnixTimestamp64Micro(f.timestamp), f.event_id)"
-                f" > ({p.integer(t)}, {p.string(event_id)})"
-            )
-        sql = f"""
-        SELECT toUnixTimestamp64Micro(f.timestamp) AS t, f.event_id AS id,
-               f.label_class AS lc, f.label_value AS lv,
-               q.prediction_class AS pc, q.prediction_value AS pv,
-               intDiv(q.us, {p.integer(size_us)}) AS w
-        FROM feedback AS f FINAL
-        INNER JOIN (
-            SELECT event_id, prediction_class, prediction_value,
-                   toUnixTimestamp64Micro(timestamp) AS us
-            FROM predictions FINAL
-            WHERE model_id = {model} AND model_version = {p.string(version)}
-        ) AS q ON q.event_id = f.event_id
-        WHERE f.model_id = {model}
-          AND toUnixTimestamp64Micro(f.timestamp) <= {p.integer(micros(frontier))}{after}
-        ORDER BY t, id"""
-        rows = self.store.query(sql, p.values)
-        if not rows:
-            return None
-        starts = [int(r["w"]) * size_us / MICROS for r in rows]
-        if config.task == "regression":
-            predictions: Any = np.array(
-                [np.nan if r["pv"] is None else float(r["pv"]) for r in rows], dtype=np.float64
-            )
-            labels: Any = np.array(
-                [np.nan if r["lv"] is None else float(r["lv"]) for r in rows], dtype=np.float64
-            )
-        else:
-            predictions, _ = class_strings([r["pc"] for r in rows], [r["pv"] for r in rows])
-            labels, _ = class_strings([r["lc"] for r in rows], [r["lv"] for r in rows])
-        return LabelRows(
-            times=[int(r["t"]) for r in rows],
-            event_ids=[str(r["id"]) for r in rows],
-            predictions=predictions,
-            labels=labels,
-            starts=starts,
-        )
+        return new_labels(self.store, config, version, state.concept.cursor, frontier)
 
     def _plan_model(self, config: MonitorConfig, watermark: float, late: bool) -> list[VersionPlan]:
         """Plan every version of the model together (see "Many versions"): its versions,
         their profiles, states and due windows in a few queries whatever their number."""
         model = config.model_id
         versions = self._versions(model)
-        profiles = self._profiles(model, versions)
+        profiles = version_profiles(self.store, model, versions)
         if not profiles:
             return []
         states = self._load_states(model)
@@ -616,29 +481,6 @@ class Monitor:
                 plans.append(VersionPlan(version, profiles[version], state, work, changed))
         return plans
 
-    def _profiles(self, model_id: str, versions: Sequence[str]) -> dict[str, ModelProfile]:
-        """Each version's profile (its own, else the model's newest), in one query; empty
-        when the model has no profile (as :func:`~driftline.store.profiles.load_profile`)."""
-        rows = self.store.query(
-            "SELECT model_version, profile FROM reference_profiles FINAL "
-            "WHERE model_id = {model:String} ORDER BY created_at DESC",
-            {"model": model_id},
-        )
-        if not rows:
-            return {}
-        own: dict[str, dict[str, Any]] = {}
-        for row in rows:  # the first of each version, as load_profile's next() takes it
-            own.setdefault(str(row["model_version"]), row)
-        parsed: dict[int, ModelProfile] = {}
-        found = {}
-        for version in versions:
-            chosen = own.get(version, rows[0])
-            key = id(chosen)
-            if key not in parsed:
-                parsed[key] = ModelProfile.from_json(chosen["profile"])
-            found[version] = parsed[key]
-        return found
-
     def _starts(
         self, config: MonitorConfig, lows: Mapping[str, float], high: float
     ) -> dict[str, list[float]]:
@@ -688,14 +530,7 @@ class Monitor:
         ]
         if not known or until <= min(known):
             return None
-        rows = self.store.query(
-            "SELECT count() AS n, max(toUnixTimestamp64Micro(ingested_at)) AS t FROM predictions "
-            "WHERE model_id = {model:String} "
-            "AND ingested_at >= fromUnixTimestamp64Micro({since:Int64}, 'UTC') "
-            "AND ingested_at < fromUnixTimestamp64Micro({until:Int64}, 'UTC')",
-            {"model": model_id, "since": min(known), "until": until},
-        )
-        return int(rows[0]["t"]) if rows and int(rows[0]["n"]) else None
+        return newest_ingested(self.store, model_id=model_id, since=min(known), until=until)
 
     #: A cursor of rows looked at is saved with the state at least this often (seconds of
     #: ``ingested_at``) when nothing else makes the state change.
@@ -797,11 +632,7 @@ class Monitor:
         return state.concept.totals(config.concept_drift.detectors)
 
     def _write_rows(self, reports: Sequence[WindowReport], alerts: Sequence[AlertEvent]) -> None:
-        now = time.time()
-        tables = [metric_table(report, now) for report in reports]
-        self.store.insert_arrow("window_metrics", pa.concat_tables(tables))
-        if alerts:
-            self.store.insert_arrow("alerts", alert_table(alerts))
+        write_window_rows(self.store, reports, alerts)
 
     # the versions of one model, together
 

@@ -26,21 +26,20 @@ from driftline.schemas.codec import PredictionColumns, decode_ingest
 from driftline.schemas.monitor import MonitorConfig
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from store_helpers import window_data, windows_data
 
 from driftline.store import EmbeddedStore, migrate
-from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
-from driftline.store.windows import (
+from driftline.store.aggregates import windows_aggregates
+from driftline.store.planning import (
     FreshRows,
     ModelMark,
     fresh_rows,
     model_marks,
     stored_revisions,
     window_counts,
-    window_data,
     window_starts,
-    windows_aggregates,
-    windows_data,
 )
+from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
 
 T0 = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 HOUR = 3600.0
