@@ -391,13 +391,14 @@ def _register_first_model(
     """Train ``v1`` on the first windows and register it as champion (through the worker)."""
     from .retrainer.artifact import ArtifactStore
     from .retrainer.training import train_model
-    from .retrainer.worker import KafkaPublisher, Retrainer, open_retrainer_store
+    from .retrainer.worker import KafkaPublisher, Retrainer
+    from .store import writing_store
 
     train = _dataset(plan, range(plan.training_windows))
     started = time.perf_counter()
     model, report = train_model(train, monitor)
     seconds = time.perf_counter() - started
-    store = open_retrainer_store(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
+    store = writing_store(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
     try:
         retrainer = Retrainer(
             store,

@@ -296,14 +296,7 @@ def report_command(
 ) -> Path:
     """``driftline report``: read through a running worker when one owns the embedded
     store, else open the store; raises ``ReportError`` or ``StoreError``."""
-    from .store import open_store
-    from .store.remote import worker_reader
+    from .store import reading_store
 
-    reader = worker_reader(settings)
-    if reader is not None:
-        return write_report(reader, model_id, out_path, windows)
-    store = open_store(settings)
-    try:
+    with reading_store(settings) as store:
         return write_report(store, model_id, out_path, windows)
-    finally:
-        store.close()

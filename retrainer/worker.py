@@ -54,6 +54,7 @@ from pydantic import ValidationError
 
 from driftline.metrics import RetrainerMetrics, start_metrics_server
 from driftline.settings import Settings
+from driftline.store.access import writing_store
 from driftline.store.backend import Store, StoreError
 from driftline.store.profiles import save_profile
 
@@ -67,7 +68,6 @@ __all__ = [
     "RetrainOutcome",
     "Retrainer",
     "load_monitors",
-    "open_retrainer_store",
     "publish_version_profile",
     "read_labelled_rows",
     "refusal_reason",
@@ -559,23 +559,6 @@ class KafkaPublisher:
 # --------------------------------------------------------------------------- the shell
 
 
-def open_retrainer_store(settings: Settings) -> Any:
-    """The store, migrated: through the worker that owns the embedded directory, or our own."""
-    from driftline.store import migrate, open_store
-    from driftline.store.remote import SharedStore, running_worker
-
-    owner = running_worker(settings.data_dir) if settings.embedded_store else None
-    if owner is not None and owner.get("store_token"):
-        log.info("using the store of worker pid %s", owner["pid"])
-        store: Any = SharedStore(
-            int(owner["web_port"]), str(owner["store_token"]), settings.clickhouse_database
-        )
-    else:
-        store = open_store(settings)
-    migrate(store, settings.raw_ttl_days)
-    return store
-
-
 def resolve_bootstrap(settings: Settings) -> str:
     """The Kafka to use: the configured one, or the embedded broker of the running worker."""
     if not settings.embedded_broker:
@@ -655,7 +638,7 @@ def run_retrainer(
         for signum in (signal.SIGINT, signal.SIGTERM):
             signal.signal(signum, lambda *_: stop.set())
     bootstrap = resolve_bootstrap(settings)
-    store = open_retrainer_store(settings)
+    store = writing_store(settings)
     status_path = settings.data_dir / STATUS_FILE
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     retrainer = Retrainer(

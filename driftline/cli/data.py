@@ -41,26 +41,18 @@ def cmd_db_migrate(args: argparse.Namespace) -> int:
 
 def cmd_db_query(args: argparse.Namespace) -> int:
     """Run one read-only query; print one JSON object per row."""
-    from driftline.store import ReadOnlyQueryError, StoreError, check_read_only, open_store
-    from driftline.store.remote import worker_reader
-    from driftline.store.sandbox import SqlSandbox
+    from driftline.store import (
+        ReadOnlyQueryError,
+        StoreError,
+        check_read_only,
+        sandboxed_reader,
+    )
 
     settings = settings_from_args(args)
     try:
         sql = check_read_only(args.sql)
-        reader = worker_reader(settings)
-        if reader is not None:  # the worker's page runs it in its sandbox
+        with sandboxed_reader(settings) as reader:
             rows = reader.query(sql)
-        else:
-            store = open_store(settings)
-            try:
-                sandbox = SqlSandbox(store, settings.query_bounds)
-                try:
-                    rows = sandbox.query(sql)
-                finally:
-                    sandbox.close()
-            finally:
-                store.close()
     except ReadOnlyQueryError as error:
         raise CommandError(f"refused: {error}", EXIT_BAD_INPUT) from None
     except StoreError as error:
@@ -87,7 +79,7 @@ def cmd_backtest(args: argparse.Namespace) -> int:
 def cmd_reference_load(args: argparse.Namespace) -> int:
     """Build a reference profile from a JSONL file and store it."""
     from driftline.backtest import BacktestInputError, reference_profile
-    from driftline.store import StoreError, migrate, open_store
+    from driftline.store import StoreError, writing_store
     from driftline.store.profiles import save_profile
     from driftline.store.remote import worker_reader
 
@@ -98,12 +90,11 @@ def cmd_reference_load(args: argparse.Namespace) -> int:
         raise CommandError(str(error), EXIT_BAD_INPUT) from None
     try:
         reader = worker_reader(settings)
-        if reader is not None:
+        if reader is not None:  # the worker's /reference page, with the query token
             reader.save_profile(profile.to_json())
         else:
-            store = open_store(settings)
+            store = writing_store(settings)
             try:
-                migrate(store, settings.raw_ttl_days)
                 save_profile(store, profile)
             finally:
                 store.close()

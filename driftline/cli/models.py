@@ -18,8 +18,6 @@ from typing import Any
 
 import orjson
 
-from driftline.settings import Settings
-
 from .common import EXIT_BAD_INPUT, CommandError, settings_from_args
 
 __all__ = [
@@ -50,26 +48,15 @@ def cmd_retrainer(args: argparse.Namespace) -> int:
         raise CommandError(str(error)) from None
 
 
-def _reading_store(settings: Settings) -> Any:
-    from driftline.store import open_store
-    from driftline.store.remote import worker_reader
-
-    reader = worker_reader(settings)
-    return reader if reader is not None else open_store(settings)
-
-
 def cmd_models_list(args: argparse.Namespace) -> int:
     """Print one JSON object per model version (its latest state)."""
     from driftline.retrainer.registry import ModelRegistry
-    from driftline.store import StoreError
+    from driftline.store import StoreError, reading_store
 
     settings = settings_from_args(args)
     try:
-        store = _reading_store(settings)
-        try:
+        with reading_store(settings) as store:
             records = ModelRegistry(store).versions(args.model_id)
-        finally:
-            store.close()
     except StoreError as error:
         if "model_versions" in str(error) and "exist" in str(error).lower():
             records = []  # no migrated store yet: no versions
@@ -91,13 +78,13 @@ def cmd_models_list(args: argparse.Namespace) -> int:
 
 def _change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], what: str) -> int:
     from driftline.retrainer.registry import RegistryError
-    from driftline.retrainer.worker import KafkaPublisher, open_retrainer_store, resolve_bootstrap
-    from driftline.store import StoreError
+    from driftline.retrainer.worker import KafkaPublisher, resolve_bootstrap
+    from driftline.store import StoreError, writing_store
 
     settings = settings_from_args(args)
     try:
         bootstrap = resolve_bootstrap(settings)
-        store = open_retrainer_store(settings)
+        store = writing_store(settings)
         try:
             records = change(store)
         finally:
