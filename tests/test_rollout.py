@@ -1,0 +1,161 @@
+"""The rollout's confidence sequences (driftline.detectors.rollout): their coverage holds
+under continuous monitoring, simulated over many streams checked after every window, where
+a fixed-sample test checked the same way does not; decisions keep their error level and
+find a 3-point difference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from driftline.detectors.rollout import (
+    ArmCounts,
+    DifferenceSequence,
+    PairedCounts,
+    bernoulli_sequence,
+    decide,
+    paired_sequence,
+    two_arm_sequence,
+)
+from scipy.stats import norm
+
+ALPHA = 0.05
+STREAMS = 2000
+WINDOWS = 40
+PER_WINDOW = 100
+
+
+def _tolerance(rate: float, runs: int) -> float:
+    """Three simulation standard errors above ``rate``."""
+    return rate + 3 * np.sqrt(rate * (1 - rate) / runs)
+
+
+def _paired_streams(
+    p10: float, p01: float, seed: int, windows: int = WINDOWS, per_window: int = PER_WINDOW
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Cumulative (n, challenger-only, champion-only) per stream and window."""
+    rng = np.random.default_rng(seed)
+    draws = rng.multinomial(per_window, [p10, p01, 1 - p10 - p01], size=(STREAMS, windows))
+    n = np.cumsum(np.full((STREAMS, windows), per_window), axis=1)
+    return n, np.cumsum(draws[..., 0], axis=1), np.cumsum(draws[..., 1], axis=1)
+
+
+def _paired_bounds(n: np.ndarray, s10: np.ndarray, s01: np.ndarray) -> tuple[np.ndarray, ...]:
+    lo, hi = bernoulli_sequence(
+        np.concatenate([s10.ravel(), s01.ravel()]),
+        np.concatenate([n.ravel(), n.ravel()]),
+        ALPHA / 2,
+    )
+    size = n.size
+    lower = (lo[:size] - hi[size:]).reshape(n.shape)
+    upper = (hi[:size] - lo[size:]).reshape(n.shape)
+    return lower, upper
+
+
+def test_paired_sequence_covers_the_difference_at_every_window_at_once() -> None:
+    """Equal versions (d = 0), checked after each of 40 windows: the share of streams in
+    which the sequence ever excludes 0 stays within alpha; a fixed-sample 95% interval
+    checked the same way excludes it far more often."""
+    n, s10, s01 = _paired_streams(0.06, 0.06, seed=1)
+    lower, upper = _paired_bounds(n, s10, s01)
+    ever_missed = np.any((lower > 0) | (upper < 0), axis=1).mean()
+    assert ever_missed <= _tolerance(ALPHA, STREAMS), ever_missed
+    # the naive test: a Wald interval on the paired differences, looked at every window
+    d = (s10 - s01) / n
+    variance = (s10 + s01) / n - d**2
+    half = norm.ppf(1 - ALPHA / 2) * np.sqrt(variance / n)
+    naive_missed = np.any(np.abs(d) > half, axis=1).mean()
+    assert naive_missed > 2 * ALPHA, naive_missed
+    # each single look of the naive test is fine: the problem is looking again
+    assert abs(np.mean(np.abs(d[:, -1]) > half[:, -1]) - ALPHA) < 0.02
+
+
+def test_two_arm_sequence_covers_the_difference_at_every_window_at_once() -> None:
+    rng = np.random.default_rng(2)
+    correct = rng.binomial(PER_WINDOW, [0.9, 0.9], size=(STREAMS, WINDOWS, 2))
+    scores = np.cumsum(correct, axis=1)
+    n = np.cumsum(np.full((STREAMS, WINDOWS), PER_WINDOW), axis=1)
+    lo, hi = bernoulli_sequence(
+        np.concatenate([scores[..., 0].ravel(), scores[..., 1].ravel()]),
+        np.concatenate([n.ravel(), n.ravel()]),
+        ALPHA / 2,
+    )
+    size = n.size
+    lower, upper = lo[:size] - hi[size:], hi[:size] - lo[size:]
+    missed = np.any(((lower > 0) | (upper < 0)).reshape(n.shape), axis=1).mean()
+    assert missed <= _tolerance(ALPHA, STREAMS), missed
+
+
+@pytest.mark.parametrize("mean", [0.02, 0.5, 0.93])
+def test_the_mixture_bound_holds_for_any_bounded_observations(mean: float) -> None:
+    """Not only 0/1 events: scores in [0, 1] (Beta distributed) with the same mean."""
+    rng = np.random.default_rng(int(mean * 100))
+    concentration = 4.0
+    x = rng.beta(mean * concentration, (1 - mean) * concentration, size=(STREAMS, WINDOWS * 10))
+    sums = np.cumsum(x, axis=1)[:, 9::10]
+    trials = np.broadcast_to(np.arange(10, WINDOWS * 10 + 1, 10), sums.shape)
+    lo, hi = bernoulli_sequence(sums.ravel(), trials.ravel(), ALPHA)
+    missed = np.any(((lo > mean) | (hi < mean)).reshape(sums.shape), axis=1).mean()
+    assert missed <= _tolerance(ALPHA, STREAMS), missed
+
+
+def _decisions(n: np.ndarray, s10: np.ndarray, s01: np.ndarray, margin: float) -> np.ndarray:
+    """The first decision of each stream: 1 promote, -1 reject, 0 none by the end."""
+    lower, upper = _paired_bounds(n, s10, s01)
+    promote, reject = lower > -margin, upper < -margin
+    first = np.full(n.shape[0], 0)
+    decided = promote | reject
+    index = np.argmax(decided, axis=1)
+    any_decided = decided.any(axis=1)
+    rows = np.arange(n.shape[0])
+    first[any_decided] = np.where(promote[rows, index], 1, -1)[any_decided]
+    return first
+
+
+def test_decisions_keep_their_error_level_and_find_three_points() -> None:
+    margin = 0.01
+    # equal versions: rejecting one (d = 0 >= -margin) is the wrong decision
+    equal = _decisions(*_paired_streams(0.06, 0.06, seed=3), margin)
+    assert np.mean(equal == -1) <= _tolerance(ALPHA, STREAMS)
+    # 3 points worse: promoting it is wrong; rejecting it is found
+    worse = _decisions(*_paired_streams(0.04, 0.07, seed=4, windows=200), margin)
+    assert np.mean(worse == 1) <= _tolerance(ALPHA, STREAMS)
+    assert np.mean(worse == -1) >= 0.9
+    # 3 points better: promoted
+    better = _decisions(*_paired_streams(0.07, 0.04, seed=5), margin)
+    assert np.mean(better == 1) >= 0.9
+    assert np.mean(better == -1) <= _tolerance(ALPHA, STREAMS)
+
+
+def test_windows_merge_by_addition_and_give_one_sequence() -> None:
+    windows = [PairedCounts(n=500, challenger_only=31, champion_only=20) for _ in range(6)]
+    total = sum(windows, PairedCounts())
+    assert total == PairedCounts(n=3000, challenger_only=186, champion_only=120)
+    assert paired_sequence(total) == paired_sequence(
+        PairedCounts(n=3000, challenger_only=186, champion_only=120)
+    )
+    arms = sum([ArmCounts(n=10, score=9)] * 3, ArmCounts())
+    assert arms == ArmCounts(n=30, score=27)
+
+
+def test_more_evidence_narrows_the_sequence_and_no_evidence_decides_nothing() -> None:
+    small = paired_sequence(PairedCounts(n=500, challenger_only=35, champion_only=20))
+    large = paired_sequence(PairedCounts(n=5000, challenger_only=350, champion_only=200))
+    assert large.upper - large.lower < (small.upper - small.lower) / 2
+    assert small.lower < small.estimate < small.upper
+    empty = paired_sequence(PairedCounts())
+    assert (empty.lower, empty.upper) == (-1.0, 1.0)
+    assert decide(empty, margin=0.01, min_labels=0) == "continue"
+    assert two_arm_sequence(ArmCounts(), ArmCounts(n=5, score=5)).n == 0
+
+
+def test_bad_input_is_refused_with_a_clear_error() -> None:
+    with pytest.raises(ValueError, match="alpha"):
+        bernoulli_sequence([1], [2], alpha=1.5)
+    with pytest.raises(ValueError, match="successes"):
+        bernoulli_sequence([3], [2], alpha=0.05)
+    with pytest.raises(ValueError, match="margin"):
+        decide(
+            DifferenceSequence(estimate=0, lower=0, upper=0, n=1, alpha=0.05),
+            margin=-1,
+            min_labels=0,
+        )
