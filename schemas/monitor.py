@@ -34,6 +34,7 @@ invalid monitor config:
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Mapping
@@ -75,6 +76,8 @@ __all__ = [
     "QualityThreshold",
     "ReferenceConfig",
     "RetrainConfig",
+    "RolloutConfig",
+    "RolloutGuardrails",
     "Severity",
     "Task",
     "TrainingConfig",
@@ -419,6 +422,66 @@ class ConceptDriftConfig(_Frozen):
         return self
 
 
+class RolloutGuardrails(_Frozen):
+    """Label-free limits a challenger must keep in every window (``rollout.guardrails``).
+
+    Examples
+    --------
+    >>> RolloutGuardrails().latency_p95_ratio
+    1.2
+    """
+
+    #: Challenger's p95 prediction latency over the champion's, at most.
+    latency_p95_ratio: float = Field(default=1.2, gt=1.0, allow_inf_nan=False)
+    #: Share of shadow pairs whose predictions differ, at most.
+    disagreement_rate: float = Field(default=0.5, gt=0.0, le=1.0)
+
+
+class RolloutConfig(_Frozen):
+    """How a retrained challenger replaces the champion (optional ``rollout`` section).
+
+    ``shadow``: the challenger scores the champion's requests and serves nothing;
+    ``canary``: it serves a growing share (``canary_steps``); ``direct``: it is promoted
+    at once (the behaviour without this section). Every decision compares ``metric``
+    (default: the performance metric) on the same windows with an anytime-valid
+    confidence sequence at level ``alpha`` and a non-inferiority ``margin``
+    (:mod:`driftline.detectors.rollout`); no decision before ``min_labels`` labelled
+    pairs (shadow) or labels per arm (canary); no verdict within ``max_duration``
+    rejects it as inconclusive; ``watch_after_promotion`` keeps comparing a new
+    champion with its parent, and rolls it back when it is worse.
+
+    Examples
+    --------
+    >>> RolloutConfig().canary_steps
+    (0.05, 0.25, 0.5, 1.0)
+    >>> RolloutConfig(mode="canary", margin=0.02, max_duration="1d").max_duration
+    86400.0
+    """
+
+    mode: Literal["shadow", "canary", "direct"] = "shadow"
+    metric: str | None = None
+    margin: float = Field(default=0.01, ge=0.0, allow_inf_nan=False)
+    alpha: float = Field(default=0.05, gt=0.0, lt=0.5)
+    min_labels: int = Field(default=200, ge=1)
+    canary_steps: tuple[float, ...] = Field(default=(0.05, 0.25, 0.5, 1.0), min_length=1)
+    max_duration: Duration = 172800.0
+    watch_after_promotion: Duration = 86400.0
+    guardrails: RolloutGuardrails = RolloutGuardrails()
+
+    @model_validator(mode="after")
+    def _steps(self) -> RolloutConfig:
+        steps = self.canary_steps
+        if any(not 0 < step <= 1 for step in steps):
+            raise ValueError("canary_steps: every share lies in (0, 1]")
+        if any(b <= a for a, b in itertools.pairwise(steps)):
+            raise ValueError("canary_steps: shares must increase")
+        if steps[-1] != 1.0:
+            raise ValueError("canary_steps: the last share is 1.0 (the challenger serves all)")
+        if self.max_duration <= 0:
+            raise ValueError("max_duration: must be longer than 0 seconds")
+        return self
+
+
 _TRAINING_FUNCTION = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
 )
@@ -522,6 +585,7 @@ class MonitorConfig(_Frozen):
     retrain: RetrainConfig = RetrainConfig()
     concept_drift: ConceptDriftConfig | None = None
     training: TrainingConfig = TrainingConfig()
+    rollout: RolloutConfig | None = None
 
     @field_validator("window")
     @classmethod
@@ -563,6 +627,12 @@ class MonitorConfig(_Frozen):
                 f"training.metric: {training_metric!r} is not a {self.task} metric "
                 f"(choose from {list(TASK_METRICS[self.task])})"
             )
+        rollout_metric = self.rollout.metric if self.rollout is not None else None
+        if rollout_metric is not None and rollout_metric not in TASK_METRICS[self.task]:
+            raise ValueError(
+                f"rollout.metric: {rollout_metric!r} is not a {self.task} metric "
+                f"(choose from {list(TASK_METRICS[self.task])})"
+            )
         if (
             self.task == "regression"
             and self.concept_drift is not None
@@ -588,6 +658,13 @@ class MonitorConfig(_Frozen):
     def performance_metric(self) -> str:
         """The metric that alerts: ``performance.metric`` or the task's default."""
         return self.performance.metric or TASK_METRICS[self.task][0]
+
+    @property
+    def rollout_metric(self) -> str:
+        """The metric rollout decisions compare: ``rollout.metric`` or the performance
+        metric."""
+        chosen = self.rollout.metric if self.rollout is not None else None
+        return chosen or self.performance_metric
 
     @property
     def training_metric(self) -> str:

@@ -159,3 +159,60 @@ def test_bad_input_is_refused_with_a_clear_error() -> None:
             margin=-1,
             min_labels=0,
         )
+
+
+# --------------------------------------------------------------------------- the YAML section
+
+BASE = "model_id: m\nfeatures: {x: numeric}\n"
+
+
+def test_the_rollout_section_has_the_documented_defaults() -> None:
+    from driftline.schemas.monitor import MonitorConfig
+
+    assert MonitorConfig.from_yaml(BASE).rollout is None  # no section: promote at once
+    config = MonitorConfig.from_yaml(BASE + "rollout: {}\n")
+    rollout = config.rollout
+    assert rollout is not None
+    assert (rollout.mode, rollout.margin, rollout.alpha, rollout.min_labels) == (
+        "shadow",
+        0.01,
+        0.05,
+        200,
+    )
+    assert rollout.canary_steps == (0.05, 0.25, 0.5, 1.0)
+    assert (rollout.max_duration, rollout.watch_after_promotion) == (172_800.0, 86_400.0)
+    assert (rollout.guardrails.latency_p95_ratio, rollout.guardrails.disagreement_rate) == (
+        1.2,
+        0.5,
+    )
+    assert config.rollout_metric == "accuracy"
+    regression = MonitorConfig.from_yaml(
+        "model_id: r\ntask: regression\nfeatures: {x: numeric}\n"
+        "rollout: {mode: canary, metric: mae, canary_steps: [0.1, 1.0], max_duration: 6h}\n"
+    )
+    assert regression.rollout is not None and regression.rollout.max_duration == 21_600.0
+    assert regression.rollout_metric == "mae"
+
+
+@pytest.mark.parametrize(
+    ("section", "named"),
+    [
+        ("{mode: blue}", "rollout.mode"),
+        ("{speed: 2}", "rollout.speed: unknown key"),
+        ("{metric: mae}", "rollout.metric: 'mae' is not a binary_classification metric"),
+        ("{canary_steps: [0.5, 0.2, 1.0]}", "shares must increase"),
+        ("{canary_steps: [0.1, 0.5]}", "the last share is 1.0"),
+        ("{canary_steps: [0, 1.0]}", "every share lies in (0, 1]"),
+        ("{alpha: 0.7}", "rollout.alpha"),
+        ("{margin: -0.01}", "rollout.margin"),
+        ("{guardrails: {latency_p95_ratio: 0.9}}", "rollout.guardrails.latency_p95_ratio"),
+        ("{guardrails: {disagreement: 0.2}}", "rollout.guardrails.disagreement: unknown key"),
+        ("{max_duration: 0s}", "max_duration"),
+    ],
+)
+def test_a_bad_rollout_section_names_the_key(section: str, named: str) -> None:
+    from driftline.schemas.monitor import MonitorConfig, MonitorConfigError
+
+    with pytest.raises(MonitorConfigError) as error:
+        MonitorConfig.from_yaml(BASE + f"rollout: {section}\n")
+    assert named in error.value.summary, error.value.summary
