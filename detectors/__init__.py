@@ -87,6 +87,14 @@ from .profiles import (
     profile_numeric,
     sorted_quantiles,
 )
+from .promotion import (
+    RolloutEvidence,
+    RolloutRecord,
+    RolloutState,
+    decision_id,
+    rollout_step,
+    start_rollout,
+)
 from .quality import QualityMetric, QualityResult, assess_quality
 from .rollout import (
     ArmCounts,
@@ -198,6 +206,9 @@ __all__ = [
     "RetrainPolicy",
     "RetrainRequest",
     "RolloutDecision",
+    "RolloutEvidence",
+    "RolloutRecord",
+    "RolloutState",
     "Verdict",
     "Wasserstein",
     "WindowData",
@@ -228,6 +239,7 @@ __all__ = [
     "concept_drift_detectors",
     "concept_drift_step",
     "decide",
+    "decision_id",
     "drift_result",
     "error_stream",
     "evaluate_window",
@@ -246,8 +258,10 @@ __all__ = [
     "profile_numeric",
     "request_id",
     "roc_auc",
+    "rollout_step",
     "smoothed_shares",
     "sorted_quantiles",
+    "start_rollout",
     "to_microseconds",
     "two_arm_sequence",
     "wilson_interval",

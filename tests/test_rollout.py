@@ -5,6 +5,8 @@ find a 3-point difference."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pytest
 from driftline.detectors.rollout import (
@@ -216,3 +218,152 @@ def test_a_bad_rollout_section_names_the_key(section: str, named: str) -> None:
     with pytest.raises(MonitorConfigError) as error:
         MonitorConfig.from_yaml(BASE + f"rollout: {section}\n")
     assert named in error.value.summary, error.value.summary
+
+
+# --------------------------------------------------------------------------- the policy
+
+HOUR = 3600.0
+
+
+def _run(
+    config: Any, evidence_per_window: list[Any], mode_start: float = 0.0
+) -> tuple[Any, list[Any]]:
+    from driftline.detectors.promotion import rollout_step, start_rollout
+
+    state = start_rollout(config, model_id="m", champion="v1", challenger="v2", now=mode_start)
+    records = []
+    for i, evidence in enumerate(evidence_per_window):
+        if state is None:
+            break
+        arms = state.phase == "canary"
+        state, record = rollout_step(
+            config,
+            "accuracy",
+            state,
+            evidence(arms) if callable(evidence) else evidence,
+            window_start=i * HOUR,
+            window_end=(i + 1) * HOUR,
+        )
+        if record is not None:
+            records.append(record)
+    return state, records
+
+
+def _live(p_challenger: float, p_champion: float, n: int, seed: int) -> Any:
+    """Windows of evidence from versions with these accuracies (paired in shadow and
+    watch, two arms in canary), drawn independently per window."""
+    from driftline.detectors.promotion import RolloutEvidence
+
+    rng = np.random.default_rng(seed)
+
+    def window(arms: bool) -> RolloutEvidence:
+        ch = rng.random(n) < p_challenger
+        cp = rng.random(n) < p_champion
+        if arms:
+            return RolloutEvidence(
+                challenger=ArmCounts(n=n // 2, score=int(ch[: n // 2].sum())),
+                champion=ArmCounts(n=n // 2, score=int(cp[n // 2 :].sum())),
+            )
+        return RolloutEvidence(
+            paired=PairedCounts(
+                n=n,
+                challenger_only=int(np.count_nonzero(ch & ~cp)),
+                champion_only=int(np.count_nonzero(cp & ~ch)),
+            ),
+            pairs=n,
+            disagreements=int(np.count_nonzero(ch != cp)),
+        )
+
+    return window
+
+
+def test_a_better_challenger_goes_from_shadow_through_the_canary_steps_to_champion() -> None:
+    from driftline.schemas.monitor import RolloutConfig
+
+    config = RolloutConfig(mode="shadow", watch_after_promotion=2 * HOUR, max_duration=1e9)
+    state, records = _run(config, [_live(0.95, 0.90, 4000, seed=1)] * 200)
+    decisions = [(r.decision, r.traffic, r.mode) for r in records]
+    assert decisions == [
+        ("step", 0.05, "shadow"),
+        ("step", 0.25, "canary"),
+        ("step", 0.5, "canary"),
+        ("promote", 1.0, "canary"),
+    ], decisions
+    assert state is None  # watched for two windows after the promotion, then over
+    assert all(r.lower > -config.margin for r in records)
+    assert len({r.decision_id for r in records}) == 4
+
+
+def test_a_worse_challenger_is_rejected_in_shadow_and_never_served() -> None:
+    from driftline.schemas.monitor import RolloutConfig
+
+    state, records = _run(RolloutConfig(), [_live(0.86, 0.90, 2000, seed=2)] * 100)
+    assert state is None
+    assert [(r.decision, r.traffic, r.mode, r.reason) for r in records] == [
+        ("reject", 0.0, "shadow", "worse")
+    ]
+    assert records[0].upper < -0.01
+
+
+def test_a_promoted_champion_worse_live_is_rolled_back() -> None:
+    from driftline.detectors.promotion import RolloutState, rollout_step
+    from driftline.schemas.monitor import RolloutConfig
+
+    config = RolloutConfig()
+    watching = RolloutState(
+        model_id="m",
+        champion="v1",
+        challenger="v2",
+        phase="watch",
+        traffic=1.0,
+        started_at=0.0,
+        phase_started_at=0.0,
+    )
+    window = _live(0.85, 0.90, 3000, seed=3)
+    records = []
+    state: RolloutState | None = watching
+    for i in range(20):
+        assert state is not None
+        state, record = rollout_step(
+            config,
+            "accuracy",
+            state,
+            window(False),
+            window_start=i * HOUR,
+            window_end=(i + 1) * HOUR,
+        )
+        if record is not None:
+            records.append(record)
+            break
+    assert [(r.decision, r.traffic, r.reason) for r in records] == [("rollback", 0.0, "worse")]
+    assert state is None
+
+
+def test_guardrails_inconclusive_rollouts_and_min_labels() -> None:
+    from driftline.detectors.promotion import RolloutEvidence
+    from driftline.schemas.monitor import RolloutConfig
+
+    config = RolloutConfig(max_duration=3 * HOUR, min_labels=200)
+    _, records = _run(config, [RolloutEvidence(pairs=100, disagreements=60)])
+    assert [(r.decision, r.reason) for r in records] == [("reject", "guardrail:disagreement_rate")]
+    _, records = _run(config, [RolloutEvidence(latency_p95_ratio=1.5)])
+    assert [r.reason for r in records] == ["guardrail:latency_p95_ratio"]
+    equal = RolloutEvidence(paired=PairedCounts(n=150, challenger_only=9, champion_only=9))
+    state, records = _run(config, [equal] * 2)
+    assert state is not None and not records  # 300 labels, no verdict yet
+    _, records = _run(config, [equal] * 5)
+    assert [(r.decision, r.reason, r.window_start) for r in records] == [
+        ("reject", "inconclusive", 2 * HOUR)
+    ]
+    few = RolloutEvidence(paired=PairedCounts(n=150, challenger_only=100, champion_only=0))
+    state, records = _run(config, [few])
+    assert not records  # a clear lead on 150 labels waits for min_labels
+
+
+def test_decisions_replay_with_the_same_ids() -> None:
+    from driftline.schemas.monitor import RolloutConfig
+
+    config = RolloutConfig(watch_after_promotion=0.0, max_duration=1e9)
+    first = _run(config, [_live(0.95, 0.90, 4000, seed=4)] * 100)[1]
+    again = _run(config, [_live(0.95, 0.90, 4000, seed=4)] * 100)[1]
+    assert first == again and first[-1].decision == "promote"
