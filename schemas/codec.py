@@ -1,16 +1,19 @@
 """Wire codec: bytes from Kafka or a JSONL line to typed events or columns.
 
-Two ways in:
+Three ways in:
 
 * :func:`decode` validates any event fully into its pydantic model.
-* :func:`decode_rows` is the ingest fast path. It turns a ``prediction_batch``
-  into :class:`PredictionColumns` (numpy arrays, one per column) without
-  building a Python object per row, and single events into the same columns
-  of length one. It accepts a prediction or feedback event exactly when
-  :func:`decode` does, and a batch it refuses is validated again by the
-  models, so that the error is the one :func:`decode` raises. Timestamps given
-  as epoch seconds keep their full precision in the columns, where the models
-  round them to microseconds.
+* :func:`decode_ingest` is the ingest fast path. It turns a ``prediction_batch`` or
+  a ``feedback_batch`` into :class:`PredictionColumns` / :class:`FeedbackColumns`
+  (numpy arrays, one per column) without building a Python object per row, and
+  single events into their models. It accepts a prediction or feedback event
+  exactly when :func:`decode` does, and a batch it refuses is validated again by the
+  models, so that the error is the one :func:`decode` raises. Timestamps given as
+  epoch seconds keep their full precision in the columns, where the models round
+  them to microseconds.
+* :class:`~driftline.schemas.jsonl.JsonlDecoder` reads the lines of a JSONL file of
+  ingest events with the same rules: batches as :func:`decode_ingest` does, single
+  events a run at a time, checked column-wise by :mod:`~driftline.schemas.singles`.
 
 Every failure is a :class:`DecodeError` whose ``reason`` is a short stable code
 (for the DLQ headers and metrics) and whose message names what is wrong.
@@ -19,10 +22,8 @@ Every failure is a :class:`DecodeError` whose ``reason`` is a short stable code
 from __future__ import annotations
 
 import json
-import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any, Final, TypeVar
 
 import numpy as np
@@ -54,10 +55,9 @@ __all__ = [
     "PredictionColumns",
     "decode",
     "decode_ingest",
-    "decode_rows",
     "encode",
+    "feedback_batch_columns",
     "prediction_batch_columns",
-    "read_jsonl",
 ]
 
 #: Largest message accepted unless the caller says otherwise (8 MiB).
@@ -125,9 +125,9 @@ class PredictionColumns:
 
     Examples
     --------
-    >>> columns = decode_rows(b'{"type": "prediction", "event_id": "e1", "model_id": "m",'
-    ...     b' "model_version": "v1", "timestamp": 1767225600, "features": {"x": 2.5},'
-    ...     b' "prediction": 1}')
+    >>> columns = decode_ingest(b'{"type": "prediction_batch", "model_id": "m",'
+    ...     b' "model_version": "v1", "event_ids": ["e1"], "timestamps": [1767225600],'
+    ...     b' "features": {"x": [2.5]}, "predictions": [1]}')
     >>> columns.rows, columns.numeric["x"].tolist(), columns.prediction_value.tolist()
     (1, [2.5], [1.0])
     """
@@ -157,7 +157,7 @@ class FeedbackColumns:
 
     Examples
     --------
-    >>> columns = decode_rows(b'{"type": "feedback_batch", "model_id": "m",'
+    >>> columns = decode_ingest(b'{"type": "feedback_batch", "model_id": "m",'
     ...     b' "event_ids": ["a", "b"], "timestamps": [1767225600, 1767225601],'
     ...     b' "labels": ["yes", "no"]}')
     >>> columns.rows, columns.label_class.tolist()
@@ -537,7 +537,7 @@ def _feedback_batch(obj: dict[str, Any]) -> FeedbackColumns:
     raise _RefusedError("labels")
 
 
-def _feedback_rows(obj: dict[str, Any]) -> FeedbackColumns:
+def feedback_batch_columns(obj: dict[str, Any]) -> FeedbackColumns:
     """The fast path for ``feedback_batch``, falling back on the models for the error."""
     try:
         return _feedback_batch(obj)
@@ -580,79 +580,16 @@ def _batch_columns(event: PredictionBatchEvent) -> PredictionColumns:
     )
 
 
-def _single_prediction(event: PredictionEvent) -> PredictionColumns:
-    numeric: dict[str, np.ndarray] = {}
-    categorical: dict[str, np.ndarray] = {}
-    for name, value in event.features.items():
-        if isinstance(value, str):
-            categorical[name] = np.array([value], dtype=object)
-        else:
-            numeric[name] = np.array([math.nan if value is None else value], dtype=np.float64)
-    is_class = isinstance(event.prediction, str)
-    return PredictionColumns(
-        model_id=event.model_id,
-        model_version=event.model_version,
-        event_ids=np.array([event.event_id], dtype=object),
-        timestamps=np.array([event.timestamp.timestamp()], dtype=np.float64),
-        numeric=numeric,
-        categorical=categorical,
-        prediction_value=None if is_class else np.array([event.prediction], dtype=np.float64),
-        prediction_class=np.array([event.prediction], dtype=object) if is_class else None,
-        score=None if event.score is None else np.array([event.score], dtype=np.float64),
-        class_scores=None if event.scores is None else (dict(event.scores),),
-        latency_ms=None
-        if event.latency_ms is None
-        else np.array([event.latency_ms], dtype=np.float64),
-        segment=dict(event.segment or {}),
-    )
-
-
-def _feedback(event: FeedbackEvent | FeedbackBatchEvent) -> FeedbackColumns:
-    if isinstance(event, FeedbackEvent):
-        ids, times, labels = [event.event_id], [event.timestamp], [event.label]
-    else:
-        ids, times, labels = event.event_ids, event.timestamps, event.labels
-    label_value, label_class = _kind_column(labels)  # one kind: the models check it
+def _feedback(event: FeedbackBatchEvent) -> FeedbackColumns:
+    """Columns of a validated feedback batch model (a row at a time: not the fast path)."""
+    label_value, label_class = _kind_column(event.labels)  # one kind: the models check it
     return FeedbackColumns(
         model_id=event.model_id,
-        event_ids=_objects(ids),
-        timestamps=np.array([moment.timestamp() for moment in times], dtype=np.float64),
+        event_ids=_objects(event.event_ids),
+        timestamps=np.array([moment.timestamp() for moment in event.timestamps], dtype=np.float64),
         label_value=label_value,
         label_class=label_class,
     )
-
-
-def rows_of(event: Event) -> PredictionColumns | FeedbackColumns:
-    """Columns of a validated prediction or feedback event (single or batch)."""
-    if isinstance(event, PredictionEvent):
-        return _single_prediction(event)
-    if isinstance(event, PredictionBatchEvent):
-        return _batch_columns(event)
-    if isinstance(event, FeedbackEvent | FeedbackBatchEvent):
-        return _feedback(event)
-    raise DecodeError("unknown_type", f"{event.type} events carry no prediction or feedback rows")
-
-
-def decode_rows(
-    data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-) -> PredictionColumns | FeedbackColumns:
-    """Decode an ingest message into columns; fast paths for both batch types.
-
-    Accepts a prediction or feedback event exactly when :func:`decode` does and
-    then raises the same error; other event types are ``unknown_type`` here.
-
-    Raises
-    ------
-    DecodeError
-        When the message is not a valid prediction or feedback event.
-    """
-    obj = _object(data, max_bytes)
-    kind = obj.get("type")
-    if kind == "prediction_batch":
-        return prediction_batch_columns(obj)
-    if kind == "feedback_batch":
-        return _feedback_rows(obj)
-    return rows_of(validate(obj))
 
 
 IngestRows = PredictionColumns | PredictionEvent | FeedbackColumns | FeedbackEvent
@@ -675,28 +612,8 @@ def decode_ingest(data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES)
     if kind == "prediction_batch":
         return prediction_batch_columns(obj)
     if kind == "feedback_batch":
-        return _feedback_rows(obj)
+        return feedback_batch_columns(obj)
     event = validate(obj)
     if isinstance(event, PredictionEvent | FeedbackEvent):
         return event
     raise DecodeError("unknown_type", f"{kind} events do not belong on an ingest topic")
-
-
-def read_jsonl(
-    path: Path, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-) -> Iterator[tuple[int, Event]]:
-    """Yield ``(line_number, event)`` for each non-blank line of a JSONL file.
-
-    Raises
-    ------
-    DecodeError
-        On the first bad line; its message starts with ``path:line``.
-    """
-    with open(path, "rb") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                yield number, decode(line, max_bytes)
-            except DecodeError as error:
-                raise DecodeError(error.reason, f"{path}:{number}: {error.message}") from None

@@ -15,7 +15,15 @@ import orjson
 import pytest
 from backtest_streams import START, Stream, monitor_yaml, simulate, write_jsonl
 from driftline.schemas.codec import DecodeError, decode_ingest
+from driftline.schemas.events import FeedbackEvent, PredictionEvent
+from driftline.schemas.jsonl import LineError
 from driftline.schemas.monitor import MonitorConfig
+from driftline.schemas.singles import (
+    feedback_run,
+    feedback_view,
+    prediction_run,
+    prediction_view,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_events import (
@@ -26,14 +34,8 @@ from test_events import (
     prediction_bodies,
 )
 
-from driftline.backtest import (
-    BacktestInputError,
-    BacktestSummary,
-    _LineError,
-    _Reader,
-    _route,
-    run_backtest,
-)
+from driftline.backtest import BacktestInputError, BacktestSummary, run_backtest
+from driftline.backtest.reader import RowReader
 
 HOUR = 3600.0
 OUTPUTS = ("metrics.jsonl", "alerts.jsonl", "retrain_requests.jsonl", "profile.json")
@@ -421,9 +423,10 @@ def test_cli_bad_jsonl_line_exits_2_naming_file_and_line(
 
 # ----------------------------------------------------------------------------- fast path
 #
-# Single events and feedback batches skip the event models when a few column checks
-# prove them valid. Whatever the line, the fast path must accept exactly what the
-# codec accepts, raise the codec's error otherwise, and give the same rows.
+# Single events skip the event models when the column-wise checks of
+# driftline.schemas.singles prove them valid. Whatever the line, the decoder must
+# accept exactly what the codec accepts, raise the codec's error otherwise, and give
+# the backtest the same rows as the event models do.
 
 _JSON = st.none() | st.booleans() | st.integers(-(2**63), 2**64 - 1) | finite | st.text(max_size=3)
 _JSON_VALUES = _JSON | st.lists(_JSON, max_size=3) | st.dictionaries(st.text(max_size=3), _JSON)
@@ -454,7 +457,7 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _rows_of(reader: Any) -> dict[str, Any]:
+def _rows_of(reader: RowReader) -> dict[str, Any]:
     rows = reader.rows("events")
     return {name: _plain(value) for name, value in vars(rows).items() if name != "lines"}
 
@@ -474,17 +477,20 @@ def test_fast_path_agrees_with_the_codec(body: dict[str, Any], task: str) -> Non
         expected: Any = decode_ingest(line)
     except DecodeError as error:
         expected = error
-    fast = _Reader(config)
+    fast = RowReader(config)
     if isinstance(expected, DecodeError):
-        with pytest.raises(_LineError) as caught:
-            _route(fast, line, 7)
-            fast.fold()
+        with pytest.raises(LineError) as caught:
+            fast.read([b"", b"  "] * 3 + [line])  # blank lines count: the line is line 7
         assert caught.value.line == 7
-        assert str(caught.value.error) == str(expected)
+        assert str(caught.value) == str(expected)
         return
-    _route(fast, line, 7)
-    slow = _Reader(config)
-    slow.add_event(expected)
+    fast.read([line])
+    slow = RowReader(config)
+    if isinstance(expected, PredictionEvent):
+        expected = prediction_run([prediction_view(expected)], trusted=True)
+    elif isinstance(expected, FeedbackEvent):
+        expected = feedback_run([feedback_view(expected)], trusted=True)
+    slow.add(expected)
     assert _rows_of(fast) == _rows_of(slow)
 
 

@@ -1,4 +1,4 @@
-"""Wire codec: fuzzing, fast path against the models, reason codes, JSONL and doctests."""
+"""Wire codec: fuzzing, fast paths against the models, reason codes, JSONL and doctests."""
 
 from __future__ import annotations
 
@@ -14,15 +14,15 @@ import orjson
 import pytest
 from driftline.schemas import codec
 from driftline.schemas.codec import (
+    DEFAULT_MAX_MESSAGE_BYTES,
     REASONS,
     DecodeError,
     FeedbackColumns,
     PredictionColumns,
     decode,
     decode_ingest,
-    decode_rows,
     encode,
-    read_jsonl,
+    validate,
 )
 from driftline.schemas.events import (
     EARLIEST_EPOCH,
@@ -36,7 +36,15 @@ from driftline.schemas.events import (
     FeedbackEvent,
     PredictionBatchEvent,
     PredictionEvent,
-    event_adapter,
+)
+from driftline.schemas.jsonl import JsonlDecoder, LineError
+from driftline.schemas.singles import (
+    FeedbackRun,
+    PredictionRun,
+    feedback_run,
+    feedback_view,
+    prediction_run,
+    prediction_view,
 )
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
@@ -107,6 +115,22 @@ def prediction(**changes: Any) -> dict[str, Any]:
 
 def wire(body: Any) -> bytes:
     return orjson.dumps(body)
+
+
+def _same_value(fast: Any, model: Any) -> bool:
+    """The same string, null, or number (``1`` as given is the models' ``1.0``)."""
+    if isinstance(fast, str) or fast is None:
+        return bool(fast == model)
+    return model is not None and not isinstance(model, str) and float(fast) == float(model)
+
+
+def decode_line(data: bytes | str, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Any:
+    """What :class:`JsonlDecoder` gives for a file of one line: its one item, or ``None``
+    for a blank line; raises :class:`LineError` (a ``DecodeError``) for a bad one."""
+    raw = data.encode("utf-8", "surrogatepass") if isinstance(data, str) else data
+    items = list(JsonlDecoder(max_bytes).decode([raw]))
+    assert len(items) == (1 if raw.strip() else 0)
+    return items[0] if items else None
 
 
 def expected_columns(event: PredictionBatchEvent) -> dict[str, Any]:
@@ -233,15 +257,15 @@ def near_events(draw: st.DrawFn, bodies: st.SearchStrategy[Any] = event_bodies) 
 
 
 def assert_never_crashes(data: bytes | str) -> None:
-    for function in (decode, decode_rows, decode_ingest):
+    for function in (decode, decode_line, decode_ingest):
         result = outcome(function, data)
         expected = DecodeError | PredictionColumns | FeedbackColumns
         if function is decode:
             assert isinstance(result, DecodeError) or result.type in TYPES
         elif function is decode_ingest:  # single events stay models on the ingest path
             assert isinstance(result, expected | PredictionEvent | FeedbackEvent)
-        else:
-            assert isinstance(result, expected)
+        else:  # single events come as runs of columns; a blank line gives nothing
+            assert result is None or isinstance(result, expected | PredictionRun | FeedbackRun)
 
 
 @FAST
@@ -433,7 +457,7 @@ def mutated_batches(draw: st.DrawFn) -> bytes:
 
 def check_agreement(data: bytes) -> None:
     reference = outcome(decode, data)
-    fast = outcome(decode_rows, data)
+    fast = outcome(decode_line, data)
     ingest = outcome(decode_ingest, data)
     if currently_in_test_context():  # the share of each outcome, for --hypothesis-show-statistics
         hypothesis.event(reference.reason if isinstance(reference, DecodeError) else "valid")
@@ -488,38 +512,48 @@ def test_fast_path_agrees_on_arbitrary_damage(body: dict[str, Any]) -> None:
 def test_fast_path_edge_batches(body: dict[str, Any]) -> None:
     data = wire(body)
     check_agreement(data)
-    assert isinstance(decode_rows(data), PredictionColumns)
+    assert isinstance(decode_ingest(data), PredictionColumns)
+    assert isinstance(decode_line(data), PredictionColumns)
 
 
 def test_fast_path_at_the_row_limit() -> None:
     rows = MAX_BATCH_ROWS
     body = batch(rows, features={"x": [0.5] * rows}, predictions=[1] * rows)
-    columns = decode_rows(wire(body))
+    columns = decode_ingest(wire(body))
     assert isinstance(columns, PredictionColumns) and columns.rows == rows
     body = batch(rows + 1, features={}, predictions=[1] * (rows + 1))
-    reject(decode_rows, wire(body), "too_many_rows", "event_ids")
+    reject(decode_ingest, wire(body), "too_many_rows", "event_ids")
 
 
 def test_mixed_columns_are_refused_by_both_paths() -> None:
     # numpy would read [1, "a"] as the strings ["1", "a"]: the columns must not
     # silently change kind.
     for body in (batch(features={"x": [1, "a"]}), batch(predictions=[1, "a"])):
-        for function in (decode, decode_rows, decode_ingest):
+        for function in (decode, decode_line, decode_ingest):
             reject(function, wire(body), "wrong_type", "mixes numbers and strings")
-    reject(decode_rows, wire(batch(event_ids=[1, "a"])), "wrong_type", "event_ids.0")
+    reject(decode_ingest, wire(batch(event_ids=[1, "a"])), "wrong_type", "event_ids.0")
 
 
 def test_single_events_and_feedback_give_the_models_values() -> None:
-    event = decode(wire(prediction(score=0.5, latency_ms=3, segment={"r": "eu"})))
-    columns = decode_rows(wire(prediction(score=0.5, latency_ms=3, segment={"r": "eu"})))
-    assert isinstance(event, PredictionEvent) and isinstance(columns, PredictionColumns)
-    assert columns.rows == 1
-    assert columns.numeric["x"].tolist() == [1.5]
-    assert columns.categorical["c"].tolist() == ["eu"]
-    assert columns.prediction_value.tolist() == [1.0]
-    assert columns.timestamps.tolist() == [float(T0)]
-    assert columns.score.tolist() == [0.5] and columns.latency_ms.tolist() == [3.0]
-    assert columns.segment == {"r": "eu"}
+    # segment is left to the models: the run holds the model's view of the event
+    data = wire(prediction(score=0.5, latency_ms=3, segment={"r": "eu"}))
+    event = decode(data)
+    run = decode_line(data)
+    assert isinstance(event, PredictionEvent) and isinstance(run, PredictionRun)
+    assert run.rows == 1
+    assert run.features == {"c": ["eu"], "x": [1.5]}
+    assert run.predictions == [1.0] and run.timestamps == [float(T0)]
+    assert run.scores == [0.5] and run.latency_ms == [3.0]
+    assert run.segments == [{"r": "eu"}] and run.class_scores is None
+    # the column-wise checks take this one: the values as given
+    run = decode_line(wire(prediction(score=0.5, latency_ms=3)))
+    assert isinstance(run, PredictionRun)
+    assert (run.event_ids, run.model_ids, run.model_versions) == (["e1"], ["m"], ["v1"])
+    assert run.predictions == [1] and run.timestamps == [T0] and run.latency_ms == [3]
+    assert run.segments is None and run.class_scores is None
+    run = decode_line(wire(prediction(scores={"yes": 0.25})))
+    assert isinstance(run, PredictionRun)
+    assert run.scores == [None] and run.class_scores == [{"yes": 0.25}]
     assert decode_ingest(wire(prediction())) == decode(wire(prediction()))
     body = {
         "type": "feedback_batch",
@@ -528,11 +562,12 @@ def test_single_events_and_feedback_give_the_models_values() -> None:
         "timestamps": ["2026-01-01T00:00:00Z", T0 + 1],
         "labels": [1, True],
     }
-    labels = decode_rows(wire(body))
+    labels = decode_ingest(wire(body))
     assert isinstance(labels, FeedbackColumns)
     assert labels.label_value.tolist() == [1.0, 1.0] and labels.label_class is None
     assert labels.timestamps.tolist() == [T0, T0 + 1.0]
-    reject(decode_rows, wire({**body, "labels": [1, "a"]}), "wrong_type", "labels mixes")
+    reject(decode_ingest, wire({**body, "labels": [1, "a"]}), "wrong_type", "labels mixes")
+    reject(decode_line, wire({**body, "labels": [1, "a"]}), "wrong_type", "labels mixes")
 
 
 @FAST
@@ -540,7 +575,7 @@ def test_single_events_and_feedback_give_the_models_values() -> None:
 def test_other_ingest_events_agree_with_the_models(body: dict[str, Any]) -> None:
     data = wire(body)
     event = decode(data)
-    columns = decode_rows(data)
+    columns = decode_line(data)
     ingest = decode_ingest(data)
     assert columns.rows == getattr(event, "rows", 1)
     if isinstance(event, PredictionEvent | FeedbackEvent):
@@ -548,11 +583,18 @@ def test_other_ingest_events_agree_with_the_models(body: dict[str, Any]) -> None
     else:
         assert isinstance(ingest, FeedbackColumns)
         assert ingest.event_ids.tolist() == list(event.event_ids)
-    if isinstance(event, FeedbackEvent | FeedbackBatchEvent):
+    if isinstance(event, FeedbackBatchEvent):
         assert isinstance(columns, FeedbackColumns)
-        labels = [event.label] if isinstance(event, FeedbackEvent) else list(event.labels)
         got = columns.label_value if columns.label_class is None else columns.label_class
-        assert got.tolist() == labels
+        assert got.tolist() == list(event.labels)
+    elif isinstance(event, FeedbackEvent):
+        assert isinstance(columns, FeedbackRun)
+        assert columns.event_ids == [event.event_id]
+        assert _same_value(columns.labels[0], event.label)
+    else:
+        assert isinstance(columns, PredictionRun)
+        assert columns.event_ids == [event.event_id]
+        assert _same_value(columns.predictions[0], event.prediction)
 
 
 @FAST
@@ -564,7 +606,7 @@ def test_non_ingest_events_are_unknown_to_the_ingest_decoders(body: dict[str, An
     # take prediction and feedback events only.
     data = wire(body)
     decode(data)
-    reject(decode_rows, data, "unknown_type", body["type"])
+    reject(decode_line, data, "unknown_type", body["type"])
     reject(decode_ingest, data, "unknown_type", body["type"])
 
 
@@ -602,7 +644,7 @@ def test_feedback_columns_feed_the_store_rows() -> None:
 
 # ----------------------------------------------------------------------------- reason codes
 
-BATCH_ONLY = (decode, decode_rows, decode_ingest)
+BATCH_ONLY = (decode, decode_line, decode_ingest)
 
 
 @pytest.mark.parametrize(
@@ -699,8 +741,9 @@ BATCH_ONLY = (decode, decode_rows, decode_ingest)
 def test_reason_codes(data: bytes, reason: str, names: list[str]) -> None:
     reject(decode, data, reason, *names)
     if reason != "unknown_type" or b"prediction_batch" in data:
-        for function in (decode_rows, decode_ingest):
-            reject(function, data, reason, *names)
+        reject(decode_ingest, data, reason, *names)
+        if data.strip():  # a blank line of a file is skipped
+            reject(decode_line, data, reason, *names)
 
 
 @pytest.mark.parametrize(
@@ -815,12 +858,13 @@ def test_too_many_rows() -> None:
         "timestamps": [T0] * rows,
         "labels": [1] * rows,
     }
-    reject(decode_rows, wire(feedback), "too_many_rows", "event_ids")
+    for function in BATCH_ONLY:
+        reject(function, wire(feedback), "too_many_rows", "event_ids")
 
 
 def test_oversized_messages() -> None:
     data = wire(prediction())
-    for function in (decode, decode_rows, decode_ingest):
+    for function in (decode, decode_line, decode_ingest):
         assert not isinstance(function(data, max_bytes=len(data)), DecodeError)
         reject(
             lambda raw, f=function: f(raw, max_bytes=len(data) - 1),
@@ -860,73 +904,192 @@ def test_reason_list_is_stable() -> None:
 # ----------------------------------------------------------------------------- JSONL
 
 
-def test_read_jsonl_mixed_types_and_blank_lines(tmp_path: Path) -> None:
-    events = [
-        event_adapter.validate_python(prediction()),
-        event_adapter.validate_python(batch()),
-        FeedbackEvent(event_id="e1", model_id="m", timestamp=T0, label="yes"),
-        AlertEvent(
-            alert_id="a1",
-            model_id="m",
-            model_version="v1",
-            kind="data_drift",
-            feature="x",
-            window_start=T0,
-            window_end=T0 + 3600,
-            statistic="psi",
-            value=0.4,
-            threshold=0.25,
-            p_value=None,
-            severity="critical",
-            opened_at=T0 + 3600,
-        ),
-    ]
+def feedback(**changes: Any) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "type": "feedback",
+        "event_id": "e1",
+        "model_id": "m",
+        "timestamp": T0,
+        "label": "yes",
+    }
+    body.update(changes)
+    return body
+
+
+def feedback_batch_body() -> dict[str, Any]:
+    return {
+        "type": "feedback_batch",
+        "model_id": "m",
+        "event_ids": ["e0", "e1"],
+        "timestamps": [T0, T0 + 1],
+        "labels": [0, 1],
+    }
+
+
+def test_jsonl_decoder_mixed_types_and_blank_lines(tmp_path: Path) -> None:
     path = tmp_path / "events.jsonl"
     lines = [
-        encode(events[0]),
+        wire(prediction(event_id="p1")),  # 1
         b"",
-        encode(events[1]),
+        wire(feedback(event_id="p1")),  # 3
         b"   \t",
-        encode(events[2]),
+        wire(prediction(event_id="p2", segment={"r": "eu"})),  # 5: left to the models
         b"\r",
-        encode(events[3]),
+        wire(batch()),  # 7: the runs gathered so far come first
+        wire(prediction(event_id="p3")),  # 8
+        wire(feedback_batch_body()),  # 9
+        wire(feedback(event_id="p3", label=2)),  # 10
     ]
     path.write_bytes(b"\n".join(lines) + b"\n\n")
-    read = list(read_jsonl(path))
-    assert [number for number, _ in read] == [1, 3, 5, 7]
-    assert [event for _, event in read] == events
+    decoder = JsonlDecoder()
+    with open(path, "rb") as handle:
+        items = list(decoder.decode(handle))
+    assert decoder.lines == 7
+    assert [type(item).__name__ for item in items] == [
+        "PredictionRun",
+        "FeedbackRun",
+        "PredictionColumns",
+        "PredictionRun",
+        "FeedbackColumns",
+        "FeedbackRun",
+    ]
+    assert items[0].event_ids == ["p1", "p2"] and items[0].segments == [None, {"r": "eu"}]
+    assert items[1].labels == ["yes"]
+    assert items[2].event_ids.tolist() == ["e0", "e1"]
+    assert items[3].event_ids == ["p3"]
+    assert items[4].label_value.tolist() == [0.0, 1.0]
+    assert items[5].labels == [2]
 
 
-def test_read_jsonl_names_the_bad_line(tmp_path: Path) -> None:
-    path = tmp_path / "bad.jsonl"
-    path.write_bytes(
-        encode(FeedbackEvent(event_id="e", model_id="m", timestamp=T0, label=1))
-        + b"\n\n"
-        + wire(prediction(extra=1))
-        + b"\n"
-        + b"{oops\n"
+def test_jsonl_decoder_checks_runs_of_run_rows_events() -> None:
+    lines = [wire(prediction(event_id=f"e{i}")) for i in range(5)]
+    lines.insert(3, wire(feedback()))
+    decoder = JsonlDecoder(run_rows=2)
+    items = list(decoder.decode(lines))
+    # a run is checked when either kind reaches run_rows, then both kinds gathered
+    assert [item.event_ids for item in items] == [["e0", "e1"], ["e2", "e3"], ["e1"], ["e4"]]
+    assert decoder.lines == 6
+
+
+def test_jsonl_decoder_names_the_first_bad_line() -> None:
+    good, bad = wire(prediction()), wire(prediction(extra=1))
+    with pytest.raises(LineError) as caught:
+        list(JsonlDecoder().decode([good, b"", bad, b"{oops"]))
+    assert (caught.value.line, caught.value.reason) == (3, "unknown_field")
+    assert "extra" in caught.value.message and str(caught.value).startswith("unknown_field: ")
+    # a bad single event is reported before a bad batch after it, and after one before it
+    with pytest.raises(LineError) as caught:
+        list(JsonlDecoder().decode([good, bad, wire(batch(extra=1))]))
+    assert (caught.value.line, caught.value.reason) == (2, "unknown_field")
+    with pytest.raises(LineError) as caught:
+        list(JsonlDecoder().decode([good, b"{oops", bad]))
+    assert (caught.value.line, caught.value.reason) == (2, "invalid_json")
+    # across the two runs: the first line in the file
+    with pytest.raises(LineError) as caught:
+        list(JsonlDecoder().decode([good, wire(feedback(label=None)), bad]))
+    assert (caught.value.line, caught.value.reason) == (2, "wrong_type")
+    alert = AlertEvent(
+        alert_id="a1",
+        model_id="m",
+        model_version="v1",
+        kind="data_drift",
+        feature="x",
+        window_start=T0,
+        window_end=T0 + 3600,
+        statistic="psi",
+        value=0.4,
+        threshold=0.25,
+        p_value=None,
+        severity="critical",
+        opened_at=T0 + 3600,
     )
-    read = read_jsonl(path)
-    assert next(read)[0] == 1
-    with pytest.raises(DecodeError) as caught:
-        next(read)
-    assert caught.value.reason == "unknown_field"
-    assert caught.value.message.startswith(f"{path}:3: ")
-    assert "extra" in caught.value.message
-    path.write_bytes(b"\n{oops\n")
-    with pytest.raises(DecodeError) as caught:
-        list(read_jsonl(path))
-    assert caught.value.reason == "invalid_json"
-    assert caught.value.message.startswith(f"{path}:2: ")
+    with pytest.raises(LineError) as caught:
+        list(JsonlDecoder().decode([good, encode(alert)]))
+    assert (caught.value.line, caught.value.reason) == (2, "unknown_type")
 
 
-def test_read_jsonl_applies_max_bytes(tmp_path: Path) -> None:
-    path = tmp_path / "big.jsonl"
-    path.write_bytes(wire(prediction()) + b"\n")
-    with pytest.raises(DecodeError) as caught:
-        list(read_jsonl(path, max_bytes=10))
-    assert caught.value.reason == "oversized"
-    assert caught.value.message.startswith(f"{path}:1: ")
+def test_jsonl_decoder_applies_max_bytes() -> None:
+    data = wire(prediction())
+    assert isinstance(decode_line(data, max_bytes=len(data)), PredictionRun)
+    with pytest.raises(LineError) as caught:
+        list(JsonlDecoder(max_bytes=10).decode([b"", data]))
+    assert (caught.value.line, caught.value.reason) == (2, "oversized")
+
+
+# ----------------------------------------------------------------------------- single events
+#
+# Runs of single events skip the models when the column-wise checks of
+# driftline.schemas.singles pass. They are stricter than the models: whatever they take,
+# the models take, with the same values (timestamps up to the models' microsecond).
+
+
+def _unbool(value: Any) -> Any:
+    return int(value) if isinstance(value, bool) else value
+
+
+@st.composite
+def plain_singles(draw: st.DrawFn) -> dict[str, Any]:
+    """Single events as producers mostly send them: the form the column-wise checks take."""
+    body = dict(draw(prediction_bodies() | feedback_bodies()))
+    body.pop("scores", None)
+    body.pop("segment", None)
+    body["timestamp"] = draw(
+        st.floats(EARLIEST_EPOCH, LATEST_EPOCH, exclude_max=True)
+        | st.integers(int(EARLIEST_EPOCH), int(LATEST_EPOCH) - 1)
+    )
+    for key in ("prediction", "label"):
+        if key in body:
+            body[key] = _unbool(body[key])
+    if "features" in body:
+        body["features"] = {name: _unbool(value) for name, value in body["features"].items()}
+    return body
+
+
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    plain_singles()
+    | near_events(plain_singles())
+    | near_events(prediction_bodies() | feedback_bodies())
+)
+def test_single_event_checks_agree_with_the_models(body: dict[str, Any]) -> None:
+    data = wire(body)
+    obj = orjson.loads(data)
+    reference = outcome(validate, obj)
+    line = outcome(decode_line, data)
+    if isinstance(reference, DecodeError):
+        assert isinstance(line, LineError) and str(line) == str(reference)
+    prediction = obj.get("type") == "prediction"
+    fast = (prediction_run if prediction else feedback_run)([obj])
+    if obj.get("type") not in ("prediction", "feedback") or fast is None:
+        return
+    assert not isinstance(reference, DecodeError), f"the checks took what the models refuse: {obj}"
+    if isinstance(reference, PredictionEvent):
+        model = prediction_run([prediction_view(reference)], trusted=True)
+        assert isinstance(fast, PredictionRun) and fast.features.keys() == model.features.keys()
+        pairs = [
+            *zip(fast.predictions, model.predictions, strict=True),
+            *zip(fast.scores, model.scores, strict=True),
+            *zip(fast.latency_ms, model.latency_ms, strict=True),
+            *(
+                pair
+                for name, values in fast.features.items()
+                for pair in zip(values, model.features[name], strict=True)
+            ),
+        ]
+        assert (fast.model_versions, fast.class_scores, fast.segments) == (
+            model.model_versions,
+            None,
+            None,
+        )
+    else:
+        assert isinstance(reference, FeedbackEvent)
+        model = feedback_run([feedback_view(reference)], trusted=True)
+        assert isinstance(fast, FeedbackRun)
+        pairs = list(zip(fast.labels, model.labels, strict=True))
+    assert all(_same_value(a, b) for a, b in pairs), pairs
+    assert (fast.event_ids, fast.model_ids) == (model.event_ids, model.model_ids)
+    assert abs(fast.timestamps[0] - model.timestamps[0]) <= 1e-6
+    assert line is not None and not isinstance(line, DecodeError)
 
 
 # ----------------------------------------------------------------------------- doctests
@@ -984,11 +1147,15 @@ def feedback_batches(draw: st.DrawFn) -> dict[str, Any]:
 @given(feedback_batches())
 def test_feedback_batch_fast_path_agrees_with_the_models(body: dict[str, Any]) -> None:
     data = orjson.dumps(body)
-    fast, slow = outcome(decode_rows, data), outcome(decode, data)
+    fast, slow = outcome(decode_ingest, data), outcome(decode, data)
+    line = outcome(decode_line, data)
     if isinstance(slow, DecodeError):
         assert isinstance(fast, DecodeError)
         assert (fast.reason, fast.message) == (slow.reason, slow.message)
+        assert isinstance(line, LineError) and str(line) == str(fast)
         return
+    assert isinstance(line, FeedbackColumns)
+    assert line.event_ids.tolist() == fast.event_ids.tolist()
     assert isinstance(fast, FeedbackColumns)
     assert fast.event_ids.tolist() == list(slow.event_ids)
     assert fast.timestamps.tolist() == [moment.timestamp() for moment in slow.timestamps]

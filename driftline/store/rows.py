@@ -168,9 +168,9 @@ class PredictionRows(_Rows):
 
     Examples
     --------
-    >>> from driftline.schemas.codec import decode_rows
+    >>> from driftline.schemas.codec import decode_ingest
     >>> rows = PredictionRows()
-    >>> rows.add(decode_rows(b'{"type": "prediction_batch", "model_id": "m",'
+    >>> rows.add(decode_ingest(b'{"type": "prediction_batch", "model_id": "m",'
     ...     b' "model_version": "v1", "event_ids": ["a", "b"],'
     ...     b' "timestamps": [1767225600, 1767225601],'
     ...     b' "features": {"x": [1.5, null], "c": ["eu", "us"]}, "predictions": [0, 1]}'),
@@ -344,9 +344,9 @@ class FeedbackRows(_Rows):
 
     Examples
     --------
-    >>> from driftline.schemas.codec import decode_rows
+    >>> from driftline.schemas.codec import decode_ingest
     >>> rows = FeedbackRows()
-    >>> rows.add(decode_rows(b'{"type": "feedback", "event_id": "a", "model_id": "m",'
+    >>> rows.add(decode_ingest(b'{"type": "feedback", "event_id": "a", "model_id": "m",'
     ...     b' "timestamp": 1767225600, "label": 1}'), KafkaPosition("t", 0, 3))
     >>> rows.build().column("label_value").to_pylist()
     [1.0]
