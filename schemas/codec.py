@@ -144,6 +144,8 @@ class PredictionColumns:
     class_scores: tuple[dict[str, float], ...] | None = None
     latency_ms: np.ndarray | None = None
     segment: dict[str, str] = field(default_factory=dict)
+    #: Shadow predictions: scored by a version that did not serve the requests.
+    shadow: bool = False
 
     @property
     def rows(self) -> int:
@@ -334,7 +336,7 @@ def encode(event: Event) -> bytes:
 _BATCH_REQUIRED = frozenset(
     {"type", "model_id", "model_version", "event_ids", "timestamps", "features", "predictions"}
 )
-_BATCH_ALLOWED = _BATCH_REQUIRED | {"scores", "latency_ms", "segment"}
+_BATCH_ALLOWED = _BATCH_REQUIRED | {"scores", "latency_ms", "segment", "shadow"}
 _NUMBERS = frozenset({int, float, bool})
 _PLAIN_NUMBERS = frozenset({int, float})
 _STRINGS = frozenset({str})
@@ -472,6 +474,9 @@ def _prediction_batch(obj: dict[str, Any]) -> PredictionColumns:
         latency = _floats(values)
         if (latency < 0.0).any():
             raise _RefusedError("latency_ms")
+    shadow = obj.get("shadow", False)
+    if type(shadow) is not bool:
+        raise _RefusedError("shadow")
     return PredictionColumns(
         model_id=model_id,
         model_version=model_version,
@@ -484,6 +489,7 @@ def _prediction_batch(obj: dict[str, Any]) -> PredictionColumns:
         score=score,
         latency_ms=latency,
         segment=_segment(obj.get("segment")),
+        shadow=shadow,
     )
 
 
@@ -577,6 +583,7 @@ def _batch_columns(event: PredictionBatchEvent) -> PredictionColumns:
         if event.latency_ms is None
         else np.array(event.latency_ms, dtype=np.float64),
         segment=dict(event.segment or {}),
+        shadow=event.shadow,
     )
 
 

@@ -21,6 +21,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     TypeAdapter,
     model_validator,
@@ -161,6 +162,9 @@ class PredictionEvent(_Event):
     scores: Annotated[dict[Identifier, Probability], Field(max_length=MAX_FEATURES)] | None = None
     latency_ms: NonNegative | None = None
     segment: Segment | None = None
+    #: Scored by a version that did not serve the request (same ``event_id`` as the
+    #: served prediction); kept apart from the served traffic.
+    shadow: StrictBool = False
 
 
 def _one_kind(name: str, column: list[Any]) -> None:
@@ -215,6 +219,8 @@ class PredictionBatchEvent(_Event):
     scores: Annotated[list[Probability], Field(max_length=MAX_BATCH_ROWS)] | None = None
     latency_ms: Annotated[list[NonNegative], Field(max_length=MAX_BATCH_ROWS)] | None = None
     segment: Segment | None = None
+    #: Every row is a shadow prediction (see :class:`PredictionEvent`).
+    shadow: StrictBool = False
 
     @model_validator(mode="after")
     def _equal_columns(self) -> PredictionBatchEvent:

@@ -55,7 +55,7 @@ _VALUE_TYPES: Final = frozenset({int, float, str, type(None)})
 _PREDICTION_REQUIRED: Final = frozenset(
     {"type", "event_id", "model_id", "model_version", "timestamp", "features", "prediction"}
 )
-_PREDICTION_ALLOWED: Final = _PREDICTION_REQUIRED | {"score", "latency_ms"}
+_PREDICTION_ALLOWED: Final = _PREDICTION_REQUIRED | {"score", "latency_ms", "shadow"}
 _FEEDBACK_KEYS: Final = frozenset({"type", "event_id", "model_id", "timestamp", "label"})
 
 
@@ -90,6 +90,8 @@ class PredictionRun:
     latency_ms: list[float | None]
     class_scores: list[dict[str, float] | None] | None = None
     segments: list[dict[str, str] | None] | None = None
+    #: Whether each prediction is a shadow one; ``None`` when none of the run is.
+    shadows: list[bool] | None = None
 
     @property
     def rows(self) -> int:
@@ -227,6 +229,7 @@ def prediction_run(events: list[dict[str, Any]], *, trusted: bool = False) -> Pr
     predictions = list(map(_get("prediction"), events))
     scores = list(map(dict.get, events, repeat("score")))
     latency = list(map(dict.get, events, repeat("latency_ms")))
+    shadows = list(map(dict.get, events, repeat("shadow"), repeat(False)))
     if check:
         kinds = set(map(type, predictions))
         if not (
@@ -234,10 +237,21 @@ def prediction_run(events: list[dict[str, Any]], *, trusted: bool = False) -> Pr
             and _texts(predictions, kinds, MAX_VALUE_LENGTH)
             and _in_range(scores, 0.0, 1.0)
             and _in_range(latency, 0.0, math.inf)
+            and set(map(type, shadows)) <= {bool}
         ):
             return None
         # checked objects carry neither class scores nor a segment (not allowed above)
-        return PredictionRun(ids, models, versions, times, features, predictions, scores, latency)
+        return PredictionRun(
+            ids,
+            models,
+            versions,
+            times,
+            features,
+            predictions,
+            scores,
+            latency,
+            shadows=shadows if any(shadows) else None,
+        )
     return PredictionRun(
         ids,
         models,
@@ -249,6 +263,7 @@ def prediction_run(events: list[dict[str, Any]], *, trusted: bool = False) -> Pr
         latency,
         class_scores=_present(list(map(dict.get, events, repeat("scores")))),
         segments=_present(list(map(dict.get, events, repeat("segment")))),
+        shadows=shadows if any(shadows) else None,
     )
 
 
@@ -325,6 +340,7 @@ def prediction_view(event: PredictionEvent) -> dict[str, Any]:
         "scores": event.scores,
         "latency_ms": event.latency_ms,
         "segment": event.segment,
+        "shadow": event.shadow,
     }
 
 

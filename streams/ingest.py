@@ -129,6 +129,8 @@ class IngestOutcome:
     predictions: pa.Table | None
     feedback: pa.Table | None
     dead_letters: list[DeadLetter]
+    #: Shadow predictions, bound for ``shadow_predictions``.
+    shadow_predictions: pa.Table | None = None
     #: Latest prediction event time (epoch seconds) per (topic, partition) in the group.
     watermarks: dict[tuple[str, int], float] = field(default_factory=dict)
     #: The messages routed (kept to isolate one that the store refuses).
@@ -194,16 +196,26 @@ def route_messages(
             feedback.add(rows, message.position)
             continue
         predictions.add(rows, message.position)
+        if rows.shadow:  # the served copy of the event moves the watermark
+            continue
         where = (message.position.topic, message.position.partition)
         if latest > watermarks.get(where, -math.inf):
             watermarks[where] = latest
     return IngestOutcome(
-        predictions=predictions.build() if predictions.pending else None,
+        predictions=_served(predictions),
         feedback=feedback.build() if feedback.pending else None,
         dead_letters=dead,
+        shadow_predictions=predictions.build_shadow() if predictions.pending else None,
         watermarks=watermarks,
         messages=messages,
     )
+
+
+def _served(predictions: PredictionRows) -> pa.Table | None:
+    if not predictions.pending:
+        return None
+    table = predictions.build()
+    return table if table.num_rows else None
 
 
 def _latest_event_time(rows: IngestRows) -> float:
@@ -261,6 +273,7 @@ def _merged(parts: Sequence[IngestOutcome], refused: list[DeadLetter]) -> Ingest
         feedback=tables("feedback"),
         dead_letters=refused,
         watermarks=watermarks,
+        shadow_predictions=tables("shadow_predictions"),
     )
 
 
@@ -347,6 +360,8 @@ class Ingestor:
     def _insert_rows(self, outcome: IngestOutcome) -> None:
         if outcome.predictions is not None:
             self.store.insert_arrow("predictions", outcome.predictions)
+        if outcome.shadow_predictions is not None:
+            self.store.insert_arrow("shadow_predictions", outcome.shadow_predictions)
         if outcome.feedback is not None:
             self.store.insert_arrow("feedback", outcome.feedback)
         if outcome.watermarks:
@@ -429,6 +444,7 @@ class Ingestor:
         if isolated is not None:
             outcome.predictions = isolated.predictions
             outcome.feedback = isolated.feedback
+            outcome.shadow_predictions = isolated.shadow_predictions
             outcome.watermarks = isolated.watermarks
             outcome.dead_letters = [*outcome.dead_letters, *isolated.dead_letters]
         self.stats.last_stored = time.time()

@@ -618,13 +618,41 @@ def test_columns_feed_the_store_rows(body: dict[str, Any]) -> None:
     assert isinstance(event, PredictionBatchEvent)
     rows = PredictionRows()
     rows.add(decode_ingest(data), KafkaPosition("t", 0, 1))  # type: ignore[arg-type]
-    table = rows.build()
-    assert table.num_rows == event.rows
+    served, shadow = rows.build(), rows.build_shadow()
+    # A shadow batch goes to ``shadow_predictions`` whole, a served one to ``predictions``.
+    table = shadow if event.shadow else served
+    assert table is not None and table.num_rows == event.rows
+    assert (served.num_rows, shadow) == (0, table) if event.shadow else shadow is None
     assert table.column("event_id").to_pylist() == list(event.event_ids)
     nulls = table.column("features_null").to_pylist()
     for index in range(event.rows):
         missing = {name for name, column in event.features.items() if column[index] is None}
         assert set(nulls[index]) == missing
+
+
+def test_single_shadow_predictions_are_built_apart_from_the_served_ones() -> None:
+    rows = PredictionRows()
+    for offset, (event_id, version, shadow) in enumerate(
+        [("a", "v1", False), ("a", "v2", True), ("b", "v1", False), ("b", "v2", True)]
+    ):
+        event = {
+            "type": "prediction",
+            "event_id": event_id,
+            "model_id": "m",
+            "model_version": version,
+            "timestamp": T0,
+            "features": {"x": 1.0},
+            "prediction": 1,
+            "shadow": shadow,
+        }
+        rows.add(decode_ingest(wire(event)), KafkaPosition("t", 0, offset))  # type: ignore[arg-type]
+    served, shadow_rows = rows.build(), rows.build_shadow()
+    assert shadow_rows is not None
+    assert served.column("model_version").to_pylist() == ["v1", "v1"]
+    assert shadow_rows.column("model_version").to_pylist() == ["v2", "v2"]
+    assert shadow_rows.column("event_id").to_pylist() == ["a", "b"]
+    assert shadow_rows.column("kafka_offset").to_pylist() == [1, 3]
+    assert served.schema == shadow_rows.schema
 
 
 def test_feedback_columns_feed_the_store_rows() -> None:

@@ -100,6 +100,8 @@ def prediction_bodies(draw: st.DrawFn) -> dict[str, Any]:
     _optional(draw, body, "scores", small_dicts(probabilities))
     _optional(draw, body, "latency_ms", latencies)
     _optional(draw, body, "segment", segments)
+    if draw(st.booleans()):  # optional, never null
+        body["shadow"] = draw(st.booleans())
     return body
 
 
@@ -131,6 +133,8 @@ def prediction_batch_bodies(draw: st.DrawFn, max_rows: int = 6) -> dict[str, Any
     _optional(draw, body, "scores", st.lists(probabilities, min_size=rows, max_size=rows))
     _optional(draw, body, "latency_ms", st.lists(latencies, min_size=rows, max_size=rows))
     _optional(draw, body, "segment", segments)
+    if draw(st.booleans()):  # optional, never null
+        body["shadow"] = draw(st.booleans())
     return body
 
 

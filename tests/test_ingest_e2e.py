@@ -134,6 +134,56 @@ def test_single_and_batched_events_are_stored_exactly_once(worker_factory, produ
     assert worker.scalar("SELECT uniqExact(event_id) FROM predictions") == 3300
 
 
+def test_shadow_predictions_are_stored_beside_the_served_ones_exactly_once(
+    worker_factory, producer
+) -> None:
+    worker = worker_factory()
+    topics = worker.settings.topics
+    served = [prediction(f"sh-{i}", i) for i in range(50)]
+    shadow = [
+        {**prediction(f"sh-{i}", i), "model_version": "v2", "shadow": True, "prediction": 1}
+        for i in range(50)
+    ]
+    batch = {**prediction_batch("sh", 20), "model_version": "v3", "shadow": True}
+    send(producer, topics.predictions, [*served, *shadow, batch])
+    send(producer, topics.feedback, [feedback(f"sh-{i}", 1) for i in range(50)])
+
+    def stored() -> tuple[int, int, int]:
+        return (
+            int(worker.scalar("SELECT count() FROM predictions FINAL")),
+            int(worker.scalar("SELECT count() FROM shadow_predictions FINAL")),
+            int(worker.scalar("SELECT count() FROM feedback FINAL")),
+        )
+
+    wait_for(stored, lambda got: got == (50, 70, 50), 60, "served, shadow and labels stored")
+    # The served copies keep their version and prediction: a shadow copy replaces nothing.
+    assert worker.query(
+        "SELECT model_version AS v, count() AS n, sum(prediction_value) AS p "
+        "FROM predictions FINAL GROUP BY v"
+    ) == [{"v": "v1", "n": 50, "p": 25.0}]
+    assert worker.query(
+        "SELECT model_version AS v, count() AS n FROM shadow_predictions FINAL "
+        "GROUP BY v ORDER BY v"
+    ) == [{"v": "v2", "n": 50}, {"v": "v3", "n": 20}]
+    # One label labels the served and the shadow prediction of its event.
+    labelled = worker.scalar(
+        "SELECT count() FROM (SELECT event_id FROM shadow_predictions FINAL "
+        "WHERE model_version = 'v2') AS s JOIN (SELECT event_id FROM feedback FINAL) AS f "
+        "ON f.event_id = s.event_id"
+    )
+    assert labelled == 50
+    # Re-sent shadow predictions deduplicate like served ones.
+    before = worker.health()["messages"]
+    send(producer, topics.predictions, shadow)
+    wait_for(
+        lambda: worker.health()["messages"],
+        lambda n: n >= before + len(shadow),
+        60,
+        "the resent shadow predictions to be read",
+    )
+    assert stored() == (50, 70, 50)
+
+
 BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("invalid_json", b'{"type": "prediction", '),
     ("not_an_object", b"[1, 2, 3]"),
@@ -154,6 +204,7 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("timestamp_out_of_range", orjson.dumps({**prediction("t", 1), "timestamp": 86400})),
     ("empty_batch", orjson.dumps(prediction_batch("empty", 0))),
     ("invalid_value", orjson.dumps({**prediction("p", 1), "score": 1.5})),
+    ("wrong_type", orjson.dumps({**prediction("sh", 1), "shadow": "yes"})),
     (
         "unknown_type",
         orjson.dumps(

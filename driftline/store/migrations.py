@@ -97,12 +97,9 @@ def watermarks_keep_the_max(store: Store) -> None:
         store.command(f"DROP TABLE IF EXISTS {swap}")
 
 
-MIGRATIONS: tuple[Migration, ...] = (
-    Migration(
-        1,
-        "raw events and derived tables",
-        (
-            f"""CREATE TABLE IF NOT EXISTS predictions (
+# The columns of a stored prediction: served ones in ``predictions``, shadow ones in
+# ``shadow_predictions`` (the same columns, so that one row builder feeds both).
+_PREDICTION_COLUMNS = f"""
     model_id LowCardinality(String),
     model_version LowCardinality(String),
     event_id String,
@@ -115,7 +112,15 @@ MIGRATIONS: tuple[Migration, ...] = (
     score Nullable(Float64),
     class_scores Map(LowCardinality(String), Float64),
     latency_ms Nullable(Float64),
-    segment Map(LowCardinality(String), String),{_RAW_EVENT_POSITION}
+    segment Map(LowCardinality(String), String),{_RAW_EVENT_POSITION}"""
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "raw events and derived tables",
+        (
+            f"""CREATE TABLE IF NOT EXISTS predictions ({_PREDICTION_COLUMNS}
 ) ENGINE = ReplacingMergeTree(ingested_at)
 PARTITION BY toYYYYMMDD(timestamp)
 ORDER BY (model_id, event_id)""",
@@ -250,6 +255,19 @@ ORDER BY (model_id, model_version)""",
             "ALTER TABLE predictions MATERIALIZE INDEX ingested",
         ),
     ),
+    # Shadow predictions (scored by a version that did not serve the request) keep the
+    # served prediction's event id: one row per model, version and event id, apart from
+    # the served traffic that every window metric reads.
+    Migration(
+        6,
+        "shadow predictions",
+        (
+            f"""CREATE TABLE IF NOT EXISTS shadow_predictions ({_PREDICTION_COLUMNS}
+) ENGINE = ReplacingMergeTree(ingested_at)
+PARTITION BY toYYYYMMDD(timestamp)
+ORDER BY (model_id, model_version, event_id)""",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
@@ -288,7 +306,7 @@ def migrate(store: Store, raw_ttl_days: int = 0) -> list[int]:
         applied.append(migration.version)
     if raw_ttl_days > 0:
         days = int(raw_ttl_days)
-        for table in ("predictions", "feedback"):
+        for table in ("predictions", "shadow_predictions", "feedback"):
             store.command(
                 f"ALTER TABLE {table} MODIFY TTL toDateTime(timestamp) + INTERVAL {days} DAY"
             )

@@ -164,7 +164,11 @@ def _optional(parts: list[np.ndarray | None], sizes: list[int], dtype: Any) -> p
 
 
 class PredictionRows(_Rows):
-    """Accumulates predictions for one insert into the ``predictions`` table.
+    """Accumulates predictions for one insert into the ``predictions`` table, and the
+    shadow predictions among them for one into ``shadow_predictions``.
+
+    :meth:`build` is the served rows, :meth:`build_shadow` the shadow ones (both tables
+    have the same columns).
 
     Examples
     --------
@@ -194,14 +198,20 @@ class PredictionRows(_Rows):
         self._prediction_class: list[np.ndarray | None] = []
         self._score: list[np.ndarray | None] = []
         self._latency: list[np.ndarray | None] = []
+        self._shadow: list[np.ndarray] = []
+        self._any_shadow = False
         self._singles: list[tuple[PredictionEvent, KafkaPosition]] = []
+        self._built: pa.Table | None = None
 
     def add(self, columns: PredictionColumns | PredictionEvent, position: KafkaPosition) -> None:
         """Add a decoded batch (vectorised) or a single event (gathered for later)."""
+        self._built = None
         if isinstance(columns, PredictionEvent):
             self._singles.append((columns, position))
             return
         rows = columns.rows
+        self._shadow.append(np.full(rows, columns.shadow))
+        self._any_shadow |= columns.shadow
         self._position(rows, columns.model_id, position)
         self._version_codes.append(np.full(rows, self._versions.code(columns.model_version)))
         self._event_ids.append(columns.event_ids)
@@ -251,6 +261,9 @@ class PredictionRows(_Rows):
         scores: list[float | None] = []
         latencies: list[float | None] = []
         events = [event for event, _ in singles]
+        shadow = np.array([event.shadow for event in events], dtype=bool)
+        self._shadow.append(shadow)
+        self._any_shadow |= bool(shadow.any())
         self._positions([event.model_id for event in events], [where for _, where in singles])
         self._version_codes.append(self._versions.codes_of([e.model_version for e in events]))
         for event in events:
@@ -305,7 +318,25 @@ class PredictionRows(_Rows):
         return self.rows + len(self._singles)
 
     def build(self) -> pa.Table:
-        """The Arrow table of every row added, in the ``predictions`` column order."""
+        """The Arrow table of the served rows added, in the ``predictions`` column order."""
+        table = self._all()
+        if not self._any_shadow:
+            return table
+        return table.filter(pa.array(~np.concatenate(self._shadow)))
+
+    def build_shadow(self) -> pa.Table | None:
+        """The table of the shadow rows added (same columns), ``None`` when there are none."""
+        table = self._all()
+        if not self._any_shadow:
+            return None
+        return table.filter(pa.array(np.concatenate(self._shadow)))
+
+    def _all(self) -> pa.Table:
+        if self._built is None:
+            self._built = self._build_all()
+        return self._built
+
+    def _build_all(self) -> pa.Table:
         self._fold_singles()
         columns = self._identity()
         version_codes = (
