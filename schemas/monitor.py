@@ -525,6 +525,12 @@ class MonitorConfig(_Frozen):
                 f"rollout.metric: {rollout_metric!r} is not a {self.task} metric "
                 f"(choose from {list(TASK_METRICS[self.task])})"
             )
+        live = self.rollout is not None and self.rollout.mode != "direct"
+        if live and self.rollout_metric != "accuracy":
+            raise ValueError(
+                f"rollout.metric: rollouts compare per-event accuracy so far, not "
+                f"{self.rollout_metric!r} (set rollout.metric: accuracy, or mode: direct)"
+            )
         if (
             self.task == "regression"
             and self.concept_drift is not None

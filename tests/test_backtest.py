@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -452,6 +453,8 @@ def _plain(value: Any) -> Any:
     """Lists for arrays (NaN as None, so that equal rows compare equal), recursively."""
     if isinstance(value, dict):
         return {key: _plain(item) for key, item in value.items()}
+    if dataclasses.is_dataclass(value):
+        return _plain(vars(value))
     if hasattr(value, "tolist"):
         return [None if isinstance(v, float) and v != v else v for v in value.tolist()]
     return value

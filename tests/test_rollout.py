@@ -169,7 +169,7 @@ BASE = "model_id: m\nfeatures: {x: numeric}\n"
 
 
 def test_the_rollout_section_has_the_documented_defaults() -> None:
-    from driftline.schemas.monitor import MonitorConfig
+    from driftline.schemas.monitor import MonitorConfig, MonitorConfigError
 
     assert MonitorConfig.from_yaml(BASE).rollout is None  # no section: promote at once
     config = MonitorConfig.from_yaml(BASE + "rollout: {}\n")
@@ -188,12 +188,14 @@ def test_the_rollout_section_has_the_documented_defaults() -> None:
         0.5,
     )
     assert config.rollout_metric == "accuracy"
-    regression = MonitorConfig.from_yaml(
-        "model_id: r\ntask: regression\nfeatures: {x: numeric}\n"
-        "rollout: {mode: canary, metric: mae, canary_steps: [0.1, 1.0], max_duration: 6h}\n"
-    )
-    assert regression.rollout is not None and regression.rollout.max_duration == 21_600.0
-    assert regression.rollout_metric == "mae"
+    regression = "model_id: r\ntask: regression\nfeatures: {x: numeric}\n"
+    canary = "rollout: {mode: canary, metric: mae, canary_steps: [0.1, 1.0], max_duration: 6h}\n"
+    # Live comparisons are per-event accuracy so far: a loss needs a bound first.
+    with pytest.raises(MonitorConfigError, match=r"rollout\.metric: rollouts compare per-event"):
+        MonitorConfig.from_yaml(regression + canary)
+    direct = MonitorConfig.from_yaml(regression + canary.replace("canary,", "direct,"))
+    assert direct.rollout is not None and direct.rollout.max_duration == 21_600.0
+    assert direct.rollout_metric == "mae"
 
 
 @pytest.mark.parametrize(

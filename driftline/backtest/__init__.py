@@ -29,6 +29,11 @@ Model version
     The reference profile is built from every reference row of the model and carries
     the reference's most frequent ``model_version`` (ties: the smallest). Monitored
     rows of every version are compared with it; the rows per version are counted.
+Shadow predictions
+    A prediction marked ``shadow`` (scored by a version that did not serve the
+    request) is kept apart, one per version and event id (the last occurrence); it
+    takes no part in the windows' metrics, only in the rollout replay. Its event's
+    label labels it too.
 Coercion
     A value of the other kind than the config says (a string in a numeric feature, a
     string prediction of a regression model) is taken as null and counted; numbers in
@@ -76,6 +81,9 @@ Outputs (in ``--out``, created if needed)
         Resolutions are counted in the summary (an alert event has no status).
     ``retrain_requests.jsonl``
         :class:`~driftline.schemas.events.RetrainRequestEvent` JSON, in order.
+    ``rollouts.jsonl`` (only with a ``rollout`` section of mode ``shadow`` or ``canary``)
+        One :class:`~driftline.backtest.outputs.RolloutLine` per rollout decision, in
+        order (:mod:`.rollouts`).
     ``profile.json``
         The reference :class:`~driftline.detectors.profiles.ModelProfile`.
     ``summary.json``
@@ -90,7 +98,8 @@ Exit codes (in :mod:`driftline.cli`)
     the key), a bad line (naming ``path:line``), a file without rows of the model.
 Modules
     :mod:`.reader` (JSONL lines to the deduplicated, label-joined rows of the model),
-    :mod:`.run` (the profile, then each window through the core's step) and
+    :mod:`.run` (the profile, then each window through the core's step),
+    :mod:`.rollouts` (the rollout decisions on the events' versions) and
     :mod:`.outputs` (the output files and their models).
 """
 

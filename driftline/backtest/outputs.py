@@ -13,17 +13,21 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict
 
 from driftline.detectors import MetricRow, ModelProfile, WindowReport
+from driftline.detectors.promotion import RolloutRecord
 
 __all__ = [
     "ALERTS_FILE",
     "METRICS_FILE",
     "PROFILE_FILE",
     "RETRAIN_FILE",
+    "ROLLOUTS_FILE",
     "SUMMARY_FILE",
     "BacktestInputError",
     "BacktestSummary",
     "MetricLine",
+    "RolloutLine",
     "metric_line",
+    "rollout_line",
     "write_outputs",
 ]
 
@@ -31,6 +35,7 @@ __all__ = [
 ALERTS_FILE: Final = "alerts.jsonl"
 METRICS_FILE: Final = "metrics.jsonl"
 RETRAIN_FILE: Final = "retrain_requests.jsonl"
+ROLLOUTS_FILE: Final = "rollouts.jsonl"
 PROFILE_FILE: Final = "profile.json"
 SUMMARY_FILE: Final = "summary.json"
 
@@ -79,6 +84,47 @@ class MetricLine(_Frozen):
     n: int
     label_coverage: float | None
     primary: bool
+
+
+class RolloutLine(_Frozen):
+    """One line of ``rollouts.jsonl``: a rollout decision, at the window it was taken.
+
+    ``mode`` is the phase the decision was taken in (``shadow``, ``canary``, or
+    ``watch`` for a rollback); ``traffic`` is the challenger's share after it;
+    ``estimate``, ``lower`` and ``upper`` bound challenger minus champion on ``metric``
+    over the ``n`` labelled pairs (or labels per arm) of the phase; ``decision_id`` is
+    the idempotency key the streaming monitor publishes it under.
+
+    Examples
+    --------
+    >>> line = RolloutLine(model_id="m", champion="v1", challenger="v2", mode="shadow",
+    ...     decision="step", traffic=0.05, window_start="2026-01-01T00:00:00Z",
+    ...     metric="accuracy", estimate=0.03, lower=0.001, upper=0.06, n=2400,
+    ...     reason="not_worse", decision_id="0" * 32)
+    >>> line.model_dump(mode="json")["window_start"]
+    '2026-01-01T00:00:00Z'
+    """
+
+    model_id: str
+    champion: str
+    challenger: str
+    mode: str
+    decision: str
+    traffic: float
+    window_start: datetime
+    metric: str
+    estimate: float
+    lower: float
+    upper: float
+    n: int
+    reason: str
+    decision_id: str
+
+
+def rollout_line(record: RolloutRecord) -> bytes:
+    """The ``rollouts.jsonl`` line (no newline) of one decision."""
+    fields = record.model_dump(exclude={"window_start"})
+    return RolloutLine(**fields, window_start=utc(record.window_start)).model_dump_json().encode()
 
 
 class FileSummary(_Frozen):
@@ -169,6 +215,8 @@ class BacktestSummary(_Frozen):
     retrain: RetrainSummary
     input_problems: dict[str, InputProblems]
     input_problems_total: int
+    #: Rollout decisions written to ``rollouts.jsonl`` (``None``: no rollout configured).
+    rollout_decisions: int | None = None
 
 
 def utc(seconds: float) -> datetime:
@@ -217,6 +265,7 @@ def write_outputs(
     request_lines: list[bytes],
     profile: ModelProfile,
     summary: BacktestSummary,
+    rollout_lines: list[bytes] | None = None,
 ) -> None:
     """Write every output file of a backtest into ``out`` (created if needed).
 
@@ -230,6 +279,8 @@ def write_outputs(
         _write_lines(out / METRICS_FILE, metric_lines)
         _write_lines(out / ALERTS_FILE, alert_lines)
         _write_lines(out / RETRAIN_FILE, request_lines)
+        if rollout_lines is not None:
+            _write_lines(out / ROLLOUTS_FILE, rollout_lines)
         (out / PROFILE_FILE).write_text(profile.model_dump_json(indent=2) + "\n", encoding="utf-8")
         (out / SUMMARY_FILE).write_text(summary.model_dump_json(indent=2) + "\n", encoding="utf-8")
     except OSError as error:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import gc
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -28,7 +28,7 @@ from driftline.schemas.singles import FeedbackRun, PredictionRun
 
 from .outputs import BacktestInputError, InputProblems
 
-__all__ = ["FileRows", "RowReader", "read_rows"]
+__all__ = ["FileRows", "RowReader", "ShadowRows", "read_rows"]
 
 _NUMBER_TYPES: Final = frozenset({int, float})
 _STR_OR_NONE: Final = frozenset({str, type(None)})
@@ -45,10 +45,18 @@ class _Part:
     features: dict[str, npt.NDArray[Any]]
     predictions: npt.NDArray[Any]
     scores: npt.NDArray[np.float64]
+    latency_ms: npt.NDArray[np.float64]
+    #: Shadow predictions (scored by a version that did not serve the request).
+    shadow: bool | npt.NDArray[np.bool_] = False
 
     @property
     def size(self) -> int:
         return int(self.event_ids.size)
+
+    def shadow_mask(self) -> npt.NDArray[np.bool_]:
+        if isinstance(self.shadow, bool):
+            return np.full(self.size, self.shadow)
+        return self.shadow
 
 
 @dataclass
@@ -59,13 +67,37 @@ class _FeedbackPart:
     timestamps: npt.NDArray[np.float64]
 
 
+@dataclass(frozen=True)
+class ShadowRows:
+    """The shadow predictions of the monitor's model: one row per version and event id
+    (the last occurrence in the file), in (version, event id) order.
+
+    Examples
+    --------
+    >>> ShadowRows.empty().event_ids.size
+    0
+    """
+
+    event_ids: npt.NDArray[np.str_]
+    versions: npt.NDArray[np.str_]
+    predictions: npt.NDArray[Any]
+    latency_ms: npt.NDArray[np.float64]
+
+    @classmethod
+    def empty(cls) -> ShadowRows:
+        """No shadow predictions."""
+        return cls(np.empty(0, str), np.empty(0, str), np.empty(0, str), np.empty(0))
+
+
 @dataclass
 class FileRows:
     """Rows of one file after filtering, deduplication and the label join.
 
-    Rows are in ``event_id`` order. Classification predictions and labels are canonical
-    category strings; ``labelled`` marks rows with a label. Timestamps (of predictions
-    and of their labels) are rounded to the microsecond.
+    Rows are the *served* predictions, in ``event_id`` order (``row_versions``: each
+    row's model version); ``shadow`` holds the shadow predictions apart. Classification
+    predictions and labels are canonical category strings; ``labelled`` marks rows with
+    a label. Timestamps (of predictions and of their labels) are rounded to the
+    microsecond.
 
     Examples
     --------
@@ -91,6 +123,9 @@ class FileRows:
     label_times: npt.NDArray[np.float64]
     lines: int
     problems: InputProblems
+    row_versions: npt.NDArray[np.str_] = field(default_factory=lambda: np.empty(0, str))
+    latency_ms: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    shadow: ShadowRows = field(default_factory=ShadowRows.empty)
 
     @property
     def n(self) -> int:
@@ -190,6 +225,8 @@ class RowReader:
             features=features,
             predictions=self._value_column(cols.prediction_value, cols.prediction_class),
             scores=np.full(n, np.nan) if cols.score is None else cols.score,
+            latency_ms=np.full(n, np.nan) if cols.latency_ms is None else cols.latency_ms,
+            shadow=cols.shadow,
         )
 
     def _coerce_numbers(self, values: npt.NDArray[np.float64], kind: str) -> npt.NDArray[Any]:
@@ -273,6 +310,8 @@ class RowReader:
             features=features,
             predictions=self._mixed_column(run.predictions),
             scores=np.array(scores, dtype=np.float64),
+            latency_ms=np.array(run.latency_ms, dtype=np.float64),
+            shadow=False if run.shadows is None else np.array(run.shadows, dtype=bool),
         )
 
     # -- the file's rows
@@ -298,15 +337,22 @@ class RowReader:
                 f"{name} file holds no predictions of model {model!r} (it has: "
                 f"{', '.join(found[:5])}); check the monitor's model_id"
             )
-        raw_ids = _cat([p.event_ids for p in parts], object)[mine]
+        shadow = _cat([p.shadow_mask() for p in parts], bool)
+        mine_shadow = mine & shadow if shadow.any() else None
+        served = mine if mine_shadow is None else mine & ~shadow
+        n_served = n_mine if mine_shadow is None else int(np.count_nonzero(served))
+        all_ids = _cat([p.event_ids for p in parts], object)
+        raw_ids = all_ids[served]
         fb_mine = _cat([_matches(f.model_ids, f.event_ids.size, model) for f in feedback], bool)
         raw_fb_ids = _cat([f.event_ids for f in feedback], object)[fb_mine]
-        # numpy strings drop trailing NULs: ids holding one get a suffix (both sides).
+        # numpy strings drop trailing NULs: ids holding one get a suffix (all sides).
         nul = _has_nul(raw_ids) or _has_nul(raw_fb_ids)
+        if mine_shadow is not None:
+            nul = nul or _has_nul(all_ids[mine_shadow])
         ids = _id_strings(raw_ids, nul)
         # Keep the last occurrence of each event id; rows end up in event-id order.
         uids, keep = _last_occurrence(ids)
-        keep = np.flatnonzero(mine)[keep]
+        keep = np.flatnonzero(served)[keep]
 
         def take(arrays: list[npt.NDArray[Any]], dtype: Any) -> npt.NDArray[Any]:
             return _cat(arrays, dtype)[keep]
@@ -325,6 +371,24 @@ class RowReader:
         codes = _cat([_codes(p.versions, p.size, vocabulary) for p in parts], np.int64)[keep]
         counts = np.bincount(codes, minlength=len(vocabulary))
         versions = {v: int(counts[c]) for v, c in sorted(vocabulary.items()) if counts[c]}
+        names = np.array(list(vocabulary) or [""], dtype=str)
+        shadow_rows = ShadowRows.empty()
+        if mine_shadow is not None:
+            at = np.flatnonzero(mine_shadow)
+            all_codes = _cat([_codes(p.versions, p.size, vocabulary) for p in parts], np.int64)
+            names = np.array(list(vocabulary), dtype=str)
+            shadow_versions = names[all_codes[at]]
+            shadow_ids = _id_strings(all_ids[at], nul)
+            keys = np.char.add(np.char.add(shadow_versions, "\x1f"), shadow_ids)
+            last = at[_last_occurrence(keys)[1]]
+            order = np.lexsort((_id_strings(all_ids[last], nul), names[all_codes[last]]))
+            last = last[order]
+            shadow_rows = ShadowRows(
+                event_ids=_id_strings(all_ids[last], nul),
+                versions=names[all_codes[last]],
+                predictions=self._values([p.predictions for p in parts])[last],
+                latency_ms=_cat([p.latency_ms for p in parts], np.float64)[last],
+            )
 
         fb_ids = _id_strings(raw_fb_ids, nul)
         fb_labels = self._values([f.labels for f in feedback])[fb_mine]
@@ -362,12 +426,15 @@ class RowReader:
             problems=InputProblems(
                 other_model_predictions=int(mine.size) - n_mine,
                 other_model_labels=int(fb_mine.size - np.count_nonzero(fb_mine)),
-                duplicate_predictions=n_mine - int(uids.size),
+                duplicate_predictions=n_served - int(uids.size),
                 duplicate_labels=int(fb_ids.size - fb_uids.size),
                 unmatched_labels=int(fb_uids.size - at.size),
                 wrong_kind_values=self.wrong_kind,
                 unknown_features=tuple(sorted(self.unknown)),
             ),
+            row_versions=names[codes],
+            latency_ms=take([p.latency_ms for p in parts], np.float64),
+            shadow=shadow_rows,
         )
 
     def _values(self, arrays: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:

@@ -39,10 +39,12 @@ from .outputs import (
     RetrainSummary,
     WindowSummary,
     metric_line,
+    rollout_line,
     utc,
     write_outputs,
 )
 from .reader import FileRows, read_rows
+from .rollouts import replay_rollouts
 
 __all__ = ["reference_profile", "run_backtest"]
 
@@ -250,6 +252,10 @@ def run_backtest(
         elif step.reason != "no_trigger":
             retrain_reasons[step.reason] += 1
 
+    rollout_lines: list[bytes] | None = None
+    if config.rollout is not None and config.rollout.mode != "direct":
+        records = replay_rollouts(config, profile.model_version, events)
+        rollout_lines = [rollout_line(record) for record in records]
     summary = BacktestSummary(
         model_id=config.model_id,
         model_version=profile.model_version,
@@ -284,6 +290,7 @@ def run_backtest(
         ),
         input_problems={"reference": ref.problems, "events": events.problems},
         input_problems_total=ref.problems.total + events.problems.total,
+        rollout_decisions=None if rollout_lines is None else len(rollout_lines),
     )
     write_outputs(
         Path(out_dir),
@@ -292,5 +299,6 @@ def run_backtest(
         request_lines=request_lines,
         profile=profile,
         summary=summary,
+        rollout_lines=rollout_lines,
     )
     return summary

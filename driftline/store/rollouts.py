@@ -1,0 +1,169 @@
+"""A rollout's evidence of one window, pushed down to ClickHouse.
+
+The same sums as :func:`driftline.detectors.comparison.window_evidence` (read its rules:
+rows, labels up to the window's close, paired evidence, arms, latency), from the raw
+tables: the served predictions are what ``predictions FINAL`` keeps of the window's
+events, the shadow ones what ``shadow_predictions`` keeps of the same event ids (one
+per version), the label of an event its latest ``feedback`` row. ClickHouse counts the
+rows per combination of predictions and label, and returns the 95th percentile of each
+version's latencies; the classes are made canonical here, as the window aggregates
+make them (:func:`~driftline.store.window_sql.class_strings`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..detectors.promotion import RolloutEvidence
+from ..detectors.rollout import ArmCounts, PairedCounts
+from ..detectors.windows import micros
+from .backend import Store
+from .params import SqlParams
+from .window_sql import class_strings
+
+__all__ = ["window_evidence_sql"]
+
+
+def _served_sql(p: SqlParams, model: str, versions: str, low: int, high: int) -> str:
+    """The latest served copy of each event with a copy in ``[low, high)``, kept when it
+    still lies there and is of one of ``versions``."""
+    in_range = (
+        f"timestamp >= fromUnixTimestamp64Micro({p.integer(low)}, 'UTC')"
+        f" AND timestamp < fromUnixTimestamp64Micro({p.integer(high)}, 'UTC')"
+    )
+    return f"""(
+        SELECT event_id, model_version, prediction_class, prediction_value, latency_ms
+        FROM (
+            SELECT event_id, model_version, timestamp, prediction_class, prediction_value,
+                   latency_ms
+            FROM predictions
+            WHERE model_id = {model} AND event_id IN (
+                SELECT event_id FROM predictions WHERE model_id = {model} AND {in_range})
+            ORDER BY event_id, ingested_at DESC, kafka_offset DESC, batch_index DESC
+            LIMIT 1 BY event_id)
+        WHERE {in_range} AND model_version IN {versions}
+    )"""
+
+
+def window_evidence_sql(
+    store: Store,
+    *,
+    model_id: str,
+    champion: str,
+    challenger: str,
+    window_start: float,
+    window_end: float,
+    label_deadline: float,
+) -> RolloutEvidence:
+    """The evidence of ``challenger`` against ``champion`` in one window (seconds)."""
+    p = SqlParams()
+    model = p.string(model_id)
+    champion_sql, challenger_sql = p.string(champion), p.string(challenger)
+    versions = f"({champion_sql}, {challenger_sql})"
+    served = _served_sql(p, model, versions, micros(window_start), micros(window_end))
+    deadline = p.integer(micros(label_deadline))
+    sql = f"""
+    WITH served AS {served},
+    shadow AS (
+        SELECT event_id, model_version, prediction_class, prediction_value, latency_ms
+        FROM shadow_predictions
+        WHERE model_id = {model} AND model_version IN {versions}
+          AND event_id IN (SELECT event_id FROM served)
+        ORDER BY model_version, event_id, ingested_at DESC, kafka_offset DESC,
+                 batch_index DESC
+        LIMIT 1 BY model_version, event_id),
+    labels AS (
+        SELECT event_id,
+               argMax(tuple(label_class, label_value, timestamp),
+                      tuple(ingested_at, kafka_offset, batch_index)) AS label
+        FROM feedback
+        WHERE model_id = {model} AND event_id IN (SELECT event_id FROM served)
+        GROUP BY event_id),
+    scored AS (
+        SELECT s.event_id AS event_id, s.model_version AS served_by,
+               s.prediction_class AS spc, s.prediction_value AS spv,
+               h.model_version AS shadowed_by,
+               h.prediction_class AS hpc, h.prediction_value AS hpv
+        FROM served AS s
+        LEFT JOIN shadow AS h ON h.event_id = s.event_id
+            AND h.model_version != s.model_version)
+    SELECT
+        served_by, shadowed_by, spc, spv, hpc, hpv,
+        tupleElement(l.label, 1) AS lc, tupleElement(l.label, 2) AS lv,
+        l.event_id != '' AND tupleElement(l.label, 3)
+            < fromUnixTimestamp64Micro({deadline}, 'UTC') AS has_label,
+        count() AS n
+    FROM scored AS x
+    LEFT JOIN labels AS l ON l.event_id = x.event_id
+    GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, lc, lv, has_label"""
+    groups = store.query(sql, p.values)
+    latency_sql = f"""
+    WITH served AS {served}
+    SELECT model_version AS v, quantileExact(0.95)(latency_ms) AS p95, count() AS n
+    FROM (
+        SELECT model_version, latency_ms FROM served WHERE latency_ms IS NOT NULL
+        UNION ALL
+        SELECT model_version, latency_ms FROM (
+            SELECT model_version, event_id, latency_ms FROM shadow_predictions
+            WHERE model_id = {model} AND model_version IN {versions}
+              AND event_id IN (SELECT event_id FROM served)
+            ORDER BY model_version, event_id, ingested_at DESC, kafka_offset DESC,
+                     batch_index DESC
+            LIMIT 1 BY model_version, event_id)
+        WHERE latency_ms IS NOT NULL
+          AND (model_version, event_id) NOT IN (SELECT model_version, event_id FROM served))
+    GROUP BY v"""
+    latency = {row["v"]: float(row["p95"]) for row in store.query(latency_sql, p.values)}
+    return _evidence(groups, champion, challenger, latency)
+
+
+def _evidence(
+    groups: list[dict[str, Any]], champion: str, challenger: str, latency: dict[str, float]
+) -> RolloutEvidence:
+    """Sum the grouped rows up as :func:`~driftline.detectors.comparison.window_evidence`."""
+    if not groups:
+        return RolloutEvidence()
+    count = np.array([int(g["n"]) for g in groups], dtype=np.int64)
+    served_by = np.array([g["served_by"] for g in groups], dtype=str)
+    shadowed_by = np.array([g["shadowed_by"] or "" for g in groups], dtype=str)
+    served_says, _ = class_strings([g["spc"] for g in groups], [g["spv"] for g in groups])
+    shadow_says, _ = class_strings([g["hpc"] for g in groups], [g["hpv"] for g in groups])
+    truth, no_label = class_strings([g["lc"] for g in groups], [g["lv"] for g in groups])
+    labelled = np.array([bool(g["has_label"]) for g in groups]) & ~no_label
+    served_right = labelled & (served_says == truth)
+    shadow_right = labelled & (shadow_says == truth)
+
+    def total(mask: np.ndarray) -> int:
+        return int(count[mask].sum())
+
+    # Pairs: the event was served by one of the two and scored in shadow by the other.
+    pair = ((served_by == champion) & (shadowed_by == challenger)) | (
+        (served_by == challenger) & (shadowed_by == champion)
+    )
+    challenger_served = served_by == challenger
+    challenger_right = np.where(challenger_served, served_right, shadow_right)
+    champion_right = np.where(challenger_served, shadow_right, served_right)
+    paired = PairedCounts(
+        n=total(pair & labelled),
+        challenger_only=total(pair & challenger_right & ~champion_right),
+        champion_only=total(pair & champion_right & ~challenger_right),
+    )
+    # Arms: each served event is one group row (it joins the other version's shadow
+    # row at most).
+    arms = {}
+    for version in (champion, challenger):
+        mine = (served_by == version) & labelled
+        arms[version] = ArmCounts(n=total(mine), score=total(mine & served_right))
+    ratio = None
+    if champion in latency and challenger in latency and latency[champion] > 0:
+        ratio = latency[challenger] / latency[champion]
+    return RolloutEvidence(
+        paired=paired,
+        challenger=arms[challenger],
+        champion=arms[champion],
+        pairs=total(pair),
+        disagreements=total(pair & (served_says != shadow_says)),
+        latency_p95_ratio=ratio,
+    )

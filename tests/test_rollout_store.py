@@ -1,0 +1,109 @@
+"""A rollout window's evidence pushed down to ClickHouse equals the backtest's (numpy).
+
+Events go through the ingest path (``route_messages`` into real chDB, served and
+shadow predictions apart) and, as JSONL lines, through the backtest's reader.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from driftline.schemas.monitor import MonitorConfig
+from driftline.streams.ingest import RawMessage, route_messages
+from rollout_streams import START, WINDOW, Step, monitor_yaml, rollout_events
+
+from driftline.backtest.reader import RowReader
+from driftline.backtest.rollouts import FileWindows
+from driftline.store import EmbeddedStore, migrate
+from driftline.store.rollouts import window_evidence_sql
+from driftline.store.rows import KafkaPosition
+
+
+def _events() -> list[dict[str, Any]]:
+    """Shadow, canary and watch windows, with what real traffic adds: a third version
+    serving some requests, re-sent and orphan shadow predictions, labels re-sent after
+    the window closed, latencies missing, string classes."""
+    events = rollout_events(
+        [Step("shadow"), Step("canary", 0.4), Step("watch")],
+        accuracy={"v1": 0.8, "v2": 0.86},
+        per_window=600,
+        seed=4,
+    )
+    rng = random.Random(7)
+    extra: list[dict[str, Any]] = []
+    for event in events:
+        if event["type"] == "prediction":
+            if rng.random() < 0.1:
+                del event["latency_ms"]
+            if rng.random() < 0.05 and not event.get("shadow"):
+                event["model_version"] = "v3"  # served by another version
+            if event.get("shadow") and rng.random() < 0.05:
+                extra.append(event | {"prediction": 1 - event["prediction"]})  # re-sent
+        elif rng.random() < 0.05:  # a corrected label, after the window closed
+            extra.append(event | {"label": 1 - event["label"], "timestamp": START + 10 * WINDOW})
+    orphans = rollout_events(
+        [Step("shadow")], accuracy={"v1": 0.8, "v2": 0.8}, per_window=50, seed=5, prefix="o"
+    )
+    extra += [e for e in orphans if e.get("shadow")]
+    for event in events + extra:
+        if event["type"] == "prediction" and event["prediction"] == 1 and rng.random() < 0.5:
+            event["prediction"] = "1"  # the same class, sent as a string
+    return events + extra
+
+
+@pytest.fixture(scope="module")
+def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedStore, bytes]]:
+    store = EmbeddedStore(Path(tmp_path_factory.mktemp("rollouts")) / "chdb", "driftline")
+    migrate(store)
+    lines = [orjson.dumps(event) for event in _events()]
+    for first in range(0, len(lines), 700):  # groups in file order, offsets rising
+        group = [
+            RawMessage(line, KafkaPosition("t", 0, first + i))
+            for i, line in enumerate(lines[first : first + 700])
+        ]
+        outcome = route_messages(group, 1 << 20, now=START + 100 * WINDOW)
+        assert not outcome.dead_letters
+        for table, data in (
+            ("predictions", outcome.predictions),
+            ("shadow_predictions", outcome.shadow_predictions),
+            ("feedback", outcome.feedback),
+        ):
+            if data is not None:
+                store.insert_arrow(table, data)
+    yield store, b"\n".join(lines)
+    store.close()
+
+
+@pytest.mark.parametrize(("champion", "challenger"), [("v1", "v2"), ("v2", "v1"), ("v1", "v3")])
+def test_the_store_gives_the_backtests_evidence_in_every_window(
+    loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str
+) -> None:
+    store, jsonl = loaded
+    config = MonitorConfig.from_yaml(monitor_yaml("{mode: shadow}"))
+    reader = RowReader(config)
+    reader.read(jsonl.splitlines())
+    windows = FileWindows(config, reader.rows("events"))
+    assert windows.starts.tolist() == [START, START + WINDOW, START + 2 * WINDOW]
+    seen = []
+    for start in windows.starts.tolist():
+        expected = windows.evidence(champion, challenger, start)
+        got = window_evidence_sql(
+            store,
+            model_id="m",
+            champion=champion,
+            challenger=challenger,
+            window_start=start,
+            window_end=start + WINDOW,
+            label_deadline=start + WINDOW + config.allowed_lateness_seconds,
+        )
+        assert got == expected, start
+        seen.append(expected)
+    if challenger != "v3":  # every kind of evidence is there to compare
+        assert any(e.paired.n and e.disagreements for e in seen)
+        assert any(e.challenger.n and e.champion.n for e in seen)
+        assert all(e.latency_p95_ratio is not None for e in seen)
