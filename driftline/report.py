@@ -226,7 +226,9 @@ def _no_data(message: str) -> str:
     return f'<p class="no-data">{_text(message)}</p>'
 
 
-_BADGES: Final = frozenset({*_STATUS_COLOURS, "candidate", "champion", "rejected", "rolled_back"})
+_BADGES: Final = frozenset(
+    {*_STATUS_COLOURS, "candidate", "champion", "rejected", "rolled_back", "shadow", "canary"}
+)
 
 
 def _status_class(status: str) -> str:

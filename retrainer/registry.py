@@ -7,6 +7,12 @@ use ``FINAL``. A model has at most one current champion: the newest row (by
 champion to ``candidate`` (registered, not serving). A rollback marks the current
 champion ``rolled_back`` and restores another version as champion.
 
+A model has at most one **challenger** on its way to champion: the newest version whose
+latest status is ``shadow`` (it scores the champion's requests and serves nothing) or
+``canary`` (it serves ``traffic``, a share of the requests). Starting a rollout
+replaces a running one (the former challenger is ``rejected``, "superseded");
+aborting one rejects its challenger.
+
 Version names that the retrainer creates are derived from the request
 (:func:`version_for_request`), so a request retried after a crash can only ever
 register the version it registered the first time.
@@ -86,6 +92,8 @@ class VersionRecord(BaseModel):
     holdout_rows: int = 0
     training_seconds: float = 0.0
     device: str = ""
+    #: A ``canary``'s served share of the traffic (``shadow``: 0.0; other statuses: None).
+    traffic: float | None = Field(default=None, ge=0.0, le=1.0)
 
     def to_event(self) -> ModelVersionEvent:
         """The ``model_version`` event announcing this state of the version."""
@@ -100,13 +108,16 @@ class VersionRecord(BaseModel):
             data_from=self.data_from,
             data_to=self.data_to,
             created_at=self.updated_at,
+            traffic=self.traffic,
         )
 
     def with_status(self, status: VersionStatus, updated_at: float | None = None) -> VersionRecord:
-        """The same version in another status, updated now (or at ``updated_at``)."""
+        """The same version in another status, updated now (or at ``updated_at``); a
+        traffic share is kept only by a ``canary`` (``shadow``: 0.0)."""
         when = _now() if updated_at is None else updated_at
-        later = max(when, self.updated_at + 1e-6)
-        return self.model_copy(update={"status": status, "updated_at": later})
+        later = round(max(when, self.updated_at + 1e-6), 6)  # as stored: microseconds
+        traffic = {"canary": self.traffic, "shadow": 0.0}.get(status)
+        return self.model_copy(update={"status": status, "updated_at": later, "traffic": traffic})
 
 
 class Rollback(BaseModel):
@@ -133,7 +144,7 @@ _COLUMNS = """model_id, version, parent_version, artifact_uri, metrics, status, 
     toUnixTimestamp64Micro(created_at) / 1000000 AS created_at,
     toUnixTimestamp64Micro(updated_at) / 1000000 AS updated_at,
     alert_ids, decision, toFloat64(train_rows) AS train_rows,
-    toFloat64(holdout_rows) AS holdout_rows, training_seconds, device"""
+    toFloat64(holdout_rows) AS holdout_rows, training_seconds, device, traffic"""
 
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -235,6 +246,17 @@ class ModelRegistry:
         )
         return _record(rows[0]) if rows else None
 
+    def challenger(self, model_id: str) -> VersionRecord | None:
+        """The running rollout's challenger: the newest version in ``shadow`` or ``canary``."""
+        rows = self._query(
+            self._select(
+                "model_id = {model:String} AND status IN ('shadow', 'canary')",
+                order="updated_at DESC, created_at DESC, version DESC",
+            ),
+            {"model": model_id},
+        )
+        return _record(rows[0]) if rows else None
+
     def by_request(self, model_id: str, request_id: str) -> list[VersionRecord]:
         """Versions registered for one retrain request (at most one, by construction)."""
         return [
@@ -262,6 +284,63 @@ class ModelRegistry:
         ]
         self.record(*others)
         return others
+
+    def start_rollout(
+        self, model_id: str, version: str, mode: str, traffic: float = 0.0
+    ) -> list[VersionRecord]:
+        """Make ``version`` the challenger in ``mode`` (``shadow``, or ``canary`` serving
+        ``traffic``); return the rows written (a superseded challenger's first).
+
+        Raises
+        ------
+        RegistryError
+            For an unknown version, the champion itself, or another mode.
+        """
+        if mode not in ("shadow", "canary"):
+            raise RegistryError(f"a rollout runs in shadow or canary mode, not {mode!r}")
+        record = self.require(model_id, version)
+        if record.status == "champion":
+            raise RegistryError(f"version {version!r} is the champion already")
+        share = traffic if mode == "canary" else 0.0
+        started = record.with_status(mode).model_copy(update={"traffic": share})
+        superseded = self.supersede_challengers(model_id, keep=version)
+        self.record(started)
+        return [*superseded, started]
+
+    def supersede_challengers(
+        self, model_id: str, keep: str, after: VersionRecord | None = None
+    ) -> list[VersionRecord]:
+        """Reject every challenger of the model but ``keep`` ("superseded by ...", at
+        ``after``'s update time when given); return the rows written."""
+        running = [
+            r
+            for r in self.versions(model_id)
+            if r.status in ("shadow", "canary") and r.version != keep
+        ]
+        when = None if after is None else after.updated_at
+        rejected = [
+            r.with_status("rejected", when).model_copy(update={"decision": f"superseded by {keep}"})
+            for r in running
+        ]
+        self.record(*rejected)
+        return rejected
+
+    def abort_rollout(self, model_id: str, reason: str = "aborted") -> VersionRecord:
+        """Reject the running challenger now (``reason`` goes into its decision).
+
+        Raises
+        ------
+        RegistryError
+            When the model has no rollout running.
+        """
+        challenger = self.challenger(model_id)
+        if challenger is None:
+            if not self.versions(model_id):
+                raise RegistryError(f"unknown model {model_id!r}: it has no registered version")
+            raise RegistryError(f"model {model_id!r} has no rollout running")
+        rejected = challenger.with_status("rejected").model_copy(update={"decision": reason})
+        self.record(rejected)
+        return rejected
 
     def promote(self, model_id: str, version: str) -> VersionRecord:
         """Make ``version`` the champion (demoting the former one); return its new state."""
@@ -324,5 +403,6 @@ def _table(records: Sequence[VersionRecord]) -> pa.Table:
             "holdout_rows": pa.array(column("holdout_rows"), pa.uint64()),
             "training_seconds": pa.array(column("training_seconds"), pa.float64()),
             "device": pa.array(column("device"), pa.string()),
+            "traffic": pa.array(column("traffic"), pa.float64()),
         }
     )

@@ -365,6 +365,15 @@ class Retrainer:
             candidate_score, champion_score, metric, monitor.training.promotion_margin
         )
         log.info("request %s: %s", request.request_id, result.decision)
+        status, traffic, decision = "rejected", None, result.decision
+        if result.promote:
+            rollout = monitor.rollout
+            if rollout is None or rollout.mode == "direct":
+                status = "champion"
+            else:  # live evidence first: the winner becomes the challenger
+                status = rollout.mode
+                traffic = rollout.canary_steps[0] if rollout.mode == "canary" else 0.0
+                decision = f"{result.decision}; challenger in {rollout.mode}"
         now = self.clock()
         record = VersionRecord(
             model_id=request.model_id,
@@ -372,14 +381,15 @@ class Retrainer:
             parent_version=champion_record.version if champion_record else request.model_version,
             artifact_uri="pending",
             metrics=result.metrics,
-            status="champion" if result.promote else "rejected",
+            status=status,
+            traffic=traffic,
             request_id=request.request_id,
             data_from=request.data_from.timestamp(),
             data_to=request.data_to.timestamp(),
             created_at=now,
             updated_at=now,
             alert_ids=request.reason,
-            decision=result.decision,
+            decision=decision,
             train_rows=len(train),
             holdout_rows=len(holdout),
             training_seconds=round(seconds, 3),
@@ -407,11 +417,18 @@ class Retrainer:
         return record
 
     def _finish(self, record: VersionRecord) -> None:
-        """Steps after the row, safe to repeat: one champion, then the event."""
+        """Steps after the row, safe to repeat: one champion (or one challenger), then
+        the events."""
         if record.status == "champion":
             current = self.registry.champion(record.model_id)
             if current is not None and current.version == record.version:
                 self.registry.demote_other_champions(record)
+        elif record.status in ("shadow", "canary"):
+            superseded = self.registry.supersede_challengers(
+                record.model_id, keep=record.version, after=record
+            )
+            for old in superseded:
+                self.publish(old.to_event())
         self.publish(record.to_event())
 
     # ------------------------------------------------------------------ first version

@@ -302,7 +302,7 @@ AlertKind = Literal[
     "data_drift", "prediction_drift", "performance", "data_quality", "concept_drift"
 ]
 Severity = Literal["warning", "critical"]
-VersionStatus = Literal["candidate", "champion", "rejected", "rolled_back"]
+VersionStatus = Literal["candidate", "champion", "rejected", "rolled_back", "shadow", "canary"]
 
 
 class AlertEvent(_Event):
@@ -378,6 +378,8 @@ class ModelVersionEvent(_Event):
     data_from: Timestamp | None
     data_to: Timestamp | None
     created_at: Timestamp
+    #: A ``canary``'s served share of the model's traffic (``shadow``: 0; else null).
+    traffic: Annotated[float, Field(ge=0.0, le=1.0)] | None = None
 
 
 Event = Annotated[

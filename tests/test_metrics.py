@@ -411,7 +411,14 @@ def test_retrainer_outcomes_count_training_and_published_versions() -> None:
     }
     published = samples(registry, "driftline_model_versions_published_total")
     by_status = {dict(key)["status"]: value for key, value in published.items()}
-    assert by_status == {"champion": 2.0, "rejected": 1.0, "candidate": 0.0, "rolled_back": 0.0}
+    assert by_status == {
+        "champion": 2.0,
+        "rejected": 1.0,
+        "candidate": 0.0,
+        "rolled_back": 0.0,
+        "shadow": 0.0,
+        "canary": 0.0,
+    }
     training = samples(registry, "driftline_training_duration_seconds_sum")
     assert training == {
         (("device", "cuda"), ("model_id", "credit")): 12.5,

@@ -438,3 +438,162 @@ def test_too_few_labelled_rows_skip_the_request_naming_the_minimum(loop: Loop) -
     assert "50 labelled rows of model 'credit'" in outcome.reason
     assert "training.min_rows = 100" in outcome.reason
     assert loop.published == []
+
+
+# --- rollouts: the challenger in shadow or canary ---------------------------------------
+
+
+def test_a_rollout_has_one_challenger_with_its_mode_and_share(registry: ModelRegistry) -> None:
+    registry.record(
+        _version("v1", "champion", at=100.0),
+        _version("v2", "candidate", at=200.0, parent_version="v1"),
+        _version("v3", "rejected", at=300.0, parent_version="v1"),
+    )
+    assert registry.challenger("credit") is None
+    (started,) = registry.start_rollout("credit", "v2", "canary", 0.25)
+    assert (started.status, started.traffic) == ("canary", 0.25)
+    assert registry.challenger("credit") == started
+    assert registry.get("credit", "v2") == started  # the share is stored
+    event = started.to_event()
+    assert (event.status, event.traffic) == ("canary", 0.25)
+    assert registry.champion("credit").version == "v1"  # the champion keeps serving
+
+    # A new rollout supersedes the running one.
+    superseded, shadow = registry.start_rollout("credit", "v3", "shadow")
+    assert (superseded.version, superseded.status) == ("v2", "rejected")
+    assert superseded.decision == "superseded by v3" and superseded.traffic is None
+    assert (shadow.version, shadow.status, shadow.traffic) == ("v3", "shadow", 0.0)
+    assert registry.challenger("credit").version == "v3"
+
+    aborted = registry.abort_rollout("credit", "aborted by hand")
+    assert (aborted.version, aborted.status, aborted.decision) == (
+        "v3",
+        "rejected",
+        "aborted by hand",
+    )
+    assert registry.challenger("credit") is None
+    states = {record.version: record.status for record in registry.versions("credit")}
+    assert states == {"v1": "champion", "v2": "rejected", "v3": "rejected"}
+
+
+def test_bad_rollouts_are_refused_naming_why(registry: ModelRegistry) -> None:
+    registry.record(_version("v1", "champion"), _version("v2", "candidate", at=200.0))
+    with pytest.raises(RegistryError, match="is the champion already"):
+        registry.start_rollout("credit", "v1", "shadow")
+    with pytest.raises(RegistryError, match="has no version 'v9'"):
+        registry.start_rollout("credit", "v9", "shadow")
+    with pytest.raises(RegistryError, match="shadow or canary mode, not 'direct'"):
+        registry.start_rollout("credit", "v2", "direct")
+    with pytest.raises(RegistryError, match="has no rollout running"):
+        registry.abort_rollout("credit")
+    with pytest.raises(RegistryError, match="unknown model 'ghost'"):
+        registry.abort_rollout("ghost")
+
+
+@pytest.mark.parametrize(("mode", "traffic"), [("shadow", 0.0), ("canary", 0.05)])
+def test_with_a_rollout_section_a_winning_candidate_becomes_the_challenger(
+    loop: Loop, mode: str, traffic: float
+) -> None:
+    loop.retrainer.monitors["credit"] = MonitorConfig.from_mapping(
+        _credit_monitor().model_dump(exclude_none=True) | {"rollout": {"mode": mode}}
+    )
+    first = loop.retrainer.handle(_request("req-1", 600, 600)).record
+    assert first is not None
+    assert (first.status, first.traffic) == (mode, traffic)
+    assert first.decision.endswith(f"challenger in {mode}")
+    registry = ModelRegistry(loop.store)
+    assert registry.champion("credit").version == "v1"  # nothing served changes yet
+    challenger = registry.challenger("credit")
+    assert challenger is not None
+    assert (challenger.version, challenger.status, challenger.traffic) == (
+        first.version,
+        mode,
+        traffic,
+    )
+    # A later winner supersedes it; both changes are published.
+    second = loop.retrainer.handle(_request("req-2", 600, 600)).record
+    assert second is not None and registry.challenger("credit").version == second.version
+    assert [(e.version, e.status) for e in loop.published] == [
+        (first.version, mode),
+        (first.version, "rejected"),
+        (second.version, mode),
+    ]
+
+
+def test_the_rollout_commands_start_show_and_abort_a_rollout(
+    broker: EmbeddedBroker, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    prefix = f"rollout{uuid.uuid4().hex[:8]}"
+    monkeypatch.setenv("DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", broker.bootstrap_servers)
+    monkeypatch.setenv("DRIFTLINE_TOPIC_PREFIX", prefix)
+    monkeypatch.delenv("DRIFTLINE_CLICKHOUSE_URL", raising=False)
+    data = tmp_path / "data"
+    create_topics(Settings(topic_prefix=prefix, partitions=1), broker.bootstrap_servers)
+    store = EmbeddedStore(data / "chdb", "driftline")
+    migrate(store)
+    ModelRegistry(store).record(
+        _version("v1", "champion", at=100.0),
+        _version("v2", "candidate", at=200.0, parent_version="v1"),
+    )
+    store.close()
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        code = main([*argv, "--data-dir", str(data)])
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    def status() -> dict[str, Any]:
+        code, out, _ = run("rollout", "status", "--json", "--model-id", "credit")
+        assert code == 0
+        (line,) = out.splitlines()
+        return json.loads(line)
+
+    assert status()["challenger"] is None
+    code, out, _ = run(
+        "rollout",
+        "start",
+        "--model-id",
+        "credit",
+        "--version",
+        "v2",
+        "--mode",
+        "canary",
+        "--traffic",
+        "0.25",
+    )
+    assert code == 0 and "credit v2 is canary" in out
+    shown = status()
+    assert (shown["champion"], shown["challenger"], shown["mode"], shown["traffic"]) == (
+        "v1",
+        "v2",
+        "canary",
+        0.25,
+    )
+    code, _, err = run(
+        "rollout", "start", "--model-id", "credit", "--version", "v1", "--mode", "shadow"
+    )
+    assert code == 2 and "is the champion already" in err
+    with pytest.raises(SystemExit):
+        run(
+            "rollout",
+            "start",
+            "--model-id",
+            "credit",
+            "--version",
+            "v2",
+            "--mode",
+            "canary",
+            "--traffic",
+            "1.5",
+        )
+    assert "a canary share lies in (0, 1)" in capsys.readouterr().err
+    assert run("rollout", "abort", "--model-id", "credit")[0] == 0
+    assert status()["challenger"] is None
+    code, _, err = run("rollout", "abort", "--model-id", "credit")
+    assert code == 2 and "has no rollout running" in err
+
+    events = _published(broker.bootstrap_servers, f"{prefix}.model-versions")
+    assert [(e.version, e.status, e.traffic) for e in events] == [
+        ("v2", "canary", 0.25),
+        ("v2", "rejected", None),
+    ]

@@ -3,6 +3,7 @@
 - :mod:`.run`: ``broker``, ``worker``, ``demo``, ``topics create`` (the processes);
 - :mod:`.data`: ``db migrate|query``, ``reference load``, ``backtest``, ``report``;
 - :mod:`.models`: ``retrainer``, ``models list|promote|rollback``;
+- :mod:`.rollout`: ``rollout status|start|abort``;
 - :mod:`.common`: exit codes, the one-line :class:`~.common.CommandError`, settings.
 
 Every failure a user can cause prints one line ``driftline: ...`` on stderr and exits
@@ -17,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from . import data, models, run
+from . import data, models, rollout, run
 from .common import CommandError
 
 __all__ = ["main"]
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     run.register(add, commands)
     data.register(add, commands)
     models.register(add, commands)
+    rollout.register(add, commands)
     return parser
 
 

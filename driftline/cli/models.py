@@ -21,6 +21,7 @@ import orjson
 from .common import EXIT_BAD_INPUT, CommandError, settings_from_args
 
 __all__ = [
+    "change_status",
     "cmd_models_list",
     "cmd_models_promote",
     "cmd_models_rollback",
@@ -76,7 +77,9 @@ def cmd_models_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def _change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], what: str) -> int:
+def change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], what: str) -> int:
+    """Run ``change`` (registry writes returning the rows written) on the writing store,
+    publish a ``model_version`` event per row, and print one line each."""
     from driftline.retrainer.registry import RegistryError
     from driftline.retrainer.worker import KafkaPublisher, resolve_bootstrap
     from driftline.store import StoreError, writing_store
@@ -111,7 +114,7 @@ def cmd_models_promote(args: argparse.Namespace) -> int:
         publish_version_profile(store, promoted)  # the monitors' reference for its traffic
         return [promoted]
 
-    return _change_status(args, change, "promoted")
+    return change_status(args, change, "promoted")
 
 
 def cmd_models_rollback(args: argparse.Namespace) -> int:
@@ -124,7 +127,7 @@ def cmd_models_rollback(args: argparse.Namespace) -> int:
         publish_version_profile(store, done.restored)  # a restored rejected version has none
         return [done.rolled_back, done.restored]
 
-    return _change_status(args, change, "rollback")
+    return change_status(args, change, "rollback")
 
 
 def register(add: Callable[..., argparse.ArgumentParser], commands: Any) -> None:

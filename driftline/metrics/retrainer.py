@@ -27,7 +27,7 @@ OUTCOMES = ("champion", "rejected", "skipped", "duplicate", "failed")
 
 
 #: Status of a published model version (``model_version`` events).
-STATUSES = ("candidate", "champion", "rejected", "rolled_back")
+STATUSES = ("candidate", "champion", "rejected", "rolled_back", "shadow", "canary")
 
 
 #: Upper bounds (seconds) of the training-duration histogram.

@@ -268,6 +268,11 @@ PARTITION BY toYYYYMMDD(timestamp)
 ORDER BY (model_id, model_version, event_id)""",
         ),
     ),
+    Migration(
+        7,
+        "rollout traffic share of a version",
+        ("ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS traffic Nullable(Float64)",),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
