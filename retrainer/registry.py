@@ -349,8 +349,10 @@ class ModelRegistry:
         self.demote_other_champions(record)
         return record
 
-    def rollback(self, model_id: str, to: str | None = None) -> Rollback:
+    def rollback(self, model_id: str, to: str | None = None, decision: str = "") -> Rollback:
         """Take the current champion out and restore ``to`` (default: its parent version).
+
+        ``decision`` (when given) says why, on the rolled back version's row.
 
         Raises
         ------
@@ -373,6 +375,8 @@ class ModelRegistry:
             raise RegistryError(f"version {target!r} is the champion already")
         restored = self.require(model_id, target).with_status("champion")
         rolled_back = current.with_status("rolled_back", restored.updated_at)
+        if decision:
+            rolled_back = rolled_back.model_copy(update={"decision": decision})
         self.record(rolled_back, restored)
         return Rollback(rolled_back=rolled_back, restored=restored)
 

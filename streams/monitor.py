@@ -115,6 +115,10 @@ Exactly once
     those windows from the previous states:
     the same content one revision up (see "Revisions") and the same event ids
     (consumers deduplicate by id).
+Rollouts (a ``rollout`` section of mode ``shadow`` or ``canary``)
+    After each pass, the model's running rollout judges the windows the pass closed
+    (:mod:`driftline.streams.rollouts`): the decisions change the registry and are
+    published as ``model_version`` events, then the progress is saved.
 Many versions
     A model's versions are planned and closed together, so that a pass costs a few
     queries whatever their number: one query lists the versions, one reads the reference
@@ -154,6 +158,7 @@ from typing import Any
 from driftline.detectors import WindowReport
 from driftline.detectors.concept import LabelRows, advance_concept
 from driftline.detectors.profiles import ModelProfile
+from driftline.detectors.promotion import RolloutRecord
 from driftline.detectors.step import (
     FRESH,
     MonitorState,
@@ -199,6 +204,8 @@ from driftline.store.planning import (
     versions_window_starts,
 )
 from driftline.store.profiles import version_profiles
+
+from .rollouts import decision_text, record_changes, rollout_pass, save_progress
 
 __all__ = [
     "Monitor",
@@ -271,6 +278,7 @@ class Monitor:
         late_check_seconds: float = 0.0,
         clock: Callable[[], float] = time.monotonic,
         settle_seconds: float = 30.0,
+        send_version: Send | None = None,
     ) -> None:
         self.store = store
         self.lock = lock
@@ -283,6 +291,10 @@ class Monitor:
         self.late_check_seconds = late_check_seconds
         self.clock = clock
         self.settle_seconds = settle_seconds
+        #: Publishes ``model_version`` events of rollout decisions (None: not published).
+        self.send_version = send_version
+        #: Rollout decisions taken, in order (see "Rollouts").
+        self.rollout_records: list[RolloutRecord] = []
         #: Per model: monotonic time of the last pass that looked for late data.
         self._late_checked: dict[str, float] = {}
         #: Per model: the closing boundary (see :func:`closing_boundary`) of its last pass.
@@ -357,11 +369,30 @@ class Monitor:
         started = time.perf_counter()  # the windows' close time includes the plan
         plans = await self._store(self._plan_model, config, watermark, late)
         await self._close(config, plans, watermark, started)
+        await self._rollout(config, watermark)
         # only after the pass succeeded: a failed one is retried on the next tick
         self._boundaries[model] = boundary
         if late:
             self._late_checked[model] = now
         return moved
+
+    async def _rollout(self, config: MonitorConfig, watermark: float) -> None:
+        """Judge the model's running rollout on its closed windows (see "Rollouts")."""
+        done = await self._store(rollout_pass, self.store, config, watermark)
+        if done is None:
+            return
+        if self.send_version is not None:
+            for record in done.versions:
+                await self.send_version(
+                    record.model_id, record.to_event().model_dump_json().encode()
+                )
+        if done.versions:
+            await self._store(record_changes, self.store, done.versions)
+        if done.changed:
+            await self._store(save_progress, self.store, config.model_id, done.progress)
+        self.rollout_records += done.records
+        for record in done.records:
+            log.info("rollout %s: %s", record.model_id, decision_text(record))
 
     # store reads (called under the lock, on a thread)
 

@@ -315,6 +315,7 @@ def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
         send_alert=sender(names.alerts),
         send_request=sender(names.retrain_requests),
         late_check_seconds=settings.late_data_check_seconds,
+        send_version=sender(names.model_versions),
     )
     if monitor.monitors:
         log.info("monitoring %s", ", ".join(sorted(monitor.monitors)))

@@ -106,7 +106,7 @@ class Harness:
     ) -> None:
         self.store = EmbeddedStore(folder / "db", "driftline")
         migrate(self.store)
-        self.sent: dict[str, list[dict[str, Any]]] = {"alerts": [], "requests": []}
+        self.sent: dict[str, list[dict[str, Any]]] = {"alerts": [], "requests": [], "versions": []}
         self.offset = 0
         self.horizon_seconds = horizon_seconds
         self.idle_seconds = idle_seconds
@@ -124,6 +124,9 @@ class Harness:
         async def request(key: str, value: bytes) -> None:
             self.sent["requests"].append(orjson.loads(value))
 
+        async def version(key: str, value: bytes) -> None:
+            self.sent["versions"].append(orjson.loads(value))
+
         return Monitor(
             self.store,
             threading.Lock(),
@@ -136,6 +139,7 @@ class Harness:
             late_check_seconds=late_check_seconds,
             clock=clock,
             settle_seconds=0.0,  # rows inserted here are visible at once
+            send_version=version,
         )
 
     def ingest(self, lines: list[bytes], partition: int = 0) -> None:
@@ -146,6 +150,8 @@ class Harness:
         outcome = route_messages(messages, 1 << 24)
         if outcome.predictions is not None:
             self.store.insert_arrow("predictions", outcome.predictions)
+        if outcome.shadow_predictions is not None:
+            self.store.insert_arrow("shadow_predictions", outcome.shadow_predictions)
         if outcome.feedback is not None:
             self.store.insert_arrow("feedback", outcome.feedback)
         if outcome.watermarks:

@@ -273,6 +273,21 @@ ORDER BY (model_id, model_version, event_id)""",
         "rollout traffic share of a version",
         ("ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS traffic Nullable(Float64)",),
     ),
+    # The streaming monitor's progress through a model's rollout (its policy state and
+    # the next window to judge), saved after the decisions it took were published.
+    Migration(
+        8,
+        "rollout progress",
+        (
+            """CREATE TABLE IF NOT EXISTS rollout_state (
+    model_id LowCardinality(String),
+    seq UInt64,
+    state String,
+    updated_at DateTime64(6, 'UTC')
+) ENGINE = ReplacingMergeTree(seq)
+ORDER BY model_id""",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

@@ -12,9 +12,11 @@ make them (:func:`~driftline.store.window_sql.class_strings`).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
 
 from ..detectors.promotion import RolloutEvidence
 from ..detectors.rollout import ArmCounts, PairedCounts
@@ -23,7 +25,13 @@ from .backend import Store
 from .params import SqlParams
 from .window_sql import class_strings
 
-__all__ = ["window_evidence_sql"]
+__all__ = [
+    "first_window",
+    "load_rollout_state",
+    "save_rollout_state",
+    "served_windows",
+    "window_evidence_sql",
+]
 
 
 def _served_sql(p: SqlParams, model: str, versions: str, low: int, high: int) -> str:
@@ -166,4 +174,71 @@ def _evidence(
         pairs=total(pair),
         disagreements=total(pair & (served_says != shadow_says)),
         latency_p95_ratio=ratio,
+    )
+
+
+def _window_sql(p: SqlParams, size: float) -> str:
+    """The start (µs) of the epoch-aligned window of ``timestamp``."""
+    size_us = p.integer(micros(size))
+    return f"intDiv(toUnixTimestamp64Micro(timestamp), {size_us}) * {size_us}"
+
+
+def served_windows(
+    store: Store, model_id: str, *, low: float, high: float, size: float
+) -> list[float]:
+    """Starts (seconds) of the windows holding served predictions of the model with
+    ``low <= start <= high``, oldest first."""
+    p = SqlParams()
+    window = _window_sql(p, size)
+    rows = store.query(
+        f"""SELECT DISTINCT {window} AS w FROM predictions
+        WHERE model_id = {p.string(model_id)}
+          AND timestamp >= fromUnixTimestamp64Micro({p.integer(micros(low))}, 'UTC')
+          AND timestamp < fromUnixTimestamp64Micro({p.integer(micros(high + size))}, 'UTC')
+        ORDER BY w""",
+        p.values,
+    )
+    return [int(row["w"]) / 1e6 for row in rows]
+
+
+def first_window(store: Store, model_id: str, version: str, size: float) -> float | None:
+    """The start of the first window where ``version`` served a prediction or scored one
+    in shadow (a shadow prediction counts in its served prediction's window)."""
+    p = SqlParams()
+    model, version_sql = p.string(model_id), p.string(version)
+    window = _window_sql(p, size)
+    rows = store.query(
+        f"""SELECT min({window}) AS w, count() AS n FROM predictions
+        WHERE model_id = {model} AND (model_version = {version_sql} OR event_id IN (
+            SELECT event_id FROM shadow_predictions
+            WHERE model_id = {model} AND model_version = {version_sql}))""",
+        p.values,
+    )
+    if not rows or not int(rows[0]["n"]):
+        return None
+    return int(rows[0]["w"]) / 1e6
+
+
+def load_rollout_state(store: Store, model_id: str) -> str | None:
+    """The JSON the monitor saved last for the model's rollout (highest ``seq``)."""
+    rows = store.query(
+        "SELECT argMax(state, seq) AS s, count() AS n FROM rollout_state "
+        "WHERE model_id = {model:String}",
+        {"model": model_id},
+    )
+    return str(rows[0]["s"]) if rows and int(rows[0]["n"]) else None
+
+
+def save_rollout_state(store: Store, model_id: str, seq: int, state: str) -> None:
+    """Save the model's rollout JSON as number ``seq`` (greater than the last one)."""
+    store.insert_arrow(
+        "rollout_state",
+        pa.table(
+            {
+                "model_id": pa.array([model_id], pa.string()),
+                "seq": pa.array([seq], pa.uint64()),
+                "state": pa.array([state], pa.string()),
+                "updated_at": pa.array([micros(time.time())], pa.timestamp("us", tz="UTC")),
+            }
+        ),
     )
