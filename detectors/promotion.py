@@ -66,6 +66,7 @@ __all__ = [
     "RolloutRecord",
     "RolloutState",
     "decision_id",
+    "rollout_sequence",
     "rollout_step",
     "start_rollout",
 ]
@@ -187,7 +188,19 @@ def start_rollout(
     )
 
 
-def _sequence(state: RolloutState, alpha: float) -> DifferenceSequence:
+def rollout_sequence(state: RolloutState, alpha: float) -> DifferenceSequence:
+    """The confidence sequence of the phase's evidence so far (paired in shadow and
+    watch, two arms in canary).
+
+    Examples
+    --------
+    >>> state = RolloutState(model_id="m", champion="v1", challenger="v2", phase="shadow",
+    ...     traffic=0.0, started_at=0.0, phase_started_at=0.0,
+    ...     paired=PairedCounts(n=4000, challenger_only=300, champion_only=200))
+    >>> sequence = rollout_sequence(state, 0.05)
+    >>> sequence.n, round(sequence.estimate, 3), sequence.lower < 0.025 < sequence.upper
+    (4000, 0.025, True)
+    """
     if state.phase == "canary":
         return two_arm_sequence(state.challenger_arm, state.champion_arm, alpha)
     return paired_sequence(state.paired, alpha)
@@ -224,7 +237,7 @@ def rollout_step(
             "champion_arm": state.champion_arm + evidence.champion,
         }
     )
-    sequence = _sequence(state, config.alpha)
+    sequence = rollout_sequence(state, config.alpha)
 
     def record(decision: Decision, traffic: float, reason: str) -> RolloutRecord:
         return RolloutRecord(

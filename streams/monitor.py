@@ -391,6 +391,10 @@ class Monitor:
         if done.changed:
             await self._store(save_progress, self.store, config.model_id, done.progress)
         self.rollout_records += done.records
+        if self.metrics is not None:
+            decisions = [record.decision for record in done.records]
+            state = done.progress.rollout
+            self.metrics.rollout_judged(config.model_id, state, done.sequence, decisions)
         for record in done.records:
             log.info("rollout %s: %s", record.model_id, decision_text(record))
 

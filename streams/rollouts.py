@@ -47,9 +47,11 @@ from driftline.detectors.promotion import (
     RolloutEvidence,
     RolloutRecord,
     RolloutState,
+    rollout_sequence,
     rollout_step,
     start_rollout,
 )
+from driftline.detectors.rollout import DifferenceSequence
 from driftline.retrainer.registry import ModelRegistry, VersionRecord
 from driftline.schemas.monitor import MonitorConfig
 from pydantic import BaseModel, ConfigDict
@@ -107,6 +109,8 @@ class RolloutPass:
     changed: bool
     records: list[RolloutRecord] = field(default_factory=list)
     versions: list[VersionRecord] = field(default_factory=list)
+    #: The running rollout's evidence after the pass (``None``: no rollout runs).
+    sequence: DifferenceSequence | None = None
 
 
 def decision_text(record: RolloutRecord) -> str:
@@ -235,6 +239,8 @@ def rollout_pass(store: Store, config: MonitorConfig, watermark: float) -> Rollo
             next_start = None
             break
     done.progress = RolloutProgress(rollout=state, next_start=next_start, seq=saved.seq)
+    if state is not None:
+        done.sequence = rollout_sequence(state, rollout.alpha)
     return done
 
 

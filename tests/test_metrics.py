@@ -53,6 +53,10 @@ WORKER_CONTRACT = {
     "driftline_performance_value": ("gauge", {"model_id", "metric"}),
     "driftline_drift_critical_threshold": ("gauge", {"model_id", "feature", "statistic"}),
     "driftline_performance_critical_level": ("gauge", {"model_id", "metric"}),
+    "driftline_rollout_decisions": ("counter", {"model_id", "decision"}),
+    "driftline_rollout_traffic": ("gauge", {"model_id", "phase"}),
+    "driftline_rollout_difference": ("gauge", {"model_id", "bound"}),
+    "driftline_rollout_labels": ("gauge", {"model_id"}),
 }
 RETRAINER_CONTRACT = {
     "driftline_retrain_requests_processed": ("counter", {"model_id", "outcome"}),

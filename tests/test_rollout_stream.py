@@ -11,10 +11,12 @@ import orjson
 import pytest
 from driftline.retrainer.registry import ModelRegistry, VersionRecord
 from driftline.streams import rollouts as stream_rollouts
+from prometheus_client import CollectorRegistry
 from rollout_streams import START, WINDOW, Step, monitor_yaml, reference_events, rollout_events
 from test_monitor import Harness, clock_event
 
 from driftline.backtest import reference_profile, run_backtest
+from driftline.metrics import WorkerMetrics
 from driftline.store.profiles import save_profile
 
 FAST = "{mode: shadow, min_labels: 200, canary_steps: [0.5, 1.0], watch_after_promotion: 2h}"
@@ -83,17 +85,37 @@ def test_the_stream_takes_the_backtests_decisions_and_acts_on_them(tmp_path: Pat
         per_window=2000,
     )
     h, want = _case(tmp_path, events)
+    registry_of_metrics = CollectorRegistry()
+    h.monitor.metrics = WorkerMetrics(registry_of_metrics, h.monitor.monitors)
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry_of_metrics.get_sample_value(name, {"model_id": "m", **labels})
+
     try:
         lines = _lines(events)
         half = len(lines) // 2
         h.ingest(lines[:half])
         h.tick()  # what the first half closes
+        # Windows 0 and 1 closed: stepped to a canary, then promoted; the new champion
+        # is watched against its parent on the windows that follow.
+        assert sample("driftline_rollout_decisions_total", decision="step") == 1.0
+        assert sample("driftline_rollout_decisions_total", decision="promote") == 1.0
+        assert sample("driftline_rollout_traffic", phase="watch") == 1.0
+        assert sample("driftline_rollout_traffic", phase="canary") is None
+        lower = sample("driftline_rollout_difference", bound="lower")
+        upper = sample("driftline_rollout_difference", bound="upper")
+        assert lower is not None and upper is not None and lower < upper
         h.ingest(lines[half:])
         h.ingest([_closing(events)])
         h.tick()
         h.tick()  # nothing more to do
         assert [line["decision"] for line in want] == ["step", "promote"]
         assert _as_lines(h) == want
+        assert sample("driftline_rollout_decisions_total", decision="promote") == 1.0
+        assert sample("driftline_rollout_decisions_total", decision="reject") == 0.0
+        # The watch of the promoted champion against its parent ended with the stream.
+        assert sample("driftline_rollout_traffic", phase="watch") is None
+        assert sample("driftline_rollout_difference", bound="lower") is None
         registry = ModelRegistry(h.store)
         assert registry.champion("m").version == "v2"
         states = {r.version: r.status for r in registry.versions("m")}

@@ -5,6 +5,7 @@ thresholds (see :mod:`driftline.metrics` for the contract)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter as Tally
@@ -19,6 +20,8 @@ from prometheus_client.registry import Collector
 
 from driftline.detectors.evaluate import MetricRow, WindowReport
 from driftline.detectors.performance import HIGHER_IS_BETTER
+from driftline.detectors.promotion import RolloutState
+from driftline.detectors.rollout import DifferenceSequence
 from driftline.schemas.codec import REASONS
 from driftline.schemas.events import AlertEvent
 from driftline.schemas.monitor import ALERT_KINDS, DEFAULT_THRESHOLDS, TASK_METRICS, MonitorConfig
@@ -28,6 +31,7 @@ from .common import OTHER, PREDICTION_FEATURE, SCORE_FEATURE, LabelGuard, Vector
 __all__ = [
     "CLOSE_BUCKETS",
     "LATENCY_BUCKETS",
+    "ROLLOUT_DECISIONS",
     "OffsetSource",
     "WatermarkDelay",
     "WorkerMetrics",
@@ -60,6 +64,9 @@ CLOSE_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 6
 
 
 _SEVERITIES = ("warning", "critical")
+#: Decisions of a rollout (``driftline_rollout_decisions_total``).
+ROLLOUT_DECISIONS = ("promote", "step", "reject", "rollback")
+_PHASES = ("shadow", "canary", "watch")
 
 
 _STATISTICS = frozenset(DEFAULT_THRESHOLDS)
@@ -250,6 +257,33 @@ class WorkerMetrics:
             ["model_id", "metric"],
             registry=registry,
         )
+        self.rollout_decisions = Counter(
+            "driftline_rollout_decisions",
+            "Rollout decisions taken by the monitor (promote, step, reject, rollback).",
+            ["model_id", "decision"],
+            registry=registry,
+        )
+        self.rollout_traffic = Gauge(
+            "driftline_rollout_traffic",
+            "Served share of the running rollout's challenger (0 in shadow, 1 while a "
+            "promoted one is watched); no series without a rollout.",
+            ["model_id", "phase"],
+            registry=registry,
+        )
+        self.rollout_difference = Gauge(
+            "driftline_rollout_difference",
+            "Challenger minus champion on the rollout metric: the estimate and the "
+            "anytime-valid confidence sequence's bounds over the phase's evidence.",
+            ["model_id", "bound"],
+            registry=registry,
+        )
+        self.rollout_labels = Gauge(
+            "driftline_rollout_labels",
+            "Labelled pairs (shadow, watch) or labels of the smaller arm (canary) behind "
+            "driftline_rollout_difference.",
+            ["model_id"],
+            registry=registry,
+        )
         self._newest: dict[str, float] = {}
         # Series that exist from the start, so that rate() and increase() see the first event.
         for reason in REASONS:
@@ -258,6 +292,8 @@ class WorkerMetrics:
             self.windows_closed.labels(model)
             self.beyond_horizon.labels(model)
             self.retrain_requests.labels(model)
+            for decision in ROLLOUT_DECISIONS:
+                self.rollout_decisions.labels(model, decision)
             for kind in ALERT_KINDS:
                 for severity in _SEVERITIES:
                     self.alerts_opened.labels(model, kind, severity)
@@ -351,6 +387,49 @@ class WorkerMetrics:
         """
         if rows > 0:
             self.beyond_horizon.labels(self.guard.model(model_id)).inc(rows)
+
+    def rollout_judged(
+        self,
+        model_id: str,
+        state: RolloutState | None,
+        sequence: DifferenceSequence | None,
+        decisions: Sequence[str],
+    ) -> None:
+        """Record a rollout pass: its decisions, and the running rollout's share and
+        evidence (their series go when no rollout runs).
+
+        Examples
+        --------
+        >>> registry = CollectorRegistry()
+        >>> config = MonitorConfig(model_id="credit", features={"income": "numeric"})
+        >>> metrics = WorkerMetrics(registry, {"credit": config})
+        >>> metrics.rollout_judged("credit", None, None, ["reject"])
+        >>> registry.get_sample_value("driftline_rollout_decisions_total",
+        ...                           {"model_id": "credit", "decision": "reject"})
+        1.0
+        """
+        model = self.guard.model(model_id)
+        for decision in decisions:
+            self.rollout_decisions.labels(model, decision).inc()
+        for phase in _PHASES:
+            if state is not None and state.phase == phase:
+                self.rollout_traffic.labels(model, phase).set(state.traffic)
+            else:
+                self._drop(self.rollout_traffic, model, phase)
+        for bound in ("estimate", "lower", "upper"):
+            if sequence is None:
+                self._drop(self.rollout_difference, model, bound)
+            else:
+                self.rollout_difference.labels(model, bound).set(getattr(sequence, bound))
+        if sequence is None:
+            self._drop(self.rollout_labels, model)
+        else:
+            self.rollout_labels.labels(model).set(sequence.n)
+
+    @staticmethod
+    def _drop(gauge: Gauge, *labels: str) -> None:
+        with contextlib.suppress(KeyError):
+            gauge.remove(*labels)
 
     def window_evaluated(
         self,
