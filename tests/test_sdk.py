@@ -678,3 +678,34 @@ def test_feedback_batches(memory: MemoryProducer) -> None:
     assert [b.labels for b in batches if b.rows == 1] == [["yes"]]
     assert logger.stats.rows_delivered == 11
     logger.close()
+
+
+def test_one_call_logs_the_served_prediction_and_the_shadow_ones(
+    memory: MemoryProducer, make_logger: Callable[..., PredictionLogger]
+) -> None:
+    from driftline.schemas.codec import decode_ingest
+
+    logger = make_logger()
+    for i in range(3):
+        assert logger.log(
+            f"e{i}",
+            {"x": float(i)},
+            1,
+            timestamp=T0 + i,
+            latency_ms=5.0,
+            model_version="v2",  # a canary served it
+            shadow={"v3": 0},
+            shadow_latency_ms={"v3": 7.5},
+        )
+    assert logger.flush(5.0) == 0
+    decoded = [decode_ingest(message.value) for message in memory.messages]
+    by_kind = {(columns.model_version, columns.shadow): columns for columns in decoded}
+    assert set(by_kind) == {("v2", False), ("v3", True)}
+    served, shadow = by_kind[("v2", False)], by_kind[("v3", True)]
+    assert served.event_ids.tolist() == shadow.event_ids.tolist() == ["e0", "e1", "e2"]
+    assert served.prediction_value.tolist() == [1.0] * 3
+    assert shadow.prediction_value.tolist() == [0.0] * 3
+    assert shadow.latency_ms.tolist() == [7.5] * 3
+    assert logger.stats.rows_delivered == 6
+    with pytest.raises(ValueError, match="prediction 'e9'"):
+        logger.log("e9", {"x": 1.0}, 1, shadow={"": 0})  # an empty version is invalid

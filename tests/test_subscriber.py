@@ -188,3 +188,61 @@ def test_a_champion_that_fails_to_load_is_retried_until_it_loads(
         assert subscriber.wait_for_version("v1", timeout=30)  # without another event
         assert attempts == ["v1", "v1", "v1"]
         assert subscriber.stats.load_failures == 2 and subscriber.stats.swaps == 1
+
+
+def _rollout_event(version: str, status: str, traffic: float | None = None) -> bytes:
+    event = ModelVersionEvent.model_validate_json(_event(version, status=status))
+    return event.model_copy(update={"traffic": traffic}).model_dump_json().encode()
+
+
+def test_the_subscriber_follows_a_rollout_from_shadow_to_rollback_without_a_restart(
+    broker: EmbeddedBroker, topic_prefix: str, send: Any
+) -> None:
+    send(_event("v1"))
+    send(_rollout_event("v2", "shadow", 0.0))
+    with ModelSubscriber(
+        "credit",
+        broker.bootstrap_servers,
+        topic_prefix=topic_prefix,
+        loader=lambda event: SlowModel(event.version),
+    ) as subscriber:
+
+        def challenger_is(version: str | None, status: str | None = None) -> bool:
+            event = subscriber.challenger
+            if version is None:
+                return event is None
+            return event is not None and (event.version, event.status) == (version, status)
+
+        wait_for(lambda: challenger_is("v2", "shadow"), bool, 30, "the shadow challenger")
+        # Shadow: the champion serves, the challenger's output comes back beside it.
+        served = subscriber.serve({"x": 1}, key="anyone")
+        assert (served.version, served.output) == ("v1", ("v1", "v1"))
+        assert (served.shadow_version, served.shadow_output) == ("v2", ("v2", "v2"))
+
+        send(_rollout_event("v2", "canary", 0.5))
+        wait_for(lambda: challenger_is("v2", "canary"), bool, 30, "the canary")
+        keys = [f"customer-{i}" for i in range(400)]
+        routed = {key: subscriber.serve({}, key=key) for key in keys}
+        to_challenger = {key for key, served in routed.items() if served.version == "v2"}
+        assert 0.4 < len(to_challenger) / len(keys) < 0.6
+        assert all(routed[key].shadow_version is None for key in keys)  # canary: no shadow
+        assert {subscriber.serve({}, key=k).version for k in to_challenger} == {"v2"}  # sticky
+        assert subscriber.serve({}).version == "v1"  # without a key the champion serves
+
+        send(_rollout_event("v2", "rejected"))
+        wait_for(lambda: challenger_is(None), bool, 30, "the rejected challenger dropped")
+        assert {subscriber.serve({}, key=k).version for k in keys} == {"v1"}
+
+        send(_rollout_event("v3", "shadow", 0.0))
+        wait_for(lambda: challenger_is("v3", "shadow"), bool, 30, "a new challenger")
+        send(_event("v3"))  # promoted
+        send(_event("v1", status="candidate"))
+        assert subscriber.wait_for_version("v3", timeout=30)
+        wait_for(lambda: challenger_is(None), bool, 30, "no challenger after the promotion")
+        assert subscriber.serve({}, key="x").output == ("v3", "v3")
+
+        send(_event("v3", status="rolled_back"))  # worse live: back to the parent
+        send(_event("v1"))
+        assert subscriber.wait_for_version("v1", timeout=30)
+        assert subscriber.serve({}, key="x").output == ("v1", "v1")
+        assert subscriber.challenger is None

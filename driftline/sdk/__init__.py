@@ -23,7 +23,7 @@ from driftline.sdk.producers import (
     kafka_producer_factory,
 )
 from driftline.sdk.stats import LoggerStats
-from driftline.sdk.subscriber import ModelSubscriber, SubscriberStats
+from driftline.sdk.subscriber import ModelSubscriber, Served, SubscriberStats
 
 __all__ = [
     "FeedbackLogger",
@@ -34,6 +34,7 @@ __all__ = [
     "ProducedMessage",
     "ProducerFactory",
     "ProducerLike",
+    "Served",
     "SubscriberStats",
     "kafka_producer_factory",
 ]

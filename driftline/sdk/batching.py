@@ -6,9 +6,10 @@ or :func:`encode_feedback`, which return the payloads to produce.
 
 Rules for predictions:
 
-* A batch's rows share ``model_id``, ``model_version``, the ``segment`` (it
-  applies to the whole batch), and whether ``score`` and ``latency_ms`` are
-  given (batch columns hold no nulls), so these make up the batch key.
+* A batch's rows share ``model_id``, ``model_version``, whether they are
+  ``shadow`` predictions, the ``segment`` (it applies to the whole batch), and
+  whether ``score`` and ``latency_ms`` are given (batch columns hold no nulls),
+  so these make up the batch key.
 * ``prediction_batch`` has a ``scores`` column of positive-class
   probabilities only; a row with a per-class ``scores`` mapping has no batch
   form and is sent as a single ``prediction`` event.
@@ -72,7 +73,7 @@ def prediction_batch_key(event: PredictionEvent) -> Hashable:
     ...     timestamp=1767225600, features={"x": 1.0}, prediction=1, score=0.5,
     ...     segment={"region": "eu"})
     >>> prediction_batch_key(event)
-    ((('region', 'eu'),), True, False, False)
+    ('v1', False, (('region', 'eu'),), True, False, False)
     >>> prediction_batch_key(event.model_copy(update={"scores": {"a": 1.0}})) == SINGLE
     True
     """
@@ -81,11 +82,20 @@ def prediction_batch_key(event: PredictionEvent) -> Hashable:
     segment = None if event.segment is None else tuple(sorted(event.segment.items()))
     # A batch column holds one kind, so numeric and string predictions never share one.
     kind = isinstance(event.prediction, str)
-    return (segment, event.score is not None, event.latency_ms is not None, kind)
+    return (
+        event.model_version,
+        event.shadow,
+        segment,
+        event.score is not None,
+        event.latency_ms is not None,
+        kind,
+    )
 
 
 def _single(event: PredictionEvent) -> bytes:
     body = event.model_dump(exclude_none=True)
+    if not event.shadow:
+        del body["shadow"]  # the default: left out, as before the field existed
     body["timestamp"] = to_epoch_seconds(event.timestamp)
     return orjson.dumps(body)
 
@@ -107,6 +117,8 @@ def _prediction_batch(rows: Sequence[PredictionEvent], names: list[str]) -> byte
         body["latency_ms"] = [row.latency_ms for row in rows]
     if first.segment is not None:
         body["segment"] = first.segment
+    if first.shadow:
+        body["shadow"] = True
     return orjson.dumps(body)
 
 

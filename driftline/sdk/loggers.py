@@ -567,8 +567,11 @@ class PredictionLogger(_BatchingLogger[PredictionEvent]):
         scores: Mapping[str, float] | None = None,
         latency_ms: float | None = None,
         segment: Mapping[str, str] | None = None,
+        model_version: str | None = None,
+        shadow: Mapping[str, float | str] | None = None,
+        shadow_latency_ms: Mapping[str, float] | None = None,
     ) -> bool:
-        """Validate one prediction and queue it; thread-safe.
+        """Validate one prediction (and its shadow predictions) and queue it; thread-safe.
 
         Parameters
         ----------
@@ -588,12 +591,21 @@ class PredictionLogger(_BatchingLogger[PredictionEvent]):
             Time the prediction took.
         segment : mapping, optional
             Segment labels (str to str); rows of one batch share them.
+        model_version : str, optional
+            The version that served the request (a canary's, say); the logger's when
+            omitted.
+        shadow : mapping, optional
+            Version to prediction of versions that scored the request in shadow
+            (:attr:`driftline.sdk.Served.shadow_output`): each is logged as a
+            ``shadow`` prediction with the same event id, features and time.
+        shadow_latency_ms : mapping, optional
+            Version to the time its shadow prediction took.
 
         Returns
         -------
         bool
             True if queued, False if dropped for lack of room (counted in
-            ``stats.rows_dropped``).
+            ``stats.rows_dropped``; a shadow row dropped counts too).
 
         Raises
         ------
@@ -605,7 +617,6 @@ class PredictionLogger(_BatchingLogger[PredictionEvent]):
                 {
                     "event_id": event_id,
                     "model_id": self.model_id,
-                    "model_version": self.model_version,
                     "timestamp": time.time() if timestamp is None else timestamp,
                     "features": features,
                     "prediction": prediction,
@@ -613,11 +624,29 @@ class PredictionLogger(_BatchingLogger[PredictionEvent]):
                     "scores": scores,
                     "latency_ms": latency_ms,
                     "segment": segment,
+                    "model_version": model_version or self.model_version,
                 }
             )
+            shadows = [
+                PredictionEvent.model_validate(
+                    row.model_dump()
+                    | {
+                        "model_version": version,
+                        "prediction": output,
+                        "score": None,
+                        "scores": None,
+                        "latency_ms": (shadow_latency_ms or {}).get(version),
+                        "shadow": True,
+                    }
+                )
+                for version, output in (shadow or {}).items()
+            ]
         except ValidationError as error:
             raise _invalid("prediction", event_id, error) from error
-        return self._accept(row)
+        accepted = self._accept(row)
+        for extra in shadows:
+            accepted = self._accept(extra) and accepted
+        return accepted
 
     def _batch_key(self, row: PredictionEvent) -> Hashable:
         return prediction_batch_key(row)

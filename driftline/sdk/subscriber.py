@@ -9,10 +9,21 @@ models, non-champion statuses and malformed messages are skipped (malformed ones
 are logged and counted); a version that fails to load leaves the current model in
 place and is tried again with a growing delay, until it loads or a newer champion
 supersedes it.
+
+Rollouts: the subscriber also follows the model's **challenger** (the newest version in
+``shadow`` or ``canary``, until an event takes it out of that status or promotes it).
+:meth:`ModelSubscriber.serve` then answers a request as the rollout says: in shadow
+the champion serves and the challenger's output comes back beside it, to be logged
+as a shadow prediction; in canary a stable hash of a caller-given key sends the
+request to the challenger when it falls below the challenger's share (so a key keeps
+its version while the share holds or grows). A rejected challenger is dropped, a
+promoted one serves as the champion, and a rollback swaps the parent back, all
+without a restart.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import threading
 import time
@@ -26,7 +37,7 @@ from pydantic import ValidationError
 
 from driftline.schemas.events import ModelVersionEvent
 
-__all__ = ["ModelSubscriber", "SubscriberStats", "load_artifact"]
+__all__ = ["ModelSubscriber", "Served", "SubscriberStats", "load_artifact", "share_of"]
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +75,40 @@ class SubscriberStats:
 class _Serving:
     model: Any
     event: ModelVersionEvent
+    challenger: Any = None
+    challenger_event: ModelVersionEvent | None = None
+
+
+@dataclass(frozen=True)
+class Served:
+    """One request's answer under a rollout: the output served and the version that
+    served it, and (in shadow) the challenger's output, to log as a shadow prediction.
+
+    Examples
+    --------
+    >>> Served(output=[1], version="v1").shadow_version is None
+    True
+    """
+
+    output: Any
+    version: str
+    shadow_output: Any = None
+    shadow_version: str | None = None
+
+
+def share_of(key: str) -> float:
+    """Where a routing key falls in ``[0, 1)``: the first 8 bytes of its SHA-256.
+
+    Examples
+    --------
+    >>> 0.0 <= share_of("customer-42") < 1.0, share_of("a") == share_of("a")
+    (True, True)
+    """
+    digest = hashlib.sha256(key.encode("utf-8")).digest()
+    return int.from_bytes(digest[:8], "big") / 2**64
+
+
+_KEEP = object()  # no news about the challenger in a batch of events
 
 
 class ModelSubscriber:
@@ -150,12 +195,39 @@ class ModelSubscriber:
         serving = self._serving
         return None if serving is None else serving.event
 
+    @property
+    def challenger(self) -> ModelVersionEvent | None:
+        """The event of the challenger loaded now (shadow or canary), or ``None``."""
+        serving = self._serving
+        return None if serving is None else serving.challenger_event
+
     def predict(self, features: Any) -> Any:
-        """``predict`` of the serving model (one consistent model for the whole call)."""
+        """``predict`` of the champion (one consistent model for the whole call)."""
         model = self.current
         if model is None:
             raise RuntimeError(f"no champion of model {self.model_id!r} has been loaded yet")
         return model.predict(features)
+
+    def serve(self, features: Any, key: str | None = None) -> Served:
+        """Answer one request as the rollout says (module docstring); ``key`` routes a
+        canary (without one, the champion serves)."""
+        serving = self._serving
+        if serving is None:
+            raise RuntimeError(f"no champion of model {self.model_id!r} has been loaded yet")
+        champion, version = serving.model, serving.event.version
+        challenger = serving.challenger_event
+        if challenger is None:
+            return Served(champion.predict(features), version)
+        if challenger.status == "canary":
+            if key is not None and share_of(key) < (challenger.traffic or 0.0):
+                return Served(serving.challenger.predict(features), challenger.version)
+            return Served(champion.predict(features), version)
+        return Served(
+            champion.predict(features),
+            version,
+            shadow_output=serving.challenger.predict(features),
+            shadow_version=challenger.version,
+        )
 
     def wait_for_version(self, version: str | None = None, timeout: float = 30.0) -> bool:
         """Block until ``version`` (or any version) serves; ``False`` after ``timeout``."""
@@ -228,18 +300,26 @@ class ModelSubscriber:
 
     def _run(self, consumer: Any) -> None:
         pending: ModelVersionEvent | None = None  # the champion to load next
+        challenger: Any = _KEEP  # the challenger to follow next (None: drop it)
         retry_at, delay = 0.0, self._retry_seconds
         try:
             while not self._stop.is_set():
                 messages = consumer.consume(num_messages=500, timeout=self._poll_seconds)
-                newest = self._newest_champion(messages)
+                newest, news = self._newest(messages, challenger)
                 if newest is not None:  # a newer champion supersedes one that failed
                     pending, retry_at, delay = newest, 0.0, self._retry_seconds
-                if pending is None or time.monotonic() < retry_at:
+                if news is not _KEEP:
+                    challenger, retry_at = news, 0.0
+                if (pending is None and challenger is _KEEP) or time.monotonic() < retry_at:
                     continue
-                if self._swap(pending):
-                    pending = None
-                else:  # the artifact may appear later (a slow or remote file system)
+                loaded = True
+                if pending is not None:
+                    loaded = self._swap(pending)
+                    pending = None if loaded else pending
+                if loaded and challenger is not _KEEP:
+                    loaded = self._follow(challenger)
+                    challenger = _KEEP if loaded else challenger
+                if not loaded:  # the artifact may appear later (a slow or remote file system)
                     retry_at = time.monotonic() + delay
                     delay = min(delay * 2, 60.0)
         except Exception:  # the serving process must keep its current model
@@ -247,9 +327,15 @@ class ModelSubscriber:
         finally:
             consumer.close()
 
-    def _newest_champion(self, messages: list[Any]) -> ModelVersionEvent | None:
-        """The last champion event of this model in a batch (earlier ones are superseded)."""
+    def _newest(
+        self, messages: list[Any], waiting: Any = _KEEP
+    ) -> tuple[ModelVersionEvent | None, Any]:
+        """The last champion event of this model in a batch (earlier ones are superseded),
+        and the challenger to follow after it (``_KEEP``: no news; ``None``: none).
+        ``waiting`` is a challenger not loaded yet (``_KEEP``: none waits)."""
         newest = None
+        challenger: Any = _KEEP
+        followed = self.challenger if waiting is _KEEP else waiting
         for message in messages:
             if message.error():
                 log.warning("model-versions consumer: %s", message.error())
@@ -267,11 +353,45 @@ class ModelSubscriber:
                     error.errors(include_url=False)[:1],
                 )
                 continue
-            if event.model_id != self.model_id or event.status != "champion":
+            if event.model_id != self.model_id:
                 self.stats.ignored += 1
                 continue
-            newest = event
-        return newest
+            current = followed if challenger is _KEEP else challenger
+            if event.status in ("shadow", "canary"):
+                challenger = event
+            elif current is not None and current.version == event.version:
+                challenger = None  # rejected, rolled back or promoted: no challenger now
+            if event.status == "champion":
+                newest = event
+            elif event.status not in ("shadow", "canary"):
+                self.stats.ignored += 1
+        return newest, challenger
+
+    def _follow(self, event: ModelVersionEvent | None) -> bool:
+        """Load ``event``'s challenger beside the champion (``None``: drop the one loaded);
+        ``False`` when it failed to load."""
+        serving = self._serving
+        if serving is None:
+            return False  # a challenger needs a champion to serve beside
+        model = None
+        if event is not None:
+            same = serving.challenger_event is not None and (
+                serving.challenger_event.version == event.version
+            )
+            try:
+                model = serving.challenger if same else self._loader(event)
+            except Exception:
+                self.stats.load_failures += 1
+                log.exception("cannot load challenger %s %s", event.model_id, event.version)
+                return False
+        with self._changed:
+            self._serving = _Serving(serving.model, serving.event, model, event)
+            self._changed.notify_all()
+        if event is None:
+            log.info("%s has no challenger now", self.model_id)
+        else:
+            log.info("%s challenger %s in %s", self.model_id, event.version, event.status)
+        return True
 
     def _swap(self, event: ModelVersionEvent) -> bool:
         """Load and serve ``event``'s version; ``False`` when it failed to load."""
@@ -289,7 +409,14 @@ class ModelSubscriber:
             )
             return False
         with self._changed:
-            self._serving = _Serving(model, event)  # one assignment: the swap
+            old = self._serving
+            keep = old is not None and old.challenger_event is not None
+            keep = keep and old.challenger_event.version != event.version  # type: ignore[union-attr]
+            self._serving = (  # one assignment: the swap
+                _Serving(model, event, old.challenger, old.challenger_event)  # type: ignore[union-attr]
+                if keep
+                else _Serving(model, event)
+            )
             self.stats.swaps += 1
             self._changed.notify_all()
         log.info("now serving %s %s", event.model_id, event.version)
