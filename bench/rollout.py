@@ -14,7 +14,11 @@ window of ``--window`` labelled pairs, ``alpha = 0.05``:
    how often each rejects a challenger that is as good as the champion;
 3. the per-window cost of the comparison on a 1,000,000-event window: counting the
    disagreements of both versions' predictions with the labels (numpy) and the
-   confidence sequence from the counts.
+   confidence sequence from the counts;
+4. the same window's whole evidence as the two shells compute it: the backtest's
+   ``window_evidence`` (event-id join of served and shadow rows, labels, latencies, in
+   numpy) and the stream's ``window_evidence_sql`` pushed down to chDB (``--events``
+   served predictions, as many shadow ones and labels, stored first).
 """
 
 from __future__ import annotations
@@ -69,6 +73,7 @@ def main() -> None:
     parser.add_argument("--window", type=int, default=100, help="labelled pairs per window")
     parser.add_argument("--windows", type=int, default=400, help="windows per stream")
     parser.add_argument("--margin", type=float, default=0.01)
+    parser.add_argument("--events", type=int, default=1_000_000, help="events of part 4")
     args = parser.parse_args()
     m = args.margin
     print(
@@ -125,6 +130,100 @@ def main() -> None:
     print(
         f"  per-window cost on {size:,} events: {np.median(times) * 1000:.1f} ms "
         f"(counting in numpy; the sequence from the counts: {cs_ms:.2f} ms)"
+    )
+    _evidence_costs(args.events)
+
+
+def _evidence_costs(size: int) -> None:
+    """Part 4: one shadow window's evidence in numpy and in chDB."""
+    import tempfile
+    from pathlib import Path
+
+    from driftline.detectors.comparison import VersionScores, WindowLabels, window_evidence
+    from driftline.schemas.codec import FeedbackColumns, PredictionColumns
+
+    from driftline.store import EmbeddedStore, migrate
+    from driftline.store.rollouts import window_evidence_sql
+    from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
+
+    rng = np.random.default_rng(10)
+    start = 1_767_225_600.0
+    ids = np.array([f"e{i:09d}" for i in range(size)], dtype=object)
+    times = start + np.sort(rng.uniform(0, 3000, size))
+    labels = rng.integers(0, 2, size)
+    said = {
+        v: np.where(rng.random(size) < acc, labels, 1 - labels).astype(np.float64)
+        for v, acc in (("v1", 0.90), ("v2", 0.92))
+    }
+    latency = {v: rng.lognormal(2.3, 0.2, size) for v in ("v1", "v2")}
+    strings = ids.astype(str)
+    champion = VersionScores(
+        strings, said["v1"].astype(int).astype(str), np.ones(size, bool), latency["v1"]
+    )
+    challenger = VersionScores(
+        strings, said["v2"].astype(int).astype(str), np.zeros(size, bool), latency["v2"]
+    )
+    window_labels = WindowLabels(strings, labels.astype(str), times + 60)
+    numpy_times = []
+    for _ in range(3):
+        started = time.perf_counter()
+        window_evidence(champion, challenger, window_labels, label_deadline=start + 4200)
+        numpy_times.append(time.perf_counter() - started)
+    with tempfile.TemporaryDirectory() as folder:
+        store = EmbeddedStore(Path(folder) / "chdb", "driftline")
+        migrate(store)
+        started = time.perf_counter()
+        for version, shadow in (("v1", False), ("v2", True)):
+            rows = PredictionRows()
+            rows.add(
+                PredictionColumns(
+                    model_id="m",
+                    model_version=version,
+                    event_ids=ids,
+                    timestamps=times,
+                    numeric={},
+                    categorical={},
+                    prediction_value=said[version],
+                    prediction_class=None,
+                    latency_ms=latency[version],
+                    shadow=shadow,
+                ),
+                KafkaPosition("p", 0, int(shadow)),
+            )
+            table = rows.build_shadow() if shadow else rows.build()
+            store.insert_arrow("shadow_predictions" if shadow else "predictions", table)
+        feedback = FeedbackRows()
+        feedback.add(
+            FeedbackColumns(
+                model_id="m",
+                event_ids=ids,
+                timestamps=times + 60,
+                label_value=labels.astype(np.float64),
+                label_class=None,
+            ),
+            KafkaPosition("f", 0, 0),
+        )
+        store.insert_arrow("feedback", feedback.build())
+        load = time.perf_counter() - started
+        sql_times = []
+        for _ in range(3):
+            started = time.perf_counter()
+            window_evidence_sql(
+                store,
+                model_id="m",
+                champion="v1",
+                challenger="v2",
+                window_start=start,
+                window_end=start + 3600,
+                label_deadline=start + 4200,
+            )
+            sql_times.append(time.perf_counter() - started)
+        store.close()
+    print(
+        f"  whole evidence of a shadow window of {size:,} events (served + shadow + labels):"
+        f" numpy (backtest) {np.median(numpy_times) * 1000:,.0f} ms, chDB (stream)"
+        f" {np.median(sql_times) * 1000:,.0f} ms (median of 3; storing the rows took"
+        f" {load:.1f} s)"
     )
 
 
