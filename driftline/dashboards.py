@@ -457,6 +457,14 @@ RETRAIN_REASONS_SQL = """
     WHERE v.model_id = '${model_id}' AND $__timeFilter(v.created_at)
     ORDER BY v.created_at DESC, alert_id
 """
+ROLLOUTS_SQL = """
+    SELECT
+        updated_at, version, parent_version, status, traffic, decision
+    FROM model_versions FINAL
+    WHERE model_id = '${model_id}' AND $__timeFilter(updated_at)
+        AND (status IN ('shadow', 'canary') OR startsWith(decision, 'rollout '))
+    ORDER BY updated_at DESC
+"""
 STATUS_COUNTS_SQL = """
     SELECT status, count() AS versions
     FROM model_versions FINAL
@@ -510,6 +518,39 @@ def versions_dashboard() -> gd.Dashboard:
             .title("Retrain reasons (alerts behind each version)")
             .datasource(CLICKHOUSE)
             .with_target(ClickHouseQuery(_sql(RETRAIN_REASONS_SQL)))
+            .span(24)
+            .height(8)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Rollout: challenger - champion (confidence sequence)")
+            .description(
+                "The running rollout's estimate of challenger minus champion on its metric,"
+                " with the anytime-valid bounds: promoted (or the next canary share) when"
+                " the lower bound passes -margin, rejected when the upper one falls below."
+            )
+            .datasource(PROMETHEUS)
+            .with_target(_prom('driftline_rollout_difference{model_id="$model_id"}', "{{bound}}"))
+            .span(12)
+            .height(8)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Rollout: challenger's traffic share")
+            .datasource(PROMETHEUS)
+            .with_target(_prom('driftline_rollout_traffic{model_id="$model_id"}', "{{phase}}"))
+            .span(12)
+            .height(8)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Rollouts (challengers and live decisions)")
+            .description(
+                "shadow/canary: the running challenger and its share; a decision starting"
+                " with 'rollout' was taken live, with its window, estimate, bounds and n."
+            )
+            .datasource(CLICKHOUSE)
+            .with_target(ClickHouseQuery(_sql(ROLLOUTS_SQL)))
             .span(24)
             .height(8)
         )

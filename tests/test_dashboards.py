@@ -318,6 +318,26 @@ def _register_versions(store: Store, request_id: str, alert_ids: list[str]) -> N
     registry.promote(MODEL, winner.version)
     rollback = registry.rollback(MODEL)
     assert rollback.restored.version == "v1"
+    # A rollout the monitor rejected live, and one running in shadow.
+    for version in ("v-worse", "v-shadow"):
+        registry.record(
+            loser.model_copy(
+                update={
+                    "version": version,
+                    "request_id": f"req-{version}",
+                    "status": "candidate",
+                    "created_at": now + 30,
+                    "updated_at": now + 30,
+                }
+            )
+        )
+        registry.start_rollout(MODEL, version, "shadow")
+    worse = registry.require(MODEL, "v-worse")
+    registry.record(
+        worse.with_status("rejected").model_copy(
+            update={"decision": "rollout reject (shadow -> 0) at 2026-01-01T00:00:00Z: worse"}
+        )
+    )
 
 
 @pytest.fixture(scope="module")
@@ -473,13 +493,19 @@ def test_panels_show_what_the_pipeline_did(pipeline: Pipeline) -> None:
     assert all(r["kind"] for r in reasons)
     # the promotion, the rejection and the rollback, with their decisions
     history = {r["version"]: r for r in run("Version history")}
-    assert {r["status"] for r in history.values()} == {"champion", "rejected", "rolled_back"}
+    statuses = {r["status"] for r in history.values()}
+    assert statuses == {"champion", "rejected", "rolled_back", "shadow"}
     assert history["v1"]["status"] == "champion"  # restored by the rollback
     rolled_back = [r for r in history.values() if r["status"] == "rolled_back"]
     assert rolled_back[0]["request_id"] == pipeline.request_id
     assert "promote" in rolled_back[0]["decision"]
     counts = {r["status"]: int(r["versions"]) for r in run("Versions by status")}
-    assert counts == {"champion": 1, "rejected": 1, "rolled_back": 1}
+    assert counts == {"champion": 1, "rejected": 2, "rolled_back": 1, "shadow": 1}
+    # the running challenger and the live rollout decision
+    rollouts = {r["version"]: r for r in run("Rollouts (challengers and live decisions)")}
+    assert set(rollouts) == {"v-shadow", "v-worse"}
+    assert (rollouts["v-shadow"]["status"], rollouts["v-shadow"]["traffic"]) == ("shadow", 0.0)
+    assert rollouts["v-worse"]["decision"].startswith("rollout reject")
     # the latency percentiles come from the events' latency_ms
     latency = run("Prediction latency (latency_ms)")
     assert all(5.0 <= r["p50"] <= r["p99"] <= 30.0 for r in latency)
