@@ -14,6 +14,7 @@ from .coerce import (
     category_array,
     category_string,
 )
+from .comparison import VersionScores, WindowLabels, latency_p95, window_evidence
 from .concept import (
     ConceptDriftHits,
     ConceptState,
@@ -92,6 +93,7 @@ from .promotion import (
     RolloutRecord,
     RolloutState,
     decision_id,
+    rollout_sequence,
     rollout_step,
     start_rollout,
 )
@@ -210,9 +212,11 @@ __all__ = [
     "RolloutRecord",
     "RolloutState",
     "Verdict",
+    "VersionScores",
     "Wasserstein",
     "WindowData",
     "WindowHits",
+    "WindowLabels",
     "WindowRecord",
     "WindowReport",
     "WindowStep",
@@ -248,6 +252,7 @@ __all__ = [
     "global_watermark",
     "grade",
     "label_order",
+    "latency_p95",
     "micros",
     "model_watermarks",
     "paired_sequence",
@@ -258,6 +263,7 @@ __all__ = [
     "profile_numeric",
     "request_id",
     "roc_auc",
+    "rollout_sequence",
     "rollout_step",
     "smoothed_shares",
     "sorted_quantiles",
@@ -266,6 +272,7 @@ __all__ = [
     "two_arm_sequence",
     "wilson_interval",
     "window_closes",
+    "window_evidence",
     "with_moved",
     "worst",
 ]

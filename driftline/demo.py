@@ -10,8 +10,12 @@ and logs predictions and labels through the SDK. Part-way, ``income`` shifts
 (covariate drift) and later the true labels stop following the old rule (concept
 drift); a few malformed messages go to the DLQ. The monitor raises alerts and asks
 for retrains; the retrainer trains candidates on the recent labelled windows, scores
-them against the champion on the same holdout, and publishes the better one; the
-subscriber swaps it in while traffic flows, and the served accuracy recovers.
+them against the champion on the same holdout, and registers the better one as the
+**challenger** (safe rollout, ``rollout:`` in the monitor config): it scores traffic
+in shadow, then serves a canary share, and the monitor promotes it on live evidence;
+the subscriber swaps it in while traffic flows, and the served accuracy recovers. At
+the start a challenger trained on the opposite rule is put in shadow by hand: the
+monitor rejects it on the labels while ``v1`` keeps serving.
 
 Event time runs faster than wall time: every monitor window is one minute of event
 time, sent in ``duration / windows`` seconds. The demo ends with a summary, an HTML
@@ -27,7 +31,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -151,6 +155,16 @@ training:
   holdout_fraction: 0.25
   promotion_margin: 0.02
   min_rows: {rows // 2}
+rollout:
+  mode: shadow
+  margin: 0.02
+  min_labels: 200
+  canary_steps: [0.5, 1.0]
+  max_duration: 8m
+  watch_after_promotion: 2m
+  # a challenger retrained after the labels flipped disagrees with the champion on most
+  # requests, by design: only the labels can judge it here
+  guardrails: {{latency_p95_ratio: 3.0, disagreement_rate: 1.0}}
 """
 
 
@@ -317,17 +331,6 @@ class _EventTap:
         self.consumer.close()
 
 
-class _Serving:
-    """The service's (version, model) pair, replaced as one object on every swap."""
-
-    def __init__(self) -> None:
-        self.current: tuple[str, Any] = ("", None)
-
-    def swap(self, event: Any, model: Any) -> None:
-        """The subscriber's ``on_version`` callback (runs on its thread)."""
-        self.current = (str(event.version), model)
-
-
 def _window_of(when: Any) -> int:
     """The demo window of an event's time (RFC 3339 text or epoch seconds)."""
     if isinstance(when, str):
@@ -336,21 +339,49 @@ def _window_of(when: Any) -> int:
 
 
 def _serve_window(
-    plan: DemoPlan, window: int, serving: Any, loggers: dict[str, Any], feedback: Any, make: Any
-) -> tuple[str, float]:
-    """Predict one window with the serving champion, log predictions and labels."""
+    plan: DemoPlan, window: int, subscriber: Any, logger: Any, feedback: Any
+) -> tuple[str, float, str]:
+    """Serve one window as the rollout says, log predictions (and shadow ones) and labels.
+
+    Returns the champion's version, the accuracy of what was served, and a note on the
+    challenger (``""`` without one).
+    """
+    from .sdk import share_of
+
     data = synthetic_window(plan, window)
     features = data["features"]
+    snapshot = subscriber.snapshot()  # one read: champion and challenger together
+    version = str(snapshot.event.version)
     started = time.perf_counter()
-    version, model = serving.current  # one read: a swap never splits version and model
-    predicted = model.predict(features)
+    predicted = snapshot.model.predict(features)
     latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(data["event_ids"]))
-    if version not in loggers:
-        loggers[version] = make(version)
-    logger = loggers[version]
+    labels_out = predicted.labels.astype(str)
     scores = predicted.class_scores("1")
+    served_by = np.full(len(labels_out), version, dtype=object)
+    served_labels, served_scores = labels_out.copy(), scores.copy()
+    shadow_of: str | None = None
+    challenger_labels: Any = None
+    other_ms = latency_ms
+    note = ""
+    rollout = snapshot.challenger_event
+    if rollout is not None:
+        started = time.perf_counter()
+        other = snapshot.challenger.predict(features)
+        other_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(data["event_ids"]))
+        challenger_labels = other.labels.astype(str)
+        if rollout.status == "canary":
+            share = float(rollout.traffic or 0.0)
+            routed = np.array([share_of(e) < share for e in data["event_ids"]], dtype=bool)
+            served_by[routed] = rollout.version
+            served_labels[routed] = challenger_labels[routed]
+            served_scores[routed] = other.class_scores("1")[routed]
+            note = f"{rollout.version} canary serves {routed.mean():.0%}"
+        else:
+            shadow_of = str(rollout.version)
+            note = f"{rollout.version} in shadow"
     labels = [str(v) for v in data["labels"]]
     for i, event_id in enumerate(data["event_ids"]):
+        own = served_by[i] == version
         logger.log(
             event_id,
             {
@@ -359,14 +390,56 @@ def _serve_window(
                 "debt_ratio": float(features["debt_ratio"][i]),
                 "region": str(features["region"][i]),
             },
-            str(predicted.labels[i]),
+            str(served_labels[i]),
             timestamp=float(data["timestamps"][i]),
-            score=float(scores[i]),
-            latency_ms=latency_ms,
+            score=float(served_scores[i]),
+            latency_ms=latency_ms if own else other_ms,
+            model_version=str(served_by[i]),
+            shadow=None if shadow_of is None else {shadow_of: str(challenger_labels[i])},
         )
         feedback.log(event_id, labels[i], timestamp=float(data["timestamps"][i]) + 30.0)
-    accuracy = float(np.mean(predicted.labels.astype(str) == np.array(labels)))
-    return str(version), accuracy
+    accuracy = float(np.mean(served_labels == np.array(labels)))
+    return version, accuracy, note
+
+
+def _start_bad_challenger(settings: Settings, bootstrap: str, plan: DemoPlan, monitor: Any) -> str:
+    """Train a challenger on labels that follow the opposite rule (as if trained on data
+    from after a change that has not happened) and start its rollout in shadow."""
+    from .retrainer.artifact import ArtifactStore
+    from .retrainer.registry import ModelRegistry, VersionRecord
+    from .retrainer.training import train_model
+    from .retrainer.worker import KafkaPublisher
+    from .store import writing_store
+
+    version = "v1-wrong-rule"
+    right = _dataset(plan, range(plan.training_windows))
+    train = replace(right, labels=np.where(right.labels == "1", "0", "1"))
+    model, report = train_model(train, monitor)
+    uri = ArtifactStore(settings.artifacts_dir).save(model, MODEL_ID, version, {}, replace=True)
+    now = time.time()
+    record = VersionRecord(
+        model_id=MODEL_ID,
+        version=version,
+        parent_version=FIRST_VERSION,
+        artifact_uri=str(uri),
+        status="candidate",
+        created_at=now,
+        updated_at=now,
+        decision="trained by hand on the wrong rule: to be judged live",
+        train_rows=len(train),
+        device=str(report.device),
+    )
+    store = writing_store(settings.model_copy(update={"kafka_bootstrap_servers": bootstrap}))
+    try:
+        registry = ModelRegistry(store)
+        registry.record(record)
+        changed = registry.start_rollout(MODEL_ID, version, "shadow")
+    finally:
+        store.close()
+    publish = KafkaPublisher(settings, bootstrap)
+    for row in changed:
+        publish(row.to_event())
+    return version
 
 
 def _send_bad_messages(bootstrap: str, settings: Settings) -> int:
@@ -471,6 +544,13 @@ def _summary(
     for version, event in versions.items():
         metrics = ", ".join(f"{k} {v:.3f}" for k, v in sorted(event["metrics"].items()))
         print(f"    {version:<16} {event['status']:<9} {metrics}")
+    decisions = reader.query(
+        "SELECT version, status, decision FROM model_versions FINAL "
+        f"WHERE model_id = '{MODEL_ID}' AND startsWith(decision, 'rollout ') "
+        "ORDER BY updated_at"
+    )
+    for row in decisions:
+        print(f"  rollout     {row['version']} {row['status']}: {row['decision']}")
     for window, version in result.swaps:
         print(f"  swap        serving {version} from window {window}")
     before = [
@@ -539,14 +619,20 @@ def run_demo(settings: Settings, duration: float = 90.0, windows: int = 24) -> i
         )
         print(f"  retrainer   pid {retrainer.pid} (store through the worker)")
         tap = _EventTap(settings, bootstrap)
-        serving = _Serving()
-        subscriber = ModelSubscriber(
-            MODEL_ID, bootstrap, topic_prefix=settings.topic_prefix, on_version=serving.swap
-        )
+        subscriber = ModelSubscriber(MODEL_ID, bootstrap, topic_prefix=settings.topic_prefix)
         subscriber.start()
         if not subscriber.wait_for_version(FIRST_VERSION, timeout=60):
             raise RuntimeError(f"the subscriber did not load {FIRST_VERSION}")
-        _wait(lambda: serving.current[0] == FIRST_VERSION, 10, "the first champion")
+        wrong = _start_bad_challenger(settings, bootstrap, plan, monitor)
+        print(
+            f"  rollout     {wrong} (trained on the opposite rule) starts in shadow: the"
+            " monitor should reject it while v1 keeps serving"
+        )
+        _wait(
+            lambda: subscriber.challenger is not None and subscriber.challenger.version == wrong,
+            60,
+            "the subscriber to load the shadow challenger",
+        )
         bad = _send_bad_messages(bootstrap, settings)
         print(
             f"  traffic     {plan.windows} one-minute windows x {plan.events_per_window} events"
@@ -554,18 +640,15 @@ def run_demo(settings: Settings, duration: float = 90.0, windows: int = 24) -> i
             f" labels flip from window {plan.concept_change_from}"
         )
 
-        def make_logger(version: str) -> Any:
-            return PredictionLogger(
-                MODEL_ID, version, bootstrap_servers=bootstrap, settings=settings
-            )
-
-        loggers: dict[str, Any] = {}
+        logger = PredictionLogger(
+            MODEL_ID, FIRST_VERSION, bootstrap_servers=bootstrap, settings=settings
+        )
         feedback = FeedbackLogger(MODEL_ID, bootstrap_servers=bootstrap, settings=settings)
         pace = duration / plan.windows
         started = time.monotonic()
         sent = 0
         for window in range(plan.windows):
-            version, accuracy = _serve_window(plan, window, serving, loggers, feedback, make_logger)
+            version, accuracy, note = _serve_window(plan, window, subscriber, logger, feedback)
             sent += plan.events_per_window
             if result.served and result.served[-1][1] != version:
                 result.swaps.append((window, version))
@@ -575,14 +658,13 @@ def run_demo(settings: Settings, duration: float = 90.0, windows: int = 24) -> i
             print(
                 f"  window {window:>3}/{plan.windows} served by {version:<14} accuracy "
                 f"{accuracy:.3f} | stored {health.get('prediction_rows', 0):>6} predictions "
-                f"{health.get('feedback_rows', 0):>6} labels",
+                f"{health.get('feedback_rows', 0):>6} labels" + (f" | {note}" if note else ""),
                 flush=True,
             )
             tap.drain(result, wait=max(0.0, started + (window + 1) * pace - time.monotonic()))
-        for logger in [*loggers.values(), feedback]:
-            logger.close(30)
-        loggers.clear()  # the producers go now, before the broker does
-        del feedback
+        logger.close(30)  # the producers go now, before the broker does
+        feedback.close(30)
+        del logger, feedback
         _wait(
             lambda: (worker_health(port) or {}).get("prediction_rows", 0) >= sent,
             120,

@@ -44,6 +44,14 @@ def test_demo_closes_the_loop_from_drift_to_a_served_retrained_champion(tmp_path
 
     champions = re.findall(r"VERSION (r-[0-9a-f]+) champion", out)
     assert len(champions) == 1, out[-4000:]
+    # Safe rollout: the wrong-rule challenger is rejected in shadow on the labels while v1
+    # serves; the retrained one goes shadow -> canary -> champion on live evidence.
+    assert re.search(
+        r"rollout\s+v1-wrong-rule rejected: rollout reject \(shadow -> 0\).*worse", out
+    )
+    steps = re.findall(rf"VERSION {champions[0]} (shadow|canary|champion)", out)
+    assert steps == ["shadow", "canary", "champion"], steps
+    assert re.search(rf"rollout\s+{champions[0]} champion: rollout promote \(canary -> 1\)", out)
     swap = re.search(r"swap\s+serving (r-[0-9a-f]+) from window (\d+)", out)
     assert swap is not None and swap.group(1) == champions[0]
     assert int(swap.group(2)) > plan.concept_change_from

@@ -23,7 +23,7 @@ from driftline.sdk.producers import (
     kafka_producer_factory,
 )
 from driftline.sdk.stats import LoggerStats
-from driftline.sdk.subscriber import ModelSubscriber, Served, SubscriberStats
+from driftline.sdk.subscriber import ModelSubscriber, Served, Serving, SubscriberStats, share_of
 
 __all__ = [
     "FeedbackLogger",
@@ -35,6 +35,8 @@ __all__ = [
     "ProducerFactory",
     "ProducerLike",
     "Served",
+    "Serving",
     "SubscriberStats",
     "kafka_producer_factory",
+    "share_of",
 ]

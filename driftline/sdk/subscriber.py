@@ -37,7 +37,14 @@ from pydantic import ValidationError
 
 from driftline.schemas.events import ModelVersionEvent
 
-__all__ = ["ModelSubscriber", "Served", "SubscriberStats", "load_artifact", "share_of"]
+__all__ = [
+    "ModelSubscriber",
+    "Served",
+    "Serving",
+    "SubscriberStats",
+    "load_artifact",
+    "share_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +79,16 @@ class SubscriberStats:
 
 
 @dataclass(frozen=True)
-class _Serving:
+class Serving:
+    """What serves now, as one consistent snapshot: the champion's model and event, and
+    the challenger's (shadow or canary) when a rollout runs.
+
+    Examples
+    --------
+    >>> Serving(model="a model", event=None).challenger is None
+    True
+    """
+
     model: Any
     event: ModelVersionEvent
     challenger: Any = None
@@ -170,7 +186,7 @@ class ModelSubscriber:
         if not retry_seconds > 0:
             raise ValueError(f"retry_seconds must be > 0, got {retry_seconds!r}")
         self._retry_seconds = retry_seconds
-        self._serving: _Serving | None = None
+        self._serving: Serving | None = None
         self._changed = threading.Condition()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -194,6 +210,12 @@ class ModelSubscriber:
         """The champion event of the model serving now, or ``None``."""
         serving = self._serving
         return None if serving is None else serving.event
+
+    def snapshot(self) -> Serving | None:
+        """What serves now (champion and challenger together), or ``None`` before the
+        first champion is loaded: read once per request or batch, it never mixes a
+        swap's before and after."""
+        return self._serving
 
     @property
     def challenger(self) -> ModelVersionEvent | None:
@@ -385,7 +407,7 @@ class ModelSubscriber:
                 log.exception("cannot load challenger %s %s", event.model_id, event.version)
                 return False
         with self._changed:
-            self._serving = _Serving(serving.model, serving.event, model, event)
+            self._serving = Serving(serving.model, serving.event, model, event)
             self._changed.notify_all()
         if event is None:
             log.info("%s has no challenger now", self.model_id)
@@ -413,9 +435,9 @@ class ModelSubscriber:
             keep = old is not None and old.challenger_event is not None
             keep = keep and old.challenger_event.version != event.version  # type: ignore[union-attr]
             self._serving = (  # one assignment: the swap
-                _Serving(model, event, old.challenger, old.challenger_event)  # type: ignore[union-attr]
+                Serving(model, event, old.challenger, old.challenger_event)  # type: ignore[union-attr]
                 if keep
-                else _Serving(model, event)
+                else Serving(model, event)
             )
             self.stats.swaps += 1
             self._changed.notify_all()
