@@ -65,6 +65,7 @@ __all__ = [
     "RolloutEvidence",
     "RolloutRecord",
     "RolloutState",
+    "add_evidence",
     "decision_id",
     "rollout_sequence",
     "rollout_step",
@@ -188,6 +189,25 @@ def start_rollout(
     )
 
 
+def add_evidence(state: RolloutState, evidence: RolloutEvidence) -> RolloutState:
+    """The state with one more window's evidence (what :func:`rollout_step` judges).
+
+    Examples
+    --------
+    >>> state = RolloutState(model_id="m", champion="v1", challenger="v2", phase="shadow",
+    ...     traffic=0.0, started_at=0.0, phase_started_at=0.0)
+    >>> add_evidence(state, RolloutEvidence(paired=PairedCounts(n=10))).paired.n
+    10
+    """
+    return state.model_copy(
+        update={
+            "paired": state.paired + evidence.paired,
+            "challenger_arm": state.challenger_arm + evidence.challenger,
+            "champion_arm": state.champion_arm + evidence.champion,
+        }
+    )
+
+
 def rollout_sequence(state: RolloutState, alpha: float) -> DifferenceSequence:
     """The confidence sequence of the phase's evidence so far (paired in shadow and
     watch, two arms in canary).
@@ -230,13 +250,7 @@ def rollout_step(
     Returns the new state (``None`` once the rollout is over: rejected, rolled back, or
     promoted and watched) and the decision taken at this window, if any.
     """
-    state = state.model_copy(
-        update={
-            "paired": state.paired + evidence.paired,
-            "challenger_arm": state.challenger_arm + evidence.challenger,
-            "champion_arm": state.champion_arm + evidence.champion,
-        }
-    )
+    state = add_evidence(state, evidence)
     sequence = rollout_sequence(state, config.alpha)
 
     def record(decision: Decision, traffic: float, reason: str) -> RolloutRecord:

@@ -34,6 +34,7 @@ from typing import Final
 from pydantic import BaseModel, ConfigDict, Field
 
 from .detectors.performance import HIGHER_IS_BETTER
+from .report_rollouts import RolloutPoint, rollouts_section
 
 __all__ = [
     "AlertRow",
@@ -181,6 +182,7 @@ class ReportData(BaseModel):
     windows: tuple[ReportWindow, ...] = ()
     alerts: tuple[AlertRow, ...] = ()
     versions: tuple[VersionRow, ...] = ()
+    rollouts: tuple[RolloutPoint, ...] = ()
 
 
 # --------------------------------------------------------------------------- formatting
@@ -755,6 +757,7 @@ def render_report(data: ReportData) -> str:
             *plots,
             ("Alerts", _alerts_table(data.alerts)),
             ("Model versions", _versions_table(data.versions)),
+            ("Rollouts", rollouts_section(data.rollouts)),
         )
     )
     title = f"driftline report: {data.model_id}"

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Final, Protocol
 
 from .report import AlertRow, ReportData, ReportWindow, VersionRow, WindowMetric, render_report
+from .report_rollouts import RolloutPoint, load_rollouts
 from .settings import Settings
 from .store.backend import StoreError
 
@@ -239,6 +240,15 @@ def _versions(source: RowSource, model: str) -> list[VersionRow]:
     ]
 
 
+def _rollouts(source: RowSource, model: str) -> list[RolloutPoint]:
+    try:
+        return load_rollouts(source, model)
+    except StoreError as error:  # a store migrated before rollouts existed
+        if "rollout_windows" in str(error):
+            return []
+        raise
+
+
 def load_report_data(
     source: RowSource,
     model_id: str,
@@ -269,6 +279,7 @@ def load_report_data(
         windows=tuple(shown),
         alerts=tuple(_alerts(source, model, starts[0] if starts else None)),
         versions=tuple(_versions(source, model)),
+        rollouts=tuple(_rollouts(source, model)),
     )
 
 

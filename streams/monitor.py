@@ -386,8 +386,8 @@ class Monitor:
                 await self.send_version(
                     record.model_id, record.to_event().model_dump_json().encode()
                 )
-        if done.versions:
-            await self._store(record_changes, self.store, done.versions)
+        if done.versions or done.windows:
+            await self._store(record_changes, self.store, done.versions, done.windows)
         if done.changed:
             await self._store(save_progress, self.store, config.model_id, done.progress)
         self.rollout_records += done.records

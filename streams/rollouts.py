@@ -42,18 +42,20 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import Any
 
 from driftline.detectors.promotion import (
     RolloutEvidence,
     RolloutRecord,
     RolloutState,
+    add_evidence,
     rollout_sequence,
     rollout_step,
     start_rollout,
 )
 from driftline.detectors.rollout import DifferenceSequence
 from driftline.retrainer.registry import ModelRegistry, VersionRecord
-from driftline.schemas.monitor import MonitorConfig
+from driftline.schemas.monitor import MonitorConfig, RolloutConfig
 from pydantic import BaseModel, ConfigDict
 
 from driftline.store import Store
@@ -61,6 +63,7 @@ from driftline.store.rollouts import (
     first_window,
     load_rollout_state,
     save_rollout_state,
+    save_rollout_windows,
     served_windows,
     window_evidence_sql,
 )
@@ -111,6 +114,8 @@ class RolloutPass:
     versions: list[VersionRecord] = field(default_factory=list)
     #: The running rollout's evidence after the pass (``None``: no rollout runs).
     sequence: DifferenceSequence | None = None
+    #: One ``rollout_windows`` row per window judged.
+    windows: list[dict[str, Any]] = field(default_factory=list)
 
 
 def decision_text(record: RolloutRecord) -> str:
@@ -219,16 +224,19 @@ def rollout_pass(store: Store, config: MonitorConfig, watermark: float) -> Rollo
         return done
     last = watermark - lateness - size  # the latest start of a closed window
     for start in served_windows(store, model, low=next_start, high=last, size=size):
+        before, evidence = state, _evidence(store, state, start, config)
         state, record = rollout_step(
             rollout,
             config.rollout_metric,
             state,
-            _evidence(store, state, start, config),
+            evidence,
             window_start=start,
             window_end=start + size,
         )
         next_start = start + size
         done.changed = True
+        judged = add_evidence(before, evidence) if state is None else state
+        done.windows.append(_window_row(rollout, before, judged, record, start))
         if record is not None:
             done.records.append(record)
             # Each decision's rows are newer than the previous one's (rows of one pass
@@ -242,6 +250,39 @@ def rollout_pass(store: Store, config: MonitorConfig, watermark: float) -> Rollo
     if state is not None:
         done.sequence = rollout_sequence(state, rollout.alpha)
     return done
+
+
+def _window_row(
+    rollout: RolloutConfig,
+    before: RolloutState,
+    after: RolloutState,
+    record: RolloutRecord | None,
+    start: float,
+) -> dict[str, Any]:
+    """The ``rollout_windows`` row of a judged window: the sequence the decision saw (or,
+    without one, the sequence with the window's evidence)."""
+    if record is not None:
+        bounds = (record.estimate, record.lower, record.upper, record.n)
+        traffic = record.traffic
+    else:
+        sequence = rollout_sequence(after, rollout.alpha)
+        bounds = (sequence.estimate, sequence.lower, sequence.upper, sequence.n)
+        traffic = after.traffic
+    return {
+        "model_id": before.model_id,
+        "champion": before.champion,
+        "challenger": before.challenger,
+        "phase": before.phase,
+        "traffic": traffic,
+        "window_start": start,
+        "estimate": bounds[0],
+        "lower": bounds[1],
+        "upper": bounds[2],
+        "n": bounds[3],
+        "margin": rollout.margin,
+        "decision": "" if record is None else record.decision,
+        "reason": "" if record is None else record.reason,
+    }
 
 
 def _evidence(
@@ -259,9 +300,13 @@ def _evidence(
     )
 
 
-def record_changes(store: Store, versions: list[VersionRecord]) -> None:
-    """Write a pass's registry rows (after their events were published)."""
+def record_changes(
+    store: Store, versions: list[VersionRecord], windows: list[dict[str, Any]] | None = None
+) -> None:
+    """Write a pass's registry rows (after their events were published) and its judged
+    windows."""
     ModelRegistry(store).record(*versions)
+    save_rollout_windows(store, windows or [])
 
 
 def save_progress(store: Store, model_id: str, progress: RolloutProgress) -> RolloutProgress:

@@ -338,6 +338,31 @@ def test_a_refused_message_goes_to_the_dlq_and_the_rest_of_its_group_is_stored(
     assert ingestor.stats.dead_letters == {"invalid_json": 1, "store_rejected": 2}
 
 
+def test_a_refused_shadow_prediction_is_isolated_and_the_other_shadows_are_stored(
+    store: Store,
+) -> None:
+    refusing = RefusingStore(store, "poison", real_partition_refusal(store))
+    letters = Letters()
+    ingestor = Ingestor(refusing, letters, 1 << 24)
+    served = [prediction(f"s-{i}", T0 + i) for i in range(4)]
+    # Scored later by v2 in shadow: later event times that must not move the watermark.
+    shadows = [{**p, "model_version": "v2", "shadow": True, "timestamp": T0 + 500} for p in served]
+    poison = {**prediction("poison-shadow", T0 + 900), "model_version": "v2", "shadow": True}
+    group = messages([*served, *shadows[:2], poison, *shadows[2:]])
+    outcome = store_group(ingestor, group)
+
+    assert letters.reasons() == ["store_rejected"]
+    assert letters.sent[0].message is group[6]
+    assert count(store, "SELECT count() FROM predictions FINAL") == 4
+    assert count(store, "SELECT count() FROM shadow_predictions FINAL") == 4
+    assert count(store, "SELECT countIf(event_id LIKE 'poison%') FROM shadow_predictions") == 0
+    assert count(store, "SELECT countIf(model_version != 'v2') FROM shadow_predictions") == 0
+    assert outcome.shadow_predictions is not None and outcome.shadow_predictions.num_rows == 4
+    assert outcome.prediction_rows == 4
+    assert outcome.watermarks == {(TOPIC, 0): T0 + 3}  # the served copies only
+    assert final_marks(store) == [(0, (T0 + 3) * 1_000_000)]
+
+
 @pytest.mark.parametrize(
     "message",
     [

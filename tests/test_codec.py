@@ -154,6 +154,7 @@ def expected_columns(event: PredictionBatchEvent) -> dict[str, Any]:
         "score": None if event.scores is None else list(event.scores),
         "latency_ms": None if event.latency_ms is None else list(event.latency_ms),
         "segment": dict(event.segment or {}),
+        "shadow": event.shadow,
     }
 
 
@@ -189,6 +190,7 @@ def assert_columns_match(columns: PredictionColumns, event: PredictionBatchEvent
         assert columns.prediction_class.tolist() == want["prediction_class"]
     assert columns.class_scores is None
     assert columns.segment == want["segment"]
+    assert columns.shadow is want["shadow"]
 
 
 # ----------------------------------------------------------------------------- fuzzing
@@ -349,6 +351,7 @@ def mutated_batches(draw: st.DrawFn) -> bytes:
                 "nan",
                 "segment",
                 "features",
+                "shadow",
             ]
         )
     )
@@ -440,6 +443,8 @@ def mutated_batches(draw: st.DrawFn) -> bytes:
                 [{"": "a"}, {"a": 1}, {"a": None}, ["a"], "eu", {str(i): "v" for i in range(65)}]
             )
         )
+    elif kind == "shadow":
+        body["shadow"] = draw(st.sampled_from([True, False, 1, 0, 1.0, None, "true", "", [True]]))
     elif kind == "features":
         body["features"] = draw(
             st.sampled_from([[], None, {f"f{i}": [1.0] * rows for i in range(MAX_FEATURES + 1)}])
@@ -752,6 +757,9 @@ BATCH_ONLY = (decode, decode_line, decode_ingest)
             id="time-not-rfc3339",
         ),
         pytest.param(wire(prediction(score=1.5)), "invalid_value", ["score"], id="score"),
+        pytest.param(wire(prediction(shadow="yes")), "wrong_type", ["shadow"], id="shadow-str"),
+        pytest.param(wire(prediction(shadow=1)), "wrong_type", ["shadow"], id="shadow-int"),
+        pytest.param(wire(prediction(shadow=None)), "wrong_type", ["shadow"], id="shadow-null"),
         pytest.param(
             wire(prediction(prediction="p" * (MAX_VALUE_LENGTH + 1))),
             "invalid_value",
@@ -823,6 +831,9 @@ def test_reason_codes(data: bytes, reason: str, names: list[str]) -> None:
         pytest.param(batch(scores=[0.5, True]), "wrong_type", ["scores.1"], id="bool-score"),
         pytest.param(batch(scores=[0.5, 1.5]), "invalid_value", ["scores.1"], id="score"),
         pytest.param(batch(latency_ms=[1, -1]), "invalid_value", ["latency_ms.1"], id="latency"),
+        pytest.param(batch(shadow="true"), "wrong_type", ["shadow"], id="shadow-str"),
+        pytest.param(batch(shadow=0), "wrong_type", ["shadow"], id="shadow-int"),
+        pytest.param(batch(shadow=[True]), "wrong_type", ["shadow"], id="shadow-list"),
         pytest.param(
             batch(timestamps=[T0, LATEST_EPOCH]),
             "timestamp_out_of_range",
@@ -1104,11 +1115,13 @@ def test_single_event_checks_agree_with_the_models(body: dict[str, Any]) -> None
                 for pair in zip(values, model.features[name], strict=True)
             ),
         ]
-        assert (fast.model_versions, fast.class_scores, fast.segments) == (
+        assert (fast.model_versions, fast.class_scores, fast.segments, fast.shadows) == (
             model.model_versions,
             None,
             None,
+            model.shadows,
         )
+        assert fast.shadows == ([True] if reference.shadow else None)
     else:
         assert isinstance(reference, FeedbackEvent)
         model = feedback_run([feedback_view(reference)], trusted=True)
@@ -1118,6 +1131,19 @@ def test_single_event_checks_agree_with_the_models(body: dict[str, Any]) -> None
     assert (fast.event_ids, fast.model_ids) == (model.event_ids, model.model_ids)
     assert abs(fast.timestamps[0] - model.timestamps[0]) <= 1e-6
     assert line is not None and not isinstance(line, DecodeError)
+
+
+def test_a_run_of_single_predictions_says_which_are_shadows() -> None:
+    served, shadow = prediction(event_id="a"), prediction(event_id="a", model_version="v2")
+    run = prediction_run([served, {**shadow, "shadow": True}, {**served, "shadow": False}])
+    assert run is not None and run.shadows == [False, True, False]
+    assert run.model_versions == ["v1", "v2", "v1"]
+    plain = prediction_run([served, {**served, "shadow": False}])
+    assert plain is not None and plain.shadows is None  # none of the run is a shadow
+    # Anything but a boolean leaves the run to the models, which refuse it naming shadow.
+    for bad in (1, 0, None, "true"):
+        assert prediction_run([served, {**shadow, "shadow": bad}]) is None
+        reject(decode_line, wire({**shadow, "shadow": bad}), "wrong_type", "shadow")
 
 
 # ----------------------------------------------------------------------------- doctests

@@ -73,3 +73,38 @@ def test_event_time_within_the_bound_is_accepted() -> None:
         [message(prediction("soon", NOW + 299))], 1 << 20, max_future_seconds=300, now=NOW
     )
     assert outcome.prediction_rows == 1 and not outcome.dead_letters
+
+
+def test_shadow_predictions_are_routed_apart_and_hold_no_watermark() -> None:
+    served = prediction("e1", NOW - 10)
+    shadow = {**prediction("e1", NOW - 5), "model_version": "v2", "shadow": True}
+    batch = {
+        "type": "prediction_batch",
+        "model_id": "credit",
+        "model_version": "v2",
+        "event_ids": ["e2", "e3"],
+        "timestamps": [NOW - 2, NOW - 1],
+        "features": {"income": [1.0, 2.0]},
+        "predictions": [0, 1],
+        "shadow": True,
+    }
+    bad = {**shadow, "event_id": "e4", "shadow": "yes"}
+    outcome = route_messages(
+        [
+            message(served, 0),
+            message(shadow, 1),
+            message(bad, 2),
+            RawMessage(orjson.dumps(batch), KafkaPosition("p", 1, 0)),
+        ],
+        1 << 20,
+        now=NOW,
+    )
+    assert outcome.predictions is not None and outcome.shadow_predictions is not None
+    assert outcome.predictions.column("event_id").to_pylist() == ["e1"]
+    assert sorted(outcome.shadow_predictions.column("event_id").to_pylist()) == ["e1", "e2", "e3"]
+    assert set(outcome.shadow_predictions.column("model_version").to_pylist()) == {"v2"}
+    # The served copy moves its partition's watermark; shadow copies move none.
+    assert outcome.watermarks == {("p", 0): NOW - 10}
+    [letter] = outcome.dead_letters
+    assert (letter.error.reason, letter.message.position.offset) == ("wrong_type", 2)
+    assert "shadow" in letter.error.message

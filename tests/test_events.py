@@ -467,6 +467,21 @@ def test_numbers_booleans_and_strings() -> None:
         PredictionEvent(**_prediction(scores={"a": -0.1}))
 
 
+@pytest.mark.parametrize(
+    ("model", "body"), [(PredictionEvent, _prediction), (PredictionBatchEvent, _batch)]
+)
+def test_shadow_is_an_optional_strict_boolean(model: Any, body: Any) -> None:
+    assert model(**body()).shadow is False  # served traffic unless said otherwise
+    assert model(**body(shadow=True)).shadow is True
+    assert model(**body(shadow=False)).shadow is False
+    kind = model.model_fields["type"].default
+    assert event_adapter.validate_python({"type": kind, **body(shadow=True)}).shadow is True
+    for bad in ("yes", "true", 1, 0, 1.0, None, [True]):
+        with pytest.raises(ValidationError) as caught:
+            model(**body(shadow=bad))
+        assert [error["loc"] for error in caught.value.errors()] == [("shadow",)], bad
+
+
 def test_models_are_frozen_and_closed() -> None:
     event = PredictionEvent(**_prediction())
     with pytest.raises(ValidationError):

@@ -184,6 +184,7 @@ def test_shadow_predictions_are_stored_beside_the_served_ones_exactly_once(
     assert stored() == (50, 70, 50)
 
 
+BAD_SHADOW = orjson.dumps({**prediction("sh", 1), "shadow": "yes"})
 BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("invalid_json", b'{"type": "prediction", '),
     ("not_an_object", b"[1, 2, 3]"),
@@ -204,7 +205,7 @@ BAD_MESSAGES: list[tuple[str, bytes]] = [
     ("timestamp_out_of_range", orjson.dumps({**prediction("t", 1), "timestamp": 86400})),
     ("empty_batch", orjson.dumps(prediction_batch("empty", 0))),
     ("invalid_value", orjson.dumps({**prediction("p", 1), "score": 1.5})),
-    ("wrong_type", orjson.dumps({**prediction("sh", 1), "shadow": "yes"})),
+    ("wrong_type", BAD_SHADOW),
     (
         "unknown_type",
         orjson.dumps(
@@ -251,6 +252,7 @@ def test_bad_messages_go_to_the_dlq_with_reason_and_good_ones_around_them_are_st
         assert headers["driftline.error.message"]
         assert headers["driftline.source.topic"].decode() == topics.predictions
         assert int(headers["driftline.source.offset"]) >= 0
+    assert b"shadow" in by_value[BAD_SHADOW]["driftline.error.message"]  # names the field
     wait_for(
         lambda: worker.scalar("SELECT count() FROM predictions FINAL"),
         lambda n: n == len(BAD_MESSAGES) + 1,

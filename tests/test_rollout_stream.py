@@ -17,6 +17,8 @@ from test_monitor import Harness, clock_event
 
 from driftline.backtest import reference_profile, run_backtest
 from driftline.metrics import WorkerMetrics
+from driftline.report import render_report
+from driftline.report_data import load_report_data
 from driftline.store.profiles import save_profile
 
 FAST = "{mode: shadow, min_labels: 200, canary_steps: [0.5, 1.0], watch_after_promotion: 2h}"
@@ -113,6 +115,20 @@ def test_the_stream_takes_the_backtests_decisions_and_acts_on_them(tmp_path: Pat
         assert _as_lines(h) == want
         assert sample("driftline_rollout_decisions_total", decision="promote") == 1.0
         assert sample("driftline_rollout_decisions_total", decision="reject") == 0.0
+        # Every judged window is kept with its sequence, and the report draws them.
+        judged = h.store.query(
+            "SELECT toUnixTimestamp64Micro(window_start) / 1e6 AS ws, phase, decision, lower"
+            " FROM rollout_windows FINAL WHERE model_id = 'm' ORDER BY ws"
+        )
+        assert [(r["ws"], r["phase"], r["decision"]) for r in judged] == [
+            (START, "shadow", "step"),
+            (START + WINDOW, "canary", "promote"),
+            (START + 2 * WINDOW, "watch", ""),
+            (START + 3 * WINDOW, "watch", ""),
+        ]
+        assert [r["lower"] for r in judged[:2]] == [line["lower"] for line in want]
+        page = render_report(load_report_data(h.store, "m"))
+        assert page.count('data-plot="rollout"') == 1 and "promote at 2026-01-01 01:00" in page
         # The watch of the promoted champion against its parent ended with the stream.
         assert sample("driftline_rollout_traffic", phase="watch") is None
         assert sample("driftline_rollout_difference", bound="lower") is None

@@ -22,6 +22,7 @@ from driftline.store import (
     StoreLockedError,
     check_read_only,
     migrate,
+    migrations,
     open_store,
 )
 from driftline.store.migrations import applied_versions
@@ -79,6 +80,7 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
         tables = {row["name"] for row in store.query("SHOW TABLES")}
         assert {
             "predictions",
+            "shadow_predictions",
             "feedback",
             "window_metrics",
             "alerts",
@@ -97,8 +99,67 @@ def test_migrations_apply_once_and_are_recorded(tmp_path: Path) -> None:
 
 def test_raw_ttl_is_applied_when_configured(store: Store) -> None:
     migrate(store, raw_ttl_days=30)
-    create = store.query("SHOW CREATE TABLE predictions")[0]
-    assert "TTL" in str(create) and "30" in str(create)
+    for table in ("predictions", "shadow_predictions", "feedback"):
+        create = store.query(f"SHOW CREATE TABLE {table}")[0]
+        assert "TTL" in str(create) and "30" in str(create), table
+
+
+def columns_of(store: Store, table: str) -> list[tuple[str, str]]:
+    rows = store.query(
+        "SELECT name, type FROM system.columns WHERE database = currentDatabase() "
+        "AND table = {table:String} ORDER BY position",
+        {"table": table},
+    )
+    return [(row["name"], row["type"]) for row in rows]
+
+
+def test_shadow_predictions_are_created_by_migration_6_with_the_predictions_columns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = EmbeddedStore(tmp_path / "db", "driftline")
+    try:
+        # A store of the release before: up to migration 5, no shadow table.
+        monkeypatch.setattr(migrations, "MIGRATIONS", tuple(m for m in MIGRATIONS if m.version < 6))
+        assert migrate(store) == [1, 2, 3, 4, 5]
+        assert columns_of(store, "shadow_predictions") == []
+        monkeypatch.undo()
+        assert migrate(store) == [m.version for m in MIGRATIONS if m.version >= 6]
+        assert migrate(store) == []  # a second run is a no-op
+        assert columns_of(store, "shadow_predictions") == columns_of(store, "predictions")
+        [table] = store.query(
+            "SELECT engine, sorting_key FROM system.tables "
+            "WHERE database = currentDatabase() AND name = 'shadow_predictions'"
+        )
+        assert table == {
+            "engine": "ReplacingMergeTree",
+            "sorting_key": "model_id, model_version, event_id",
+        }
+    finally:
+        store.close()
+
+
+def test_shadow_predictions_are_one_row_per_model_version_and_event(store: Store) -> None:
+    def shadow_batch(version: str, offset: int) -> None:
+        body = {**orjson.loads(batch("e", 3)), "model_version": version, "shadow": True}
+        rows = PredictionRows()
+        rows.add(decode_ingest(orjson.dumps(body)), KafkaPosition("p", 0, offset))  # type: ignore[arg-type]
+        assert rows.build().num_rows == 0  # nothing of it is served traffic
+        shadow = rows.build_shadow()
+        assert shadow is not None
+        store.insert_arrow("shadow_predictions", shadow)
+
+    insert_predictions(store, batch("e", 3), 0)  # the served copies, by v1
+    shadow_batch("v2", 1)
+    shadow_batch("v3", 2)
+    shadow_batch("v2", 3)  # re-sent
+    counts = store.query(
+        "SELECT model_version AS v, count() AS n FROM shadow_predictions FINAL "
+        "GROUP BY v ORDER BY v"
+    )
+    assert counts == [{"v": "v2", "n": 3}, {"v": "v3", "n": 3}]
+    assert store.query(
+        "SELECT model_version AS v, count() AS n FROM predictions FINAL GROUP BY v"
+    ) == [{"v": "v1", "n": 3}]
 
 
 def test_raw_rows_are_deduplicated_by_event_id(store: Store) -> None:

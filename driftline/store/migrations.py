@@ -288,6 +288,30 @@ ORDER BY (model_id, model_version, event_id)""",
 ORDER BY model_id""",
         ),
     ),
+    # Each window a rollout judged: the confidence sequence after it (what the report
+    # draws) and the decision taken there, if any.
+    Migration(
+        9,
+        "rollout windows",
+        (
+            """CREATE TABLE IF NOT EXISTS rollout_windows (
+    model_id LowCardinality(String),
+    champion LowCardinality(String),
+    challenger LowCardinality(String),
+    phase LowCardinality(String),
+    traffic Float64,
+    window_start DateTime64(6, 'UTC'),
+    estimate Float64,
+    lower Float64,
+    upper Float64,
+    n UInt64,
+    margin Float64,
+    decision LowCardinality(String),
+    reason String
+) ENGINE = ReplacingMergeTree
+ORDER BY (model_id, challenger, window_start)""",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

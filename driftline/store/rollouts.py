@@ -26,9 +26,11 @@ from .params import SqlParams
 from .window_sql import class_strings
 
 __all__ = [
+    "ROLLOUT_WINDOW_COLUMNS",
     "first_window",
     "load_rollout_state",
     "save_rollout_state",
+    "save_rollout_windows",
     "served_windows",
     "window_evidence_sql",
 ]
@@ -242,3 +244,33 @@ def save_rollout_state(store: Store, model_id: str, seq: int, state: str) -> Non
             }
         ),
     )
+
+
+#: Columns of ``rollout_windows`` (migration 9), ``window_start`` in epoch seconds.
+ROLLOUT_WINDOW_COLUMNS = (
+    "model_id",
+    "champion",
+    "challenger",
+    "phase",
+    "traffic",
+    "window_start",
+    "estimate",
+    "lower",
+    "upper",
+    "n",
+    "margin",
+    "decision",
+    "reason",
+)
+
+
+def save_rollout_windows(store: Store, rows: list[dict[str, Any]]) -> None:
+    """Insert judged windows (dicts with :data:`ROLLOUT_WINDOW_COLUMNS`)."""
+    if not rows:
+        return
+    columns: dict[str, Any] = {name: [row[name] for row in rows] for name in ROLLOUT_WINDOW_COLUMNS}
+    columns["window_start"] = pa.array(
+        [micros(t) for t in columns["window_start"]], pa.timestamp("us", tz="UTC")
+    )
+    columns["n"] = pa.array(columns["n"], pa.uint64())
+    store.insert_arrow("rollout_windows", pa.table(columns))
