@@ -205,7 +205,7 @@ from driftline.store.planning import (
 )
 from driftline.store.profiles import version_profiles
 
-from .rollouts import decision_text, record_changes, rollout_pass, save_progress
+from .rollouts import commit_pass, decision_text, rollout_pass
 
 __all__ = [
     "Monitor",
@@ -386,10 +386,7 @@ class Monitor:
                 await self.send_version(
                     record.model_id, record.to_event().model_dump_json().encode()
                 )
-        if done.versions or done.windows:
-            await self._store(record_changes, self.store, done.versions, done.windows)
-        if done.changed:
-            await self._store(save_progress, self.store, config.model_id, done.progress)
+        await self._store(commit_pass, self.store, config.model_id, done)
         self.rollout_records += done.records
         if self.metrics is not None:
             decisions = [record.decision for record in done.records]

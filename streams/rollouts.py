@@ -28,13 +28,13 @@ Acting
     status a person changed (``rollout abort``, ``models promote``/``rollback``) ends
     the rollout; a newer challenger starts a new one once the running one ended.
 Exactly once
-    The events of a pass's decisions first (awaited), then their registry rows, then
-    the progress (:class:`RolloutProgress`: the policy state and the next window) in
-    ``rollout_state``. A crash before the rows redoes the same windows from the saved
-    progress: the same decisions, with the same decision ids, published again
-    (consumers deduplicate by version and status) and written. A crash after the rows
-    finds the rollout ended or moved on in the registry: a step is taken again at the
-    same window (the same row), a rejection, promotion or rollback is not.
+    The events of a pass's decisions first (awaited); then the progress
+    (:class:`RolloutProgress`: the policy state, the next window, and the pass's
+    registry rows and judged windows as *pending*) in ``rollout_state``, the commit
+    point; then those rows, and the progress again without them. A crash before the
+    commit redoes the same windows from the previous progress: the same decisions, with
+    the same decision ids, published again (consumers deduplicate by version and
+    status). A crash after it leaves rows pending: the next pass writes them first.
 """
 
 from __future__ import annotations
@@ -71,6 +71,7 @@ from driftline.store.rollouts import (
 __all__ = [
     "RolloutPass",
     "RolloutProgress",
+    "commit_pass",
     "decision_text",
     "record_changes",
     "rollout_pass",
@@ -96,6 +97,10 @@ class RolloutProgress(BaseModel):
     rollout: RolloutState | None = None
     next_start: float | None = None
     seq: int = 0
+    #: Registry rows and judged windows of the last pass, saved with it and written
+    #: right after (see "Exactly once"); empty once written.
+    pending_versions: tuple[VersionRecord, ...] = ()
+    pending_windows: tuple[dict[str, Any], ...] = ()
 
 
 @dataclass
@@ -208,6 +213,11 @@ def rollout_pass(store: Store, config: MonitorConfig, watermark: float) -> Rollo
     size, lateness = config.window_seconds, config.allowed_lateness_seconds
     registry = ModelRegistry(store)
     saved = _load(store, model)
+    if saved.pending_versions or saved.pending_windows:  # committed, not yet written
+        record_changes(store, list(saved.pending_versions), list(saved.pending_windows))
+        saved = save_progress(
+            store, model, saved.model_copy(update={"pending_versions": (), "pending_windows": ()})
+        )
     state, next_start = saved.rollout, saved.next_start
     if state is not None and state.phase != "watch":
         current = registry.get(model, state.challenger)
@@ -297,6 +307,21 @@ def _evidence(
         window_start=start,
         window_end=end,
         label_deadline=end + config.allowed_lateness_seconds,
+    )
+
+
+def commit_pass(store: Store, model_id: str, done: RolloutPass) -> None:
+    """Save a pass (its decisions' events are published): the progress with the rows
+    pending, the rows, the progress without them (see "Exactly once")."""
+    if not (done.versions or done.windows):
+        if done.changed:
+            save_progress(store, model_id, done.progress)
+        return
+    update = {"pending_versions": tuple(done.versions), "pending_windows": tuple(done.windows)}
+    staged = save_progress(store, model_id, done.progress.model_copy(update=update))
+    record_changes(store, done.versions, done.windows)
+    save_progress(
+        store, model_id, staged.model_copy(update={"pending_versions": (), "pending_windows": ()})
     )
 
 

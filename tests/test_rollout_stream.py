@@ -195,7 +195,7 @@ def test_a_worker_killed_mid_decision_resumes_with_the_same_decisions(
                 raise RuntimeError(f"killed in {killed_at}")
             return real(*args)
 
-        monkeypatch.setattr(f"driftline.streams.monitor.{killed_at}", crash_once)
+        monkeypatch.setattr(f"driftline.streams.rollouts.{killed_at}", crash_once)
         with pytest.raises(RuntimeError, match="killed"):
             h.tick()
         # The decision's event was published before the crash.
@@ -204,15 +204,17 @@ def test_a_worker_killed_mid_decision_resumes_with_the_same_decisions(
         h.tick()
         h.tick()
         assert [line["decision"] for line in want] == ["reject"]
-        if killed_at == "record_changes":
-            # Nothing was written: the same windows give the same decision (same id),
-            # published again and written now.
+        if killed_at == "save_progress":
+            # Killed before the commit: the same windows give the same decision (same
+            # id), published again and written now.
             assert _as_lines(h) == want
             assert len(h.sent["versions"]) == 2
         else:
-            # Written but not saved: the registry ended the rollout; nothing is redone.
+            # Committed, rows pending: the next pass writes them; nothing is redone.
             assert h.monitor.rollout_records == []
             assert len(h.sent["versions"]) == 1
+        judged = h.store.query("SELECT decision FROM rollout_windows FINAL WHERE model_id = 'm'")
+        assert [r["decision"] for r in judged] == ["reject"]
         registry = ModelRegistry(h.store)
         assert registry.get("m", "v2").status == "rejected"
         assert registry.champion("m").version == "v1"
