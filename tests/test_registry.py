@@ -36,6 +36,7 @@ from driftline.kafka import create_topics
 from driftline.settings import Settings
 from driftline.store import EmbeddedStore, migrate
 from driftline.store.profiles import load_profile
+from driftline.store.rollouts import save_rollout_windows
 from driftline.store.rows import FeedbackRows, KafkaPosition, PredictionRows
 
 
@@ -569,6 +570,35 @@ def test_the_rollout_commands_start_show_and_abort_a_rollout(
         "canary",
         0.25,
     )
+    assert "estimate" not in shown  # no window judged yet
+    code, out, _ = run("rollout", "status", "--model-id", "credit")
+    assert "challenger=v2\tcanary\ttraffic=0.25\tno window judged yet" in out
+    store = EmbeddedStore(data / "chdb", "driftline")
+    window = {
+        "model_id": "credit",
+        "champion": "v1",
+        "challenger": "v2",
+        "phase": "canary",
+        "traffic": 0.25,
+        "window_start": 1_767_225_600.0,
+        "estimate": 0.02,
+        "lower": -0.005,
+        "upper": 0.045,
+        "n": 1800,
+        "margin": 0.01,
+        "decision": "",
+        "reason": "",
+    }
+    save_rollout_windows(store, [window])
+    store.close()
+    shown = status()
+    assert (shown["estimate"], shown["lower"], shown["upper"], shown["n"]) == (
+        0.02,
+        -0.005,
+        0.045,
+        1800,
+    )
+    assert shown["window_start"] == "2026-01-01T00:00:00Z"
     code, _, err = run(
         "rollout", "start", "--model-id", "credit", "--version", "v1", "--mode", "shadow"
     )

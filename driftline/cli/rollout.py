@@ -34,6 +34,7 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
             records = registry.versions(args.model_id)
             models = sorted({record.model_id for record in records})
             rows = [(m, registry.champion(m), registry.challenger(m)) for m in models]
+            judged = {m: _last_judged(store, m) for m, _, c in rows if c is not None}
     except StoreError as error:
         raise CommandError(str(error)) from None
     if args.model_id is not None and not rows:
@@ -48,17 +49,45 @@ def cmd_rollout_status(args: argparse.Namespace) -> int:
             "traffic": challenger.traffic if challenger else None,
             "since": challenger.updated_at if challenger else None,
         }
+        last = judged.get(model_id)
+        if challenger is not None and last is not None and last["challenger"] == challenger.version:
+            state.update(
+                {k: last[k] for k in ("window_start", "phase", "estimate", "lower", "upper", "n")}
+            )
         if args.json:
             out.write(orjson.dumps(state) + b"\n")
         elif challenger is None:
             out.write(f"{model_id}\tchampion={state['champion']}\tno rollout\n".encode())
         else:
+            evidence = (
+                f"\td={state['estimate']:+.4f} in [{state['lower']:+.4f}, {state['upper']:+.4f}]"
+                f" n={state['n']} after the window of {state['window_start']}"
+                if "estimate" in state
+                else "\tno window judged yet"
+            )
             out.write(
                 f"{model_id}\tchampion={state['champion']}\tchallenger={challenger.version}"
-                f"\t{challenger.status}\ttraffic={challenger.traffic:g}\n".encode()
+                f"\t{challenger.status}\ttraffic={challenger.traffic:g}{evidence}\n".encode()
             )
     out.flush()
     return 0
+
+
+def _last_judged(store: Any, model_id: str) -> dict[str, Any] | None:
+    """The newest window the monitor judged for the model's rollout, or ``None``."""
+    from driftline.store import StoreError
+
+    hexed = model_id.encode().hex()
+    try:
+        rows = store.query(
+            "SELECT challenger, phase, estimate, lower, upper, toInt64(n) AS n, "
+            "formatDateTime(window_start, '%Y-%m-%dT%H:%i:%SZ', 'UTC') AS window_start "
+            f"FROM rollout_windows FINAL WHERE model_id = unhex('{hexed}') "
+            "ORDER BY rollout_windows.window_start DESC LIMIT 1"
+        )
+    except StoreError:  # a store migrated before rollouts existed
+        return None
+    return dict(rows[0]) if rows else None
 
 
 def cmd_rollout_start(args: argparse.Namespace) -> int:
