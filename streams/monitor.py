@@ -115,10 +115,8 @@ Exactly once
     those windows from the previous states:
     the same content one revision up (see "Revisions") and the same event ids
     (consumers deduplicate by id).
-Rollouts (a ``rollout`` section of mode ``shadow`` or ``canary``)
-    After each pass, the model's running rollout judges the windows the pass closed
-    (:mod:`driftline.streams.rollouts`): the decisions change the registry and are
-    published as ``model_version`` events, then the progress is saved.
+Rollouts
+    After each pass, the model's rollout judges the closed windows (:mod:`.rollouts`).
 Many versions
     A model's versions are planned and closed together, so that a pass costs a few
     queries whatever their number: one query lists the versions, one reads the reference
@@ -205,13 +203,9 @@ from driftline.store.planning import (
 )
 from driftline.store.profiles import version_profiles
 
-from .rollouts import commit_pass, decision_text, rollout_pass
+from .rollouts import judge_rollout
 
-__all__ = [
-    "Monitor",
-    "VersionPlan",
-    "load_monitors",
-]
+__all__ = ["Monitor", "VersionPlan", "load_monitors"]
 
 log = logging.getLogger(__name__)
 
@@ -369,31 +363,12 @@ class Monitor:
         started = time.perf_counter()  # the windows' close time includes the plan
         plans = await self._store(self._plan_model, config, watermark, late)
         await self._close(config, plans, watermark, started)
-        await self._rollout(config, watermark)
+        await judge_rollout(self, config, watermark)
         # only after the pass succeeded: a failed one is retried on the next tick
         self._boundaries[model] = boundary
         if late:
             self._late_checked[model] = now
         return moved
-
-    async def _rollout(self, config: MonitorConfig, watermark: float) -> None:
-        """Judge the model's running rollout on its closed windows (see "Rollouts")."""
-        done = await self._store(rollout_pass, self.store, config, watermark)
-        if done is None:
-            return
-        if self.send_version is not None:
-            for record in done.versions:
-                await self.send_version(
-                    record.model_id, record.to_event().model_dump_json().encode()
-                )
-        await self._store(commit_pass, self.store, config.model_id, done)
-        self.rollout_records += done.records
-        if self.metrics is not None:
-            decisions = [record.decision for record in done.records]
-            state = done.progress.rollout
-            self.metrics.rollout_judged(config.model_id, state, done.sequence, decisions)
-        for record in done.records:
-            log.info("rollout %s: %s", record.model_id, decision_text(record))
 
     # store reads (called under the lock, on a thread)
 

@@ -39,6 +39,7 @@ Exactly once
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -68,11 +69,14 @@ from driftline.store.rollouts import (
     window_evidence_sql,
 )
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "RolloutPass",
     "RolloutProgress",
     "commit_pass",
     "decision_text",
+    "judge_rollout",
     "record_changes",
     "rollout_pass",
     "save_progress",
@@ -313,6 +317,8 @@ def _evidence(
 def commit_pass(store: Store, model_id: str, done: RolloutPass) -> None:
     """Save a pass (its decisions' events are published): the progress with the rows
     pending, the rows, the progress without them (see "Exactly once")."""
+    for record in done.records:
+        log.info("rollout %s: %s", record.model_id, decision_text(record))
     if not (done.versions or done.windows):
         if done.changed:
             save_progress(store, model_id, done.progress)
@@ -339,3 +345,21 @@ def save_progress(store: Store, model_id: str, progress: RolloutProgress) -> Rol
     saved = progress.model_copy(update={"seq": progress.seq + 1})
     save_rollout_state(store, model_id, saved.seq, saved.model_dump_json())
     return saved
+
+
+async def judge_rollout(monitor: Any, config: MonitorConfig, watermark: float) -> None:
+    """The monitor's rollout step after a pass (a :class:`~driftline.streams.monitor.Monitor`):
+    :func:`rollout_pass`, the decisions' events published, :func:`commit_pass`, metrics."""
+    done = await monitor._store(rollout_pass, monitor.store, config, watermark)
+    if done is None:
+        return
+    send = monitor.send_version
+    for record in done.versions if send is not None else ():
+        await send(record.model_id, record.to_event().model_dump_json().encode())
+    await monitor._store(commit_pass, monitor.store, config.model_id, done)
+    monitor.rollout_records += done.records
+    if monitor.metrics is not None:
+        decisions = [record.decision for record in done.records]
+        monitor.metrics.rollout_judged(
+            config.model_id, done.progress.rollout, done.sequence, decisions
+        )
