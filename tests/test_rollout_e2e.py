@@ -20,6 +20,7 @@ from rollout_streams import START, WINDOW, Step, monitor_yaml, reference_events,
 from test_monitor import clock_event
 
 from driftline.backtest import reference_profile, run_backtest
+from driftline.sdk import ModelSubscriber, Served
 from driftline.store import writing_store
 
 pytestmark = pytest.mark.e2e
@@ -139,3 +140,117 @@ def test_a_worker_killed_mid_rollout_resumes_and_promotes_like_the_backtest(
     published = _version_events(worker)
     distinct = [e for i, e in enumerate(published) if i == 0 or published[i - 1] != e]
     assert distinct == [("v2", "canary"), ("v2", "champion"), ("v1", "candidate")], published
+
+
+class _Named:
+    """A stand-in model that answers with its version."""
+
+    def __init__(self, version: str) -> None:
+        self.version = version
+
+    def predict(self, features: Any) -> str:
+        return self.version
+
+
+def test_a_champion_worse_live_is_rolled_back_and_serving_swaps_back(
+    worker_factory: Any, producer: Producer, tmp_path: Path
+) -> None:
+    good = rollout_events(
+        [Step("shadow"), Step("canary", 0.5)], accuracy={"v1": 0.80, "v2": 0.92}, per_window=2000
+    )
+    worse = rollout_events(
+        [Step("watch")] * 2,
+        accuracy={"v1": 0.85, "v2": 0.70},
+        start=START + 2 * WINDOW,
+        seed=1,
+        prefix="f",
+    )
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    monitor = monitors / "m.yaml"
+    monitor.write_text(monitor_yaml(FAST))
+    ref = _jsonl(tmp_path / "reference.jsonl", reference_events())
+    run_backtest(monitor, ref, _jsonl(tmp_path / "events.jsonl", good + worse), tmp_path / "out")
+    want = [json.loads(x) for x in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
+    assert [w["decision"] for w in want] == ["step", "promote", "rollback"]
+
+    worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
+    worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
+    store = writing_store(worker.settings)
+    try:
+        at = START - 2 * WINDOW
+        ModelRegistry(store).record(
+            VersionRecord(
+                model_id="m",
+                version="v1",
+                artifact_uri="file:///a/v1",
+                status="champion",
+                created_at=at,
+                updated_at=at,
+            ),
+            VersionRecord(
+                model_id="m",
+                version="v2",
+                parent_version="v1",
+                artifact_uri="file:///a/v2",
+                status="shadow",
+                traffic=0.0,
+                created_at=at,
+                updated_at=at,
+            ),
+        )
+    finally:
+        store.close()
+    # The serving side: publish the registry's start so a subscriber has it to follow.
+    publish = Producer({"bootstrap.servers": worker.bootstrap_servers})
+    for version, status, traffic in (("v1", "champion", None), ("v2", "shadow", 0.0)):
+        event = ModelVersionEvent(
+            model_id="m",
+            version=version,
+            parent_version=None,
+            artifact_uri=f"file:///a/{version}",
+            metrics={},
+            status=status,
+            request_id=None,
+            data_from=None,
+            data_to=None,  # type: ignore[arg-type]
+            created_at=START,
+            traffic=traffic,
+        )
+        publish.produce(worker.settings.topics.model_versions, event.model_dump_json(), key=b"m")
+    assert publish.flush(10) == 0
+    subscriber = ModelSubscriber(
+        "m",
+        worker.bootstrap_servers,
+        topic_prefix=worker.settings.topic_prefix,
+        loader=lambda event: _Named(event.version),
+    ).start()
+    try:
+        assert subscriber.wait_for_version("v1", timeout=30)
+        wait_for(lambda: subscriber.challenger, bool, 30, "the shadow challenger")
+        assert subscriber.serve({}, key="k").shadow_version == "v2"
+        lines = [orjson.dumps(e) for e in good + worse]
+        _send(
+            producer,
+            worker.settings.topics.predictions,
+            [*lines, clock_event(START + 6 * WINDOW, "m")],
+        )
+        wait_for(
+            lambda: _judged(worker),
+            lambda j: any(d == "rollback" for _, d in j),
+            90,
+            "the rollback",
+        )
+        # v2 was promoted (the subscriber swapped to it), then rolled back: v1 serves again.
+        assert subscriber.wait_for_version("v1", timeout=30)
+        wait_for(lambda: subscriber.stats.swaps, lambda n: n >= 3, 30, "v1, v2, then v1 again")
+        assert subscriber.serve({}, key="k") == Served("v1", "v1")
+        assert subscriber.challenger is None
+    finally:
+        subscriber.stop()
+    versions = {
+        r["version"]: r["status"]
+        for r in worker.query("SELECT version, status FROM model_versions FINAL")
+    }
+    assert versions == {"v1": "champion", "v2": "rolled_back"}
+    assert [d for _, d in _judged(worker) if d] == ["step", "promote", "rollback"]
