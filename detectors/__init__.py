@@ -14,7 +14,14 @@ from .coerce import (
     category_array,
     category_string,
 )
-from .comparison import VersionScores, WindowLabels, latency_p95, window_evidence
+from .comparison import (
+    SCORE_UNITS,
+    VersionScores,
+    WindowLabels,
+    event_scores,
+    latency_p95,
+    window_evidence,
+)
 from .concept import (
     ConceptDriftHits,
     ConceptState,
@@ -158,6 +165,7 @@ __all__ = [
     "QUANTILE_LEVELS",
     "RIVER_VERSION",
     "SCORE_BINS",
+    "SCORE_UNITS",
     "SEVERITY_RANK",
     "STATISTICS",
     "ADWINDetector",
@@ -249,6 +257,7 @@ __all__ = [
     "drift_result",
     "error_stream",
     "evaluate_window",
+    "event_scores",
     "get_detector",
     "get_statistic",
     "global_watermark",

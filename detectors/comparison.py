@@ -19,12 +19,15 @@ Labels
     order they arrived in.
 Paired evidence
     The events both versions scored (one served, the other in shadow). ``pairs`` counts
-    them and ``disagreements`` those whose predicted classes differ (label-free); the
-    labelled ones give :class:`~driftline.detectors.rollout.PairedCounts`: how many, and
-    how many only the challenger or only the champion predicted right (McNemar's
-    discordant pairs).
+    them and ``disagreements`` those whose predicted classes differ (label-free; numbers
+    never disagree); the labelled ones give
+    :class:`~driftline.detectors.rollout.PairedCounts`: how many, and the sums of the
+    positive and negative parts of challenger minus champion per-event score
+    (:func:`event_scores`: for classes, how many only the challenger or only the
+    champion predicted right, McNemar's discordant pairs; for numbers, the bounded
+    absolute errors' differences, the paired loss differences).
 Arms
-    Each version's *served*, labelled events: how many, and how many it predicted right
+    Each version's *served*, labelled events: how many, and the sum of their scores
     (:class:`~driftline.detectors.rollout.ArmCounts`), the evidence of a canary.
 Latency
     Each version's 95th percentile over every prediction it made in the window (served
@@ -50,7 +53,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Final
 
 import numpy as np
 import numpy.typing as npt
@@ -58,7 +61,14 @@ import numpy.typing as npt
 from .promotion import RolloutEvidence
 from .rollout import ArmCounts, PairedCounts
 
-__all__ = ["VersionScores", "WindowLabels", "latency_p95", "window_evidence"]
+__all__ = [
+    "SCORE_UNITS",
+    "VersionScores",
+    "WindowLabels",
+    "event_scores",
+    "latency_p95",
+    "window_evidence",
+]
 
 
 @dataclass(frozen=True)
@@ -117,9 +127,13 @@ def latency_p95(latency_ms: npt.NDArray[np.float64]) -> float | None:
 
 
 def _label_of(
-    event_ids: npt.NDArray[np.str_], labels: WindowLabels, deadline: float
+    event_ids: npt.NDArray[np.str_],
+    labels: WindowLabels,
+    deadline: float,
+    loss_bound: float | None = None,
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[Any]]:
-    """Whether each event has a label in time, and the label (where it has)."""
+    """Whether each event has a label in time (a finite one, for numbers), and the label
+    (where it has)."""
     order = np.argsort(labels.event_ids, kind="stable")
     ids = labels.event_ids[order]
     pos = np.minimum(np.searchsorted(ids, event_ids), max(ids.size - 1, 0))
@@ -127,8 +141,49 @@ def _label_of(
     if ids.size:
         found = ids[pos] == event_ids
         found &= labels.times[order][pos] < deadline
-    values = labels.labels[order][pos] if ids.size else np.empty(event_ids.size, dtype=str)
+    if not ids.size:
+        values: npt.NDArray[Any] = np.full(event_ids.size, "" if loss_bound is None else np.nan)
+    else:
+        values = labels.labels[order][pos]
+    if loss_bound is not None and ids.size:
+        found &= np.isfinite(values.astype(np.float64))
     return found, values
+
+
+#: Per-event scores are counted in millionths, so that sums are exact integers in numpy
+#: and in ClickHouse alike.
+SCORE_UNITS: Final = 1_000_000
+
+
+def event_scores(
+    predictions: npt.NDArray[Any],
+    truth: npt.NDArray[Any],
+    labelled: npt.NDArray[np.bool_],
+    loss_bound: float | None = None,
+) -> npt.NDArray[np.int64]:
+    """Each labelled event's score in millionths of [0, 1] (0 where unlabelled).
+
+    Classes (``loss_bound`` None): 1 when the prediction is the label, else 0. Numbers:
+    ``1 - min(|prediction - label|, loss_bound) / loss_bound`` rounded down to a
+    millionth (a missing prediction scores 0), so that a mean score difference is a
+    difference of mean absolute errors over ``loss_bound``, errors capped at it.
+
+    Examples
+    --------
+    >>> event_scores(np.array(["1", "0"]), np.array(["1", "1"]), np.array([True, True])).tolist()
+    [1000000, 0]
+    >>> event_scores(np.array([1.0, 3.0, 9.0]), np.array([1.5, 1.0, 1.0]),
+    ...              np.array([True, True, True]), loss_bound=4.0).tolist()
+    [875000, 500000, 0]
+    """
+    if loss_bound is None:
+        right = labelled & (predictions == truth)
+        return right.astype(np.int64) * SCORE_UNITS
+    with np.errstate(invalid="ignore"):
+        error = np.abs(predictions.astype(np.float64) - truth.astype(np.float64))
+    capped = np.where(np.isfinite(error), np.minimum(error, loss_bound), loss_bound)
+    scores = np.floor((1.0 - capped / loss_bound) * SCORE_UNITS).astype(np.int64)
+    return np.where(labelled, scores, 0)
 
 
 def window_evidence(
@@ -137,10 +192,14 @@ def window_evidence(
     labels: WindowLabels,
     *,
     label_deadline: float,
+    loss_bound: float | None = None,
 ) -> RolloutEvidence:
     """The window's evidence of ``challenger`` against ``champion`` (module docstring).
 
-    ``label_deadline`` is ``window_end + allowed_lateness``, in the labels' time unit.
+    ``label_deadline`` is ``window_end + allowed_lateness``, in the labels' time unit;
+    ``loss_bound`` (numbers only) makes the per-event scores those of the absolute
+    error (:func:`event_scores`); with numbers, predictions never "disagree" (the
+    disagreement guardrail is for classes).
     """
     both, at_champion, at_challenger = np.intersect1d(
         champion.event_ids, challenger.event_ids, assume_unique=True, return_indices=True
@@ -149,20 +208,21 @@ def window_evidence(
     at_champion, at_challenger = at_champion[one_served], at_challenger[one_served]
     champion_says = champion.predictions[at_champion]
     challenger_says = challenger.predictions[at_challenger]
-    labelled, truth = _label_of(both[one_served], labels, label_deadline)
-    champion_right = labelled & (champion_says == truth)
-    challenger_right = labelled & (challenger_says == truth)
+    labelled, truth = _label_of(both[one_served], labels, label_deadline, loss_bound)
+    gain = event_scores(challenger_says, truth, labelled, loss_bound) - event_scores(
+        champion_says, truth, labelled, loss_bound
+    )
     paired = PairedCounts(
         n=int(np.count_nonzero(labelled)),
-        challenger_only=int(np.count_nonzero(challenger_right & ~champion_right)),
-        champion_only=int(np.count_nonzero(champion_right & ~challenger_right)),
+        challenger_only=int(gain[gain > 0].sum()) / SCORE_UNITS,
+        champion_only=int(-gain[gain < 0].sum()) / SCORE_UNITS,
     )
 
     def arm(scores: VersionScores) -> ArmCounts:
         served = np.flatnonzero(scores.served)
-        has, value = _label_of(scores.event_ids[served], labels, label_deadline)
-        right = has & (scores.predictions[served] == value)
-        return ArmCounts(n=int(np.count_nonzero(has)), score=int(np.count_nonzero(right)))
+        has, value = _label_of(scores.event_ids[served], labels, label_deadline, loss_bound)
+        total = int(event_scores(scores.predictions[served], value, has, loss_bound).sum())
+        return ArmCounts(n=int(np.count_nonzero(has)), score=total / SCORE_UNITS)
 
     champion_p95 = latency_p95(champion.latency_ms)
     challenger_p95 = latency_p95(challenger.latency_ms)
@@ -174,6 +234,8 @@ def window_evidence(
         challenger=arm(challenger),
         champion=arm(champion),
         pairs=int(at_champion.size),
-        disagreements=int(np.count_nonzero(champion_says != challenger_says)),
+        disagreements=0
+        if loss_bound is not None
+        else int(np.count_nonzero(champion_says != challenger_says)),
         latency_p95_ratio=ratio,
     )

@@ -340,7 +340,9 @@ class RolloutConfig(_Frozen):
     (:mod:`driftline.detectors.rollout`); no decision before ``min_labels`` labelled
     pairs (shadow) or labels per arm (canary); no verdict within ``max_duration``
     rejects it as inconclusive; ``watch_after_promotion`` keeps comparing a new
-    champion with its parent, and rolls it back when it is worse.
+    champion with its parent, and rolls it back when it is worse. Live comparisons are
+    sums over events: ``accuracy``, or ``mae`` with ``loss_bound`` (each event scores
+    ``1 - min(|error|, loss_bound) / loss_bound``).
 
     Examples
     --------
@@ -359,6 +361,9 @@ class RolloutConfig(_Frozen):
     max_duration: Duration = 172800.0
     watch_after_promotion: Duration = 86400.0
     guardrails: RolloutGuardrails = RolloutGuardrails()
+    #: ``mae`` only: the absolute error that scores 0 (an event scores 1 - min(|error|,
+    #: loss_bound) / loss_bound, so that the comparison's per-event scores lie in [0, 1]).
+    loss_bound: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
     def _steps(self) -> RolloutConfig:
@@ -525,12 +530,18 @@ class MonitorConfig(_Frozen):
                 f"rollout.metric: {rollout_metric!r} is not a {self.task} metric "
                 f"(choose from {list(TASK_METRICS[self.task])})"
             )
-        live = self.rollout is not None and self.rollout.mode != "direct"
-        if live and self.rollout_metric != "accuracy":
-            raise ValueError(
-                f"rollout.metric: rollouts compare per-event accuracy so far, not "
-                f"{self.rollout_metric!r} (set rollout.metric: accuracy, or mode: direct)"
-            )
+        rollout = self.rollout
+        if rollout is not None and rollout.mode != "direct":
+            if self.rollout_metric not in ("accuracy", "mae"):
+                raise ValueError(
+                    f"rollout.metric: rollouts compare per-event accuracy (classification) "
+                    f"or mae (regression), not {self.rollout_metric!r} (or use mode: direct)"
+                )
+            if self.rollout_metric == "mae" and rollout.loss_bound is None:
+                raise ValueError(
+                    "rollout.loss_bound: required with metric mae: the absolute error at "
+                    "which a prediction counts as wholly wrong (larger errors count as it)"
+                )
         if (
             self.task == "regression"
             and self.concept_drift is not None

@@ -78,6 +78,7 @@ __all__ = [
     "decision_text",
     "judge_rollout",
     "record_changes",
+    "rollout_loss_bound",
     "rollout_pass",
     "save_progress",
 ]
@@ -299,6 +300,11 @@ def _window_row(
     }
 
 
+def rollout_loss_bound(config: MonitorConfig) -> float | None:
+    """The loss bound of the model's rollouts (regression), ``None`` for classes."""
+    return config.rollout.loss_bound if config.rollout is not None else None
+
+
 def _evidence(
     store: Store, state: RolloutState, start: float, config: MonitorConfig
 ) -> RolloutEvidence:
@@ -311,6 +317,7 @@ def _evidence(
         window_start=start,
         window_end=end,
         label_deadline=end + config.allowed_lateness_seconds,
+        loss_bound=None if config.task != "regression" else rollout_loss_bound(config),
     )
 
 

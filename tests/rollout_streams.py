@@ -48,18 +48,25 @@ def rollout_events(
     latency_ms: dict[str, float] | None = None,
     label_delay: float = 60.0,
     prefix: str = "e",
+    regression: bool = False,
 ) -> list[dict[str, Any]]:
-    """Prediction and feedback events (dicts, single events) of ``plan``'s windows."""
+    """Prediction and feedback events (dicts, single events) of ``plan``'s windows.
+
+    With ``regression``, labels are standard normal and ``accuracy[v]`` is the standard
+    deviation of version ``v``'s error instead."""
     rng = np.random.default_rng(seed)
     events: list[dict[str, Any]] = []
     for w, step in enumerate(plan):
         times = start + w * WINDOW + np.sort(rng.uniform(0, WINDOW - 1.0, per_window))
         x = rng.normal(size=per_window)
         y = rng.integers(0, 2, per_window)
-        said = {
+        said: dict[str, Any] = {
             v: np.where(rng.random(per_window) < accuracy[v], y, 1 - y)
             for v in (champion, challenger)
         }
+        if regression:
+            y = rng.normal(size=per_window).round(4)
+            said = {v: (y + rng.normal(0, accuracy[v], per_window)).round(4) for v in said}
         slow = {
             v: rng.lognormal(np.log((latency_ms or {}).get(v, 10.0)), 0.2, per_window)
             for v in (champion, challenger)
@@ -80,7 +87,7 @@ def rollout_events(
                     "model_version": version,
                     "timestamp": float(times[i]),
                     "features": {"x": float(x[i])},
-                    "prediction": int(said[version][i]),
+                    "prediction": float(said[version][i]) if regression else int(said[version][i]),
                     "latency_ms": float(slow[version][i]),
                 }
                 if is_shadow:
@@ -92,19 +99,25 @@ def rollout_events(
                     "event_id": event_id,
                     "model_id": model_id,
                     "timestamp": float(times[i]) + label_delay,
-                    "label": int(y[i]),
+                    "label": float(y[i]) if regression else int(y[i]),
                 }
             )
     return events
 
 
 def reference_events(
-    *, per_window: int = 2000, seed: int = 99, champion: str = "v1", model_id: str = "m"
+    *,
+    per_window: int = 2000,
+    seed: int = 99,
+    champion: str = "v1",
+    model_id: str = "m",
+    regression: bool = False,
 ) -> list[dict[str, Any]]:
     """One window of the champion serving alone, the hour before :data:`START`."""
     return rollout_events(
         [Step("serves")],
-        accuracy={champion: 0.85, "unused": 0.5},
+        regression=regression,
+        accuracy={champion: 0.5 if regression else 0.85, "unused": 0.5},
         per_window=per_window,
         seed=seed,
         champion="unused",
@@ -115,9 +128,9 @@ def reference_events(
     )
 
 
-def monitor_yaml(rollout: str, model_id: str = "m") -> str:
+def monitor_yaml(rollout: str, model_id: str = "m", task: str = "binary_classification") -> str:
     """A monitor config of the generated model with ``rollout`` (YAML flow mapping)."""
     return (
-        f"model_id: {model_id}\ntask: binary_classification\nfeatures: {{x: numeric}}\n"
+        f"model_id: {model_id}\ntask: {task}\nfeatures: {{x: numeric}}\n"
         f"window: 1h\nallowed_lateness: 10m\nrollout: {rollout}\n"
     )

@@ -190,12 +190,17 @@ def test_the_rollout_section_has_the_documented_defaults() -> None:
     assert config.rollout_metric == "accuracy"
     regression = "model_id: r\ntask: regression\nfeatures: {x: numeric}\n"
     canary = "rollout: {mode: canary, metric: mae, canary_steps: [0.1, 1.0], max_duration: 6h}\n"
-    # Live comparisons are per-event accuracy so far: a loss needs a bound first.
-    with pytest.raises(MonitorConfigError, match=r"rollout\.metric: rollouts compare per-event"):
+    # A loss is compared per event once bounded: mae needs loss_bound.
+    with pytest.raises(MonitorConfigError, match=r"rollout\.loss_bound: required with metric mae"):
         MonitorConfig.from_yaml(regression + canary)
-    direct = MonitorConfig.from_yaml(regression + canary.replace("canary,", "direct,"))
-    assert direct.rollout is not None and direct.rollout.max_duration == 21_600.0
-    assert direct.rollout_metric == "mae"
+    bounded = MonitorConfig.from_yaml(regression + canary.replace("6h}", "6h, loss_bound: 5}"))
+    assert bounded.rollout is not None and bounded.rollout.loss_bound == 5.0
+    assert bounded.rollout.max_duration == 21_600.0 and bounded.rollout_metric == "mae"
+    rmse = canary.replace("metric: mae", "metric: rmse")
+    with pytest.raises(MonitorConfigError, match=r"rollout\.metric: .* not 'rmse'"):
+        MonitorConfig.from_yaml(regression + rmse)
+    direct = MonitorConfig.from_yaml(regression + rmse.replace("canary,", "direct,"))
+    assert direct.rollout_metric == "rmse"
 
 
 @pytest.mark.parametrize(

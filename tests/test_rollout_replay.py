@@ -300,3 +300,48 @@ def test_the_same_events_as_batches_or_shuffled_give_the_same_rollouts(tmp_path:
         _backtest(tmp_path / name, variant, FAST + "}")
         outputs.append((tmp_path / name / "out" / "rollouts.jsonl").read_bytes())
     assert outputs[0] and outputs[0] == outputs[1] == outputs[2]
+
+
+# -- regression: the paired differences of bounded absolute errors
+
+MAE = (
+    "{mode: shadow, metric: mae, loss_bound: 3, min_labels: 200, canary_steps: [0.5, 1.0],"
+    " watch_after_promotion: 0s}"
+)
+
+
+def _regression_backtest(tmp_path: Path, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    monitor = tmp_path / "monitor.yaml"
+    monitor.write_text(monitor_yaml(MAE, task="regression"))
+    out = tmp_path / "out"
+    run_backtest(
+        monitor,
+        _write(tmp_path / "reference.jsonl", reference_events(regression=True)),
+        _write(tmp_path / "events.jsonl", events),
+        out,
+    )
+    return [json.loads(line) for line in (out / "rollouts.jsonl").read_text().splitlines()]
+
+
+def test_a_regression_challenger_with_smaller_errors_is_promoted(tmp_path: Path) -> None:
+    events = rollout_events(
+        [Step("shadow"), Step("canary", 0.5)],
+        accuracy={"v1": 1.0, "v2": 0.5},  # error standard deviations
+        regression=True,
+    )
+    lines = _regression_backtest(tmp_path, events)
+    assert _brief(lines) == [
+        ("step", "shadow", 0.5, _at(0), "not_worse"),
+        ("promote", "canary", 1.0, _at(1), "not_worse"),
+    ]
+    # challenger - champion on the score 1 - min(|error|, 3) / 3: the MAE difference / 3
+    # (about (0.80 - 0.40) / 3 = 0.13), estimated within its bounds
+    step = lines[0]
+    assert step["metric"] == "mae" and step["lower"] < 0.4 / 3 < step["upper"]
+    assert 0.08 < step["estimate"] < 0.18
+
+
+def test_a_regression_challenger_with_larger_errors_is_rejected(tmp_path: Path) -> None:
+    events = rollout_events([Step("shadow")] * 2, accuracy={"v1": 0.5, "v2": 1.5}, regression=True)
+    lines = _regression_backtest(tmp_path, events)
+    assert _brief(lines) == [("reject", "shadow", 0.0, _at(0), "worse")]

@@ -53,7 +53,25 @@ def _events() -> list[dict[str, Any]]:
     for event in events + extra:
         if event["type"] == "prediction" and event["prediction"] == 1 and rng.random() < 0.5:
             event["prediction"] = "1"  # the same class, sent as a string
-    return events + extra
+    return events + extra + _regression_events()
+
+
+def _regression_events() -> list[dict[str, Any]]:
+    """The same shapes for a regression model ``r``: errors of two sizes, some missing
+    labels, a label that is not a number, a prediction far beyond the loss bound."""
+    events = rollout_events(
+        [Step("shadow"), Step("canary", 0.4), Step("watch")],
+        accuracy={"v1": 1.0, "v2": 0.7},
+        per_window=400,
+        seed=6,
+        model_id="r",
+        prefix="q",
+        regression=True,
+    )
+    for i, event in enumerate(events):
+        if event["type"] == "feedback" and i % 17 == 0:
+            event["label"] = "n/a" if i % 2 else 1e6  # wrong kind; an error beyond the bound
+    return events
 
 
 @pytest.fixture(scope="module")
@@ -107,3 +125,35 @@ def test_the_store_gives_the_backtests_evidence_in_every_window(
         assert any(e.paired.n and e.disagreements for e in seen)
         assert any(e.challenger.n and e.champion.n for e in seen)
         assert all(e.latency_p95_ratio is not None for e in seen)
+
+
+@pytest.mark.parametrize(("champion", "challenger"), [("v1", "v2"), ("v2", "v1")])
+def test_the_store_gives_the_backtests_loss_evidence_in_every_window(
+    loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str
+) -> None:
+    store, jsonl = loaded
+    config = MonitorConfig.from_yaml(
+        monitor_yaml(
+            "{mode: shadow, metric: mae, loss_bound: 2.5}", model_id="r", task="regression"
+        )
+    )
+    reader = RowReader(config)
+    reader.read(jsonl.splitlines())
+    windows = FileWindows(config, reader.rows("events"))
+    assert windows.loss_bound == 2.5 and len(windows.starts) == 3
+    for start in windows.starts.tolist():
+        expected = windows.evidence(champion, challenger, start)
+        got = window_evidence_sql(
+            store,
+            model_id="r",
+            champion=champion,
+            challenger=challenger,
+            window_start=start,
+            window_end=start + WINDOW,
+            label_deadline=start + WINDOW + config.allowed_lateness_seconds,
+            loss_bound=2.5,
+        )
+        assert got == expected, start
+        assert expected.disagreements == 0
+    # the last (watch) window: v2 serves, v1 scores in shadow; both gains and losses count
+    assert expected.paired.n and expected.paired.challenger_only and expected.paired.champion_only

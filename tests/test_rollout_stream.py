@@ -42,12 +42,15 @@ def _version(version: str, status: str, parent: str | None = None) -> VersionRec
     )
 
 
-def _case(tmp_path: Path, events: list[dict[str, Any]]) -> tuple[Harness, list[dict[str, Any]]]:
+def _case(
+    tmp_path: Path, events: list[dict[str, Any]], rollout: str = FAST, regression: bool = False
+) -> tuple[Harness, list[dict[str, Any]]]:
     """The backtest's decisions, and a harness whose registry has v2 in shadow."""
     monitor = tmp_path / "monitors" / "m.yaml"
     monitor.parent.mkdir()
-    monitor.write_text(monitor_yaml(FAST))
-    ref = _jsonl(tmp_path / "reference.jsonl", reference_events())
+    task = "regression" if regression else "binary_classification"
+    monitor.write_text(monitor_yaml(rollout, task=task))
+    ref = _jsonl(tmp_path / "reference.jsonl", reference_events(regression=regression))
     events_path = _jsonl(tmp_path / "events.jsonl", events)
     run_backtest(monitor, ref, events_path, tmp_path / "out")
     want = [json.loads(x) for x in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
@@ -219,5 +222,23 @@ def test_a_worker_killed_mid_decision_resumes_with_the_same_decisions(
         assert registry.get("m", "v2").status == "rejected"
         assert registry.champion("m").version == "v1"
         assert want[0]["decision_id"] in registry.get("m", "v2").decision
+    finally:
+        h.store.close()
+
+
+def test_the_stream_judges_a_regression_challenger_like_the_backtest(tmp_path: Path) -> None:
+    events = rollout_events(
+        [Step("shadow"), Step("canary", 0.5), Step("watch")],
+        accuracy={"v1": 1.0, "v2": 0.5},
+        regression=True,
+    )
+    rollout = FAST.replace("{mode: shadow,", "{mode: shadow, metric: mae, loss_bound: 3,")
+    h, want = _case(tmp_path, events, rollout, regression=True)
+    try:
+        h.ingest([*_lines(events), _closing(events)])
+        h.tick()
+        assert [line["decision"] for line in want] == ["step", "promote"]
+        assert _as_lines(h) == want
+        assert ModelRegistry(h.store).champion("m").version == "v2"
     finally:
         h.store.close()

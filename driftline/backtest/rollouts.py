@@ -42,6 +42,7 @@ def _scores(
     rows: FileRows,
     served_at: npt.NDArray[np.intp],
     shadow_at: npt.NDArray[np.intp],
+    classes: bool = True,
 ) -> VersionScores:
     """``version``'s served rows at ``served_at`` and its shadow rows at ``shadow_at`` of
     events it did not serve itself."""
@@ -54,7 +55,9 @@ def _scores(
     return VersionScores(
         event_ids=ids[order],
         predictions=np.concatenate(
-            [rows.predictions[served].astype(str), shadow.predictions[mine].astype(str)]
+            [rows.predictions[served], shadow.predictions[mine]]
+            if not classes
+            else [rows.predictions[served].astype(str), shadow.predictions[mine].astype(str)]
         )[order],
         served=np.concatenate([np.ones(served.size, bool), np.zeros(mine.size, bool)])[order],
         latency_ms=np.concatenate([rows.latency_ms[served], shadow.latency_ms[mine]])[order],
@@ -76,6 +79,10 @@ class FileWindows:
 
     def __init__(self, config: MonitorConfig, rows: FileRows) -> None:
         self.rows = rows
+        self.classes = config.task != "regression"
+        self.loss_bound = config.rollout.loss_bound if config.rollout is not None else None
+        if self.classes:
+            self.loss_bound = None
         self.size = config.window_seconds
         self.lateness = config.allowed_lateness_seconds
         shadow = rows.shadow
@@ -92,7 +99,7 @@ class FileWindows:
         labelled = np.flatnonzero(rows.labelled)
         self.labels = WindowLabels(
             event_ids=rows.event_ids[labelled],
-            labels=rows.labels[labelled].astype(str),
+            labels=rows.labels[labelled].astype(str) if self.classes else rows.labels[labelled],
             times=rows.label_times[labelled],
         )
 
@@ -123,10 +130,11 @@ class FileWindows:
         shadow_at = np.flatnonzero(self.shadow_starts == start)
         shadow_at = shadow_at[np.isin(shadow.event_ids[shadow_at], rows.event_ids[served_at])]
         return window_evidence(
-            _scores(champion, rows, served_at, shadow_at),
-            _scores(challenger, rows, served_at, shadow_at),
+            _scores(champion, rows, served_at, shadow_at, self.classes),
+            _scores(challenger, rows, served_at, shadow_at, self.classes),
             self.labels,
             label_deadline=start + self.size + self.lateness,
+            loss_bound=self.loss_bound,
         )
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from ..detectors.comparison import SCORE_UNITS
 from ..detectors.promotion import RolloutEvidence
 from ..detectors.rollout import ArmCounts, PairedCounts
 from ..detectors.windows import micros
@@ -66,8 +67,11 @@ def window_evidence_sql(
     window_start: float,
     window_end: float,
     label_deadline: float,
+    loss_bound: float | None = None,
 ) -> RolloutEvidence:
-    """The evidence of ``challenger`` against ``champion`` in one window (seconds)."""
+    """The evidence of ``challenger`` against ``champion`` in one window (seconds);
+    ``loss_bound``: numbers scored by their bounded absolute error
+    (:func:`~driftline.detectors.comparison.event_scores`, in the same millionths)."""
     p = SqlParams()
     model = p.string(model_id)
     champion_sql, challenger_sql = p.string(champion), p.string(challenger)
@@ -99,15 +103,7 @@ def window_evidence_sql(
         FROM served AS s
         LEFT JOIN shadow AS h ON h.event_id = s.event_id
             AND h.model_version != s.model_version)
-    SELECT
-        served_by, shadowed_by, spc, spv, hpc, hpv,
-        tupleElement(l.label, 1) AS lc, tupleElement(l.label, 2) AS lv,
-        l.event_id != '' AND tupleElement(l.label, 3)
-            < fromUnixTimestamp64Micro({deadline}, 'UTC') AS has_label,
-        count() AS n
-    FROM scored AS x
-    LEFT JOIN labels AS l ON l.event_id = x.event_id
-    GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, lc, lv, has_label"""
+    {_final_select(p, deadline, challenger_sql, loss_bound)}"""
     groups = store.query(sql, p.values)
     latency_sql = f"""
     WITH served AS {served}
@@ -126,7 +122,78 @@ def window_evidence_sql(
           AND (model_version, event_id) NOT IN (SELECT model_version, event_id FROM served))
     GROUP BY v"""
     latency = {row["v"]: float(row["p95"]) for row in store.query(latency_sql, p.values)}
+    if loss_bound is not None:
+        return _loss_evidence(groups, champion, challenger, latency)
     return _evidence(groups, champion, challenger, latency)
+
+
+def _final_select(p: SqlParams, deadline: str, challenger: str, loss_bound: float | None) -> str:
+    """Rows per combination of predictions and label (classes), or per pair of versions
+    with the scores' sums (numbers, see :func:`_loss_evidence`)."""
+    closed = f"fromUnixTimestamp64Micro({deadline}, 'UTC')"
+    in_time = f"l.event_id != '' AND tupleElement(l.label, 3) < {closed}"
+    if loss_bound is None:
+        return f"""SELECT
+        served_by, shadowed_by, spc, spv, hpc, hpv,
+        tupleElement(l.label, 1) AS lc, tupleElement(l.label, 2) AS lv,
+        {in_time} AS has_label, count() AS n
+    FROM scored AS x
+    LEFT JOIN labels AS l ON l.event_id = x.event_id
+    GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, lc, lv, has_label"""
+    bound = p.number(loss_bound)
+
+    def score(prediction: str) -> str:
+        error = f"abs(ifNull({prediction}, nan) - lv)"
+        capped = f"if(isFinite({error}), least({error}, {bound}), {bound})"
+        return f"if(has_label, toInt64(floor((1 - {capped} / {bound}) * {SCORE_UNITS})), 0)"
+
+    return f"""SELECT
+        served_by, shadowed_by, has_label, count() AS n,
+        sum(s_served) AS served_sum, sum(greatest(ch - cp, 0)) AS gain,
+        sum(greatest(cp - ch, 0)) AS loss
+    FROM (
+        SELECT served_by, shadowed_by, lv, has_label,
+               {score("spv")} AS s_served, {score("hpv")} AS s_shadow,
+               if(served_by = {challenger}, s_served, s_shadow) AS ch,
+               if(served_by = {challenger}, s_shadow, s_served) AS cp
+        FROM (
+            SELECT x.*, ifNull(tupleElement(l.label, 2), nan) AS lv,
+                   {in_time} AND isFinite(lv) AS has_label
+            FROM scored AS x
+            LEFT JOIN labels AS l ON l.event_id = x.event_id))
+    GROUP BY served_by, shadowed_by, has_label"""
+
+
+def _loss_evidence(
+    groups: list[dict[str, Any]], champion: str, challenger: str, latency: dict[str, float]
+) -> RolloutEvidence:
+    """The sums of :func:`_final_select` for numbers as evidence (exact integers)."""
+    pairs = n = gain = loss = 0
+    arms = {champion: [0, 0], challenger: [0, 0]}
+    for g in groups:
+        served_by, shadowed_by = g["served_by"], g["shadowed_by"] or ""
+        rows, labelled = int(g["n"]), bool(g["has_label"])
+        if {served_by, shadowed_by} == {champion, challenger}:
+            pairs += rows
+            n += rows if labelled else 0
+            gain += int(g["gain"])
+            loss += int(g["loss"])
+        if served_by in arms and labelled:
+            arms[served_by][0] += rows
+            arms[served_by][1] += int(g["served_sum"])
+    ratio = None
+    if champion in latency and challenger in latency and latency[champion] > 0:
+        ratio = latency[challenger] / latency[champion]
+    return RolloutEvidence(
+        paired=PairedCounts(
+            n=n, challenger_only=gain / SCORE_UNITS, champion_only=loss / SCORE_UNITS
+        ),
+        challenger=ArmCounts(n=arms[challenger][0], score=arms[challenger][1] / SCORE_UNITS),
+        champion=ArmCounts(n=arms[champion][0], score=arms[champion][1] / SCORE_UNITS),
+        pairs=pairs,
+        disagreements=0,
+        latency_p95_ratio=ratio,
+    )
 
 
 def _evidence(
