@@ -71,6 +71,40 @@ def _version_events(worker: WorkerProcess) -> list[tuple[str, str]]:
     return seen
 
 
+def _rollout_case(
+    worker_factory: Any, tmp_path: Path, events: list[dict[str, Any]]
+) -> tuple[WorkerProcess, list[dict[str, Any]], Path]:
+    """The backtest's decisions on ``events``, and a worker whose registry (written through
+    it) has champion v1 and v2 in shadow; also the monitors folder."""
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    monitor = monitors / "m.yaml"
+    monitor.write_text(monitor_yaml(FAST))
+    ref = _jsonl(tmp_path / "reference.jsonl", reference_events())
+    run_backtest(monitor, ref, _jsonl(tmp_path / "events.jsonl", events), tmp_path / "out")
+    want = [json.loads(x) for x in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
+    worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
+    worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
+    store = writing_store(worker.settings)  # through the worker that owns chDB
+    try:
+        at = START - 2 * WINDOW
+        common = {"model_id": "m", "created_at": at, "updated_at": at}
+        ModelRegistry(store).record(
+            VersionRecord(version="v1", artifact_uri="file:///a/v1", status="champion", **common),
+            VersionRecord(
+                version="v2",
+                parent_version="v1",
+                artifact_uri="file:///a/v2",
+                status="shadow",
+                traffic=0.0,
+                **common,
+            ),
+        )
+    finally:
+        store.close()
+    return worker, want, monitors
+
+
 def test_a_worker_killed_mid_rollout_resumes_and_promotes_like_the_backtest(
     worker_factory: Any, producer: Producer, tmp_path: Path
 ) -> None:
@@ -79,42 +113,8 @@ def test_a_worker_killed_mid_rollout_resumes_and_promotes_like_the_backtest(
         accuracy={"v1": 0.80, "v2": 0.92},
         per_window=2000,
     )
-    monitors = tmp_path / "monitors"
-    monitors.mkdir()
-    monitor = monitors / "m.yaml"
-    monitor.write_text(monitor_yaml(FAST))
-    ref = _jsonl(tmp_path / "reference.jsonl", reference_events())
-    run_backtest(monitor, ref, _jsonl(tmp_path / "events.jsonl", events), tmp_path / "out")
-    want = [json.loads(x) for x in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
+    worker, want, monitors = _rollout_case(worker_factory, tmp_path, events)
     assert [w["decision"] for w in want] == ["step", "promote"]
-
-    worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
-    worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
-    store = writing_store(worker.settings)  # through the worker that owns chDB
-    try:
-        at = START - 2 * WINDOW
-        ModelRegistry(store).record(
-            VersionRecord(
-                model_id="m",
-                version="v1",
-                artifact_uri="file:///a/v1",
-                status="champion",
-                created_at=at,
-                updated_at=at,
-            ),
-            VersionRecord(
-                model_id="m",
-                version="v2",
-                parent_version="v1",
-                artifact_uri="file:///a/v2",
-                status="shadow",
-                traffic=0.0,
-                created_at=at,
-                updated_at=at,
-            ),
-        )
-    finally:
-        store.close()
     lines = [orjson.dumps(e) for e in events]
     topic = worker.settings.topics.predictions
     _send(producer, topic, lines[: len(lines) // 2])
@@ -165,42 +165,8 @@ def test_a_champion_worse_live_is_rolled_back_and_serving_swaps_back(
         seed=1,
         prefix="f",
     )
-    monitors = tmp_path / "monitors"
-    monitors.mkdir()
-    monitor = monitors / "m.yaml"
-    monitor.write_text(monitor_yaml(FAST))
-    ref = _jsonl(tmp_path / "reference.jsonl", reference_events())
-    run_backtest(monitor, ref, _jsonl(tmp_path / "events.jsonl", good + worse), tmp_path / "out")
-    want = [json.loads(x) for x in (tmp_path / "out" / "rollouts.jsonl").read_text().splitlines()]
+    worker, want, _ = _rollout_case(worker_factory, tmp_path, good + worse)
     assert [w["decision"] for w in want] == ["step", "promote", "rollback"]
-
-    worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
-    worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
-    store = writing_store(worker.settings)
-    try:
-        at = START - 2 * WINDOW
-        ModelRegistry(store).record(
-            VersionRecord(
-                model_id="m",
-                version="v1",
-                artifact_uri="file:///a/v1",
-                status="champion",
-                created_at=at,
-                updated_at=at,
-            ),
-            VersionRecord(
-                model_id="m",
-                version="v2",
-                parent_version="v1",
-                artifact_uri="file:///a/v2",
-                status="shadow",
-                traffic=0.0,
-                created_at=at,
-                updated_at=at,
-            ),
-        )
-    finally:
-        store.close()
     # The serving side: publish the registry's start so a subscriber has it to follow.
     publish = Producer({"bootstrap.servers": worker.bootstrap_servers})
     for version, status, traffic in (("v1", "champion", None), ("v2", "shadow", 0.0)):
