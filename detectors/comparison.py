@@ -131,6 +131,7 @@ def _label_of(
     labels: WindowLabels,
     deadline: float,
     loss_bound: float | None = None,
+    loss: str = "mae",
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[Any]]:
     """Whether each event has a label in time (a finite one, for numbers), and the label
     (where it has)."""
@@ -146,7 +147,10 @@ def _label_of(
     else:
         values = labels.labels[order][pos]
     if loss_bound is not None and ids.size:
-        found &= np.isfinite(values.astype(np.float64))
+        numbers = values.astype(np.float64)
+        found &= np.isfinite(numbers)
+        if loss == "mape":
+            found &= numbers != 0
     return found, values
 
 
@@ -160,13 +164,18 @@ def event_scores(
     truth: npt.NDArray[Any],
     labelled: npt.NDArray[np.bool_],
     loss_bound: float | None = None,
+    loss: str = "mae",
 ) -> npt.NDArray[np.int64]:
     """Each labelled event's score in millionths of [0, 1] (0 where unlabelled).
 
     Classes (``loss_bound`` None): 1 when the prediction is the label, else 0. Numbers:
-    ``1 - min(|prediction - label|, loss_bound) / loss_bound`` rounded down to a
-    millionth (a missing prediction scores 0), so that a mean score difference is a
-    difference of mean absolute errors over ``loss_bound``, errors capped at it.
+    ``1 - min(e, cap) / cap`` rounded down to a millionth (a missing prediction scores
+    0), with ``loss`` ``mae``: ``e = |prediction - label|``, ``cap = loss_bound``;
+    ``rmse``: ``e = (prediction - label)**2``, ``cap = loss_bound**2`` (the comparison is
+    of mean squared errors); ``mape``: ``e = |(prediction - label) / label|``, ``cap =
+    loss_bound`` (labels of 0 are not labelled for it, see :func:`window_evidence`). A
+    mean score difference is then a difference of mean losses over the cap, losses
+    capped at it.
 
     Examples
     --------
@@ -175,14 +184,25 @@ def event_scores(
     >>> event_scores(np.array([1.0, 3.0, 9.0]), np.array([1.5, 1.0, 1.0]),
     ...              np.array([True, True, True]), loss_bound=4.0).tolist()
     [875000, 500000, 0]
+    >>> event_scores(np.array([1.0, 3.0]), np.array([2.0, 1.0]), np.array([True, True]),
+    ...              loss_bound=4.0, loss="rmse").tolist()
+    [937500, 750000]
     """
     if loss_bound is None:
         right = labelled & (predictions == truth)
         return right.astype(np.int64) * SCORE_UNITS
-    with np.errstate(invalid="ignore"):
-        error = np.abs(predictions.astype(np.float64) - truth.astype(np.float64))
-    capped = np.where(np.isfinite(error), np.minimum(error, loss_bound), loss_bound)
-    scores = np.floor((1.0 - capped / loss_bound) * SCORE_UNITS).astype(np.int64)
+    cap = loss_bound * loss_bound if loss == "rmse" else loss_bound
+    with np.errstate(invalid="ignore", divide="ignore"):
+        y = truth.astype(np.float64)
+        difference = predictions.astype(np.float64) - y
+        if loss == "rmse":
+            error = difference * difference
+        elif loss == "mape":
+            error = np.abs(difference / y)
+        else:
+            error = np.abs(difference)
+    capped = np.where(np.isfinite(error), np.minimum(error, cap), cap)
+    scores = np.floor((1.0 - capped / cap) * SCORE_UNITS).astype(np.int64)
     return np.where(labelled, scores, 0)
 
 
@@ -193,6 +213,7 @@ def window_evidence(
     *,
     label_deadline: float,
     loss_bound: float | None = None,
+    loss: str = "mae",
 ) -> RolloutEvidence:
     """The window's evidence of ``challenger`` against ``champion`` (module docstring).
 
@@ -208,9 +229,9 @@ def window_evidence(
     at_champion, at_challenger = at_champion[one_served], at_challenger[one_served]
     champion_says = champion.predictions[at_champion]
     challenger_says = challenger.predictions[at_challenger]
-    labelled, truth = _label_of(both[one_served], labels, label_deadline, loss_bound)
-    gain = event_scores(challenger_says, truth, labelled, loss_bound) - event_scores(
-        champion_says, truth, labelled, loss_bound
+    labelled, truth = _label_of(both[one_served], labels, label_deadline, loss_bound, loss)
+    gain = event_scores(challenger_says, truth, labelled, loss_bound, loss) - event_scores(
+        champion_says, truth, labelled, loss_bound, loss
     )
     paired = PairedCounts(
         n=int(np.count_nonzero(labelled)),
@@ -220,8 +241,8 @@ def window_evidence(
 
     def arm(scores: VersionScores) -> ArmCounts:
         served = np.flatnonzero(scores.served)
-        has, value = _label_of(scores.event_ids[served], labels, label_deadline, loss_bound)
-        total = int(event_scores(scores.predictions[served], value, has, loss_bound).sum())
+        has, value = _label_of(scores.event_ids[served], labels, label_deadline, loss_bound, loss)
+        total = int(event_scores(scores.predictions[served], value, has, loss_bound, loss).sum())
         return ArmCounts(n=int(np.count_nonzero(has)), score=total / SCORE_UNITS)
 
     champion_p95 = latency_p95(champion.latency_ms)

@@ -342,7 +342,8 @@ class RolloutConfig(_Frozen):
     rejects it as inconclusive; ``watch_after_promotion`` keeps comparing a new
     champion with its parent, and rolls it back when it is worse. Live comparisons are
     sums over events: ``accuracy``, or ``mae`` with ``loss_bound`` (each event scores
-    ``1 - min(|error|, loss_bound) / loss_bound``).
+    ``1 - min(|error|, loss_bound) / loss_bound``; ``rmse`` squares both, ``mape`` takes
+    the relative error).
 
     Examples
     --------
@@ -361,8 +362,9 @@ class RolloutConfig(_Frozen):
     max_duration: Duration = 172800.0
     watch_after_promotion: Duration = 86400.0
     guardrails: RolloutGuardrails = RolloutGuardrails()
-    #: ``mae`` only: the absolute error that scores 0 (an event scores 1 - min(|error|,
-    #: loss_bound) / loss_bound, so that the comparison's per-event scores lie in [0, 1]).
+    #: Regression metrics (``mae``, ``rmse``, ``mape``): the error that scores 0 (an event
+    #: scores 1 - min(|error|, loss_bound) / loss_bound, errors squared for rmse and
+    #: relative for mape, so that the comparison's per-event scores lie in [0, 1]).
     loss_bound: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
@@ -532,15 +534,17 @@ class MonitorConfig(_Frozen):
             )
         rollout = self.rollout
         if rollout is not None and rollout.mode != "direct":
-            if self.rollout_metric not in ("accuracy", "mae"):
+            if self.rollout_metric not in ("accuracy", "mae", "rmse", "mape"):
                 raise ValueError(
                     f"rollout.metric: rollouts compare per-event accuracy (classification) "
-                    f"or mae (regression), not {self.rollout_metric!r} (or use mode: direct)"
+                    f"or mae, rmse, mape (regression), not {self.rollout_metric!r} (or use "
+                    "mode: direct)"
                 )
-            if self.rollout_metric == "mae" and rollout.loss_bound is None:
+            if self.rollout_metric != "accuracy" and rollout.loss_bound is None:
                 raise ValueError(
-                    "rollout.loss_bound: required with metric mae: the absolute error at "
-                    "which a prediction counts as wholly wrong (larger errors count as it)"
+                    f"rollout.loss_bound: required with metric {self.rollout_metric}: the "
+                    "error (absolute; relative for mape) at which a prediction counts as "
+                    "wholly wrong (larger errors count as it)"
                 )
         if (
             self.task == "regression"

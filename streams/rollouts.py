@@ -318,6 +318,7 @@ def _evidence(
         window_end=end,
         label_deadline=end + config.allowed_lateness_seconds,
         loss_bound=None if config.task != "regression" else rollout_loss_bound(config),
+        loss=config.rollout_metric,
     )
 
 

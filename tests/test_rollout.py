@@ -197,10 +197,15 @@ def test_the_rollout_section_has_the_documented_defaults() -> None:
     assert bounded.rollout is not None and bounded.rollout.loss_bound == 5.0
     assert bounded.rollout.max_duration == 21_600.0 and bounded.rollout_metric == "mae"
     rmse = canary.replace("metric: mae", "metric: rmse")
-    with pytest.raises(MonitorConfigError, match=r"rollout\.metric: .* not 'rmse'"):
+    with pytest.raises(MonitorConfigError, match=r"rollout\.loss_bound: required with metric rmse"):
         MonitorConfig.from_yaml(regression + rmse)
-    direct = MonitorConfig.from_yaml(regression + rmse.replace("canary,", "direct,"))
-    assert direct.rollout_metric == "rmse"
+    # F1 (or ROC AUC) is no sum over events: no live comparison of it, only mode direct.
+    binary = "model_id: b\nfeatures: {x: numeric}\n"
+    f1 = "rollout: {mode: shadow, metric: f1}\n"
+    with pytest.raises(MonitorConfigError, match=r"rollout\.metric: .* not 'f1'"):
+        MonitorConfig.from_yaml(binary + f1)
+    direct = MonitorConfig.from_yaml(binary + f1.replace("shadow,", "direct,"))
+    assert direct.rollout_metric == "f1"
 
 
 @pytest.mark.parametrize(

@@ -71,6 +71,8 @@ def _regression_events() -> list[dict[str, Any]]:
     for i, event in enumerate(events):
         if event["type"] == "feedback" and i % 17 == 0:
             event["label"] = "n/a" if i % 2 else 1e6  # wrong kind; an error beyond the bound
+        elif event["type"] == "feedback" and i % 23 == 0:
+            event["label"] = 0.0  # no relative error (mape)
     return events
 
 
@@ -127,16 +129,14 @@ def test_the_store_gives_the_backtests_evidence_in_every_window(
         assert all(e.latency_p95_ratio is not None for e in seen)
 
 
+@pytest.mark.parametrize("loss", ["mae", "rmse", "mape"])
 @pytest.mark.parametrize(("champion", "challenger"), [("v1", "v2"), ("v2", "v1")])
 def test_the_store_gives_the_backtests_loss_evidence_in_every_window(
-    loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str
+    loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str, loss: str
 ) -> None:
     store, jsonl = loaded
-    config = MonitorConfig.from_yaml(
-        monitor_yaml(
-            "{mode: shadow, metric: mae, loss_bound: 2.5}", model_id="r", task="regression"
-        )
-    )
+    rollout = f"{{mode: shadow, metric: {loss}, loss_bound: 2.5}}"
+    config = MonitorConfig.from_yaml(monitor_yaml(rollout, model_id="r", task="regression"))
     reader = RowReader(config)
     reader.read(jsonl.splitlines())
     windows = FileWindows(config, reader.rows("events"))
@@ -152,6 +152,7 @@ def test_the_store_gives_the_backtests_loss_evidence_in_every_window(
             window_end=start + WINDOW,
             label_deadline=start + WINDOW + config.allowed_lateness_seconds,
             loss_bound=2.5,
+            loss=loss,
         )
         assert got == expected, start
         assert expected.disagreements == 0

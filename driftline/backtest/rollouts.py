@@ -83,6 +83,7 @@ class FileWindows:
         self.loss_bound = config.rollout.loss_bound if config.rollout is not None else None
         if self.classes:
             self.loss_bound = None
+        self.loss = config.rollout_metric
         self.size = config.window_seconds
         self.lateness = config.allowed_lateness_seconds
         shadow = rows.shadow
@@ -135,6 +136,7 @@ class FileWindows:
             self.labels,
             label_deadline=start + self.size + self.lateness,
             loss_bound=self.loss_bound,
+            loss=self.loss,
         )
 
 

@@ -68,9 +68,10 @@ def window_evidence_sql(
     window_end: float,
     label_deadline: float,
     loss_bound: float | None = None,
+    loss: str = "mae",
 ) -> RolloutEvidence:
     """The evidence of ``challenger`` against ``champion`` in one window (seconds);
-    ``loss_bound``: numbers scored by their bounded absolute error
+    ``loss_bound`` and ``loss``: numbers scored by their bounded error
     (:func:`~driftline.detectors.comparison.event_scores`, in the same millionths)."""
     p = SqlParams()
     model = p.string(model_id)
@@ -103,7 +104,7 @@ def window_evidence_sql(
         FROM served AS s
         LEFT JOIN shadow AS h ON h.event_id = s.event_id
             AND h.model_version != s.model_version)
-    {_final_select(p, deadline, challenger_sql, loss_bound)}"""
+    {_final_select(p, deadline, challenger_sql, loss_bound, loss)}"""
     groups = store.query(sql, p.values)
     latency_sql = f"""
     WITH served AS {served}
@@ -127,7 +128,9 @@ def window_evidence_sql(
     return _evidence(groups, champion, challenger, latency)
 
 
-def _final_select(p: SqlParams, deadline: str, challenger: str, loss_bound: float | None) -> str:
+def _final_select(
+    p: SqlParams, deadline: str, challenger: str, loss_bound: float | None, loss: str = "mae"
+) -> str:
     """Rows per combination of predictions and label (classes), or per pair of versions
     with the scores' sums (numbers, see :func:`_loss_evidence`)."""
     closed = f"fromUnixTimestamp64Micro({deadline}, 'UTC')"
@@ -140,12 +143,18 @@ def _final_select(p: SqlParams, deadline: str, challenger: str, loss_bound: floa
     FROM scored AS x
     LEFT JOIN labels AS l ON l.event_id = x.event_id
     GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, lc, lv, has_label"""
-    bound = p.number(loss_bound)
+    bound = p.number(loss_bound * loss_bound if loss == "rmse" else loss_bound)
 
     def score(prediction: str) -> str:
-        error = f"abs(ifNull({prediction}, nan) - lv)"
+        difference = f"(ifNull({prediction}, nan) - lv)"
+        error = {
+            "rmse": f"({difference} * {difference})",
+            "mape": f"abs({difference} / lv)",
+        }.get(loss, f"abs({difference})")
         capped = f"if(isFinite({error}), least({error}, {bound}), {bound})"
         return f"if(has_label, toInt64(floor((1 - {capped} / {bound}) * {SCORE_UNITS})), 0)"
+
+    usable = "isFinite(lv) AND lv != 0" if loss == "mape" else "isFinite(lv)"
 
     return f"""SELECT
         served_by, shadowed_by, has_label, count() AS n,
@@ -158,7 +167,7 @@ def _final_select(p: SqlParams, deadline: str, challenger: str, loss_bound: floa
                if(served_by = {challenger}, s_shadow, s_served) AS cp
         FROM (
             SELECT x.*, ifNull(tupleElement(l.label, 2), nan) AS lv,
-                   {in_time} AND isFinite(lv) AS has_label
+                   {in_time} AND {usable} AS has_label
             FROM scored AS x
             LEFT JOIN labels AS l ON l.event_id = x.event_id))
     GROUP BY served_by, shadowed_by, has_label"""
