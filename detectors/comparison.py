@@ -29,6 +29,11 @@ Paired evidence
 Arms
     Each version's *served*, labelled events: how many, and the sum of their scores
     (:class:`~driftline.detectors.rollout.ArmCounts`), the evidence of a canary.
+Guarantee
+    Every score lies in ``[0, 1]`` (:func:`event_scores`), which is all the confidence
+    sequences of :mod:`driftline.detectors.rollout` need: decisions taken from this
+    evidence keep their level ``alpha`` under continuous monitoring
+    (``tests/test_rollout.py`` simulates it for classes and for each loss).
 Latency
     Each version's 95th percentile over every prediction it made in the window (served
     or shadow) that carries a latency, taken as ClickHouse's ``quantileExact(0.95)``
@@ -96,7 +101,8 @@ class VersionScores:
 
 @dataclass(frozen=True)
 class WindowLabels:
-    """The labels of a window's events: event id, label, the feedback's timestamp.
+    """The labels of a window's events: event id, label, the feedback's timestamp
+    (kept in event-id order, sorted once here, for the lookups of every window).
 
     Examples
     --------
@@ -108,6 +114,14 @@ class WindowLabels:
     event_ids: npt.NDArray[np.str_]
     labels: npt.NDArray[Any]
     times: npt.NDArray[np.float64]
+
+    def __post_init__(self) -> None:
+        ids = self.event_ids
+        if ids.size > 1 and not bool(np.all(ids[1:] >= ids[:-1])):
+            order = np.argsort(ids, kind="stable")
+            object.__setattr__(self, "event_ids", ids[order])
+            object.__setattr__(self, "labels", self.labels[order])
+            object.__setattr__(self, "times", self.times[order])
 
 
 def latency_p95(latency_ms: npt.NDArray[np.float64]) -> float | None:
@@ -135,17 +149,16 @@ def _label_of(
 ) -> tuple[npt.NDArray[np.bool_], npt.NDArray[Any]]:
     """Whether each event has a label in time (a finite one, for numbers), and the label
     (where it has)."""
-    order = np.argsort(labels.event_ids, kind="stable")
-    ids = labels.event_ids[order]
+    ids = labels.event_ids  # sorted
     pos = np.minimum(np.searchsorted(ids, event_ids), max(ids.size - 1, 0))
     found = np.zeros(event_ids.size, dtype=bool)
     if ids.size:
         found = ids[pos] == event_ids
-        found &= labels.times[order][pos] < deadline
+        found &= labels.times[pos] < deadline
     if not ids.size:
         values: npt.NDArray[Any] = np.full(event_ids.size, "" if loss_bound is None else np.nan)
     else:
-        values = labels.labels[order][pos]
+        values = labels.labels[pos]
     if loss_bound is not None and ids.size:
         numbers = values.astype(np.float64)
         found &= np.isfinite(numbers)

@@ -100,6 +100,29 @@ def test_the_mixture_bound_holds_for_any_bounded_observations(mean: float) -> No
     assert missed <= _tolerance(ALPHA, STREAMS), missed
 
 
+@pytest.mark.parametrize("loss", ["mae", "rmse", "mape"])
+def test_paired_loss_scores_cover_the_difference_at_every_window_at_once(loss: str) -> None:
+    """Regression versions with the same error distribution (d = 0), their per-event
+    scores as the rollout computes them (``event_scores``), checked after each of 40
+    windows: the paired sequence ever excludes 0 in at most alpha of the streams."""
+    from driftline.detectors.comparison import SCORE_UNITS, event_scores
+
+    rng = np.random.default_rng({"mae": 3, "rmse": 4, "mape": 5}[loss])
+    streams, size = STREAMS // 4, (STREAMS // 4) * WINDOWS * PER_WINDOW
+    truth = rng.normal(2.0, 1.0, size)
+    labelled = np.ones(size, dtype=bool)
+    champion = event_scores(truth + rng.normal(0, 0.8, size), truth, labelled, 2.0, loss)
+    challenger = event_scores(truth + rng.normal(0, 0.8, size), truth, labelled, 2.0, loss)
+    gain = (challenger - champion).reshape(streams, WINDOWS, PER_WINDOW)
+    s10 = np.cumsum(np.clip(gain, 0, None).sum(axis=2), axis=1) / SCORE_UNITS
+    s01 = np.cumsum(np.clip(-gain, 0, None).sum(axis=2), axis=1) / SCORE_UNITS
+    n = np.cumsum(np.full((streams, WINDOWS), PER_WINDOW), axis=1)
+    assert 0 < s10[:, -1].mean() and abs(s10[:, -1].mean() - s01[:, -1].mean()) < 5
+    lower, upper = _paired_bounds(n, s10, s01)
+    missed = np.any((lower > 0) | (upper < 0), axis=1).mean()
+    assert missed <= _tolerance(ALPHA, streams), missed
+
+
 def _decisions(n: np.ndarray, s10: np.ndarray, s01: np.ndarray, margin: float) -> np.ndarray:
     """The first decision of each stream: 1 promote, -1 reject, 0 none by the end."""
     lower, upper = _paired_bounds(n, s10, s01)

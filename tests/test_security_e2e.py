@@ -82,6 +82,10 @@ def test_data_pages_need_the_token_and_open_pages_stay_open(
         post(port, "/store/command", b'{"sql": "DROP TABLE alerts", "parameters": {}}', headers)
         == 403
     )
+    # every store page: no token, or the query token, is refused
+    for page in ("/store/query", "/store/command", "/store/insert/shadow_predictions"):
+        assert post(port, page, b"{}") == 403, page
+        assert post(port, page, b"{}", headers) == 403, page
     # open for health checks and Prometheus; Faust's own pages are off
     assert get(port, "/health") == 200
     assert get(port, "/metrics") == 200
