@@ -105,6 +105,22 @@ def rollout_events(
     return events
 
 
+def rollback_events() -> list[dict[str, Any]]:
+    """A better challenger in shadow, then a 50% canary (promoted), that turns out worse
+    than its parent in the two windows of the watch that follow (rolled back)."""
+    good = rollout_events(
+        [Step("shadow"), Step("canary", 0.5)], accuracy={"v1": 0.80, "v2": 0.92}, per_window=2000
+    )
+    worse = rollout_events(
+        [Step("watch")] * 2,
+        accuracy={"v1": 0.85, "v2": 0.70},
+        start=START + 2 * WINDOW,
+        seed=1,
+        prefix="f",
+    )
+    return good + worse
+
+
 def reference_events(
     *,
     per_window: int = 2000,

@@ -117,7 +117,7 @@ def test_paired_loss_scores_cover_the_difference_at_every_window_at_once(loss: s
     s10 = np.cumsum(np.clip(gain, 0, None).sum(axis=2), axis=1) / SCORE_UNITS
     s01 = np.cumsum(np.clip(-gain, 0, None).sum(axis=2), axis=1) / SCORE_UNITS
     n = np.cumsum(np.full((streams, WINDOWS), PER_WINDOW), axis=1)
-    assert 0 < s10[:, -1].mean() and abs(s10[:, -1].mean() - s01[:, -1].mean()) < 5
+    assert s10[:, -1].mean() > 0 and abs(s10[:, -1].mean() - s01[:, -1].mean()) < 5
     lower, upper = _paired_bounds(n, s10, s01)
     missed = np.any((lower > 0) | (upper < 0), axis=1).mean()
     assert missed <= _tolerance(ALPHA, streams), missed

@@ -16,7 +16,15 @@ from confluent_kafka import Consumer, Producer
 from driftline.retrainer.registry import ModelRegistry, VersionRecord
 from driftline.schemas.events import ModelVersionEvent
 from e2e_support import WorkerProcess, wait_for
-from rollout_streams import START, WINDOW, Step, monitor_yaml, reference_events, rollout_events
+from rollout_streams import (
+    START,
+    WINDOW,
+    Step,
+    monitor_yaml,
+    reference_events,
+    rollback_events,
+    rollout_events,
+)
 from test_monitor import clock_event
 
 from driftline.backtest import reference_profile, run_backtest
@@ -155,17 +163,8 @@ class _Named:
 def test_a_champion_worse_live_is_rolled_back_and_serving_swaps_back(
     worker_factory: Any, producer: Producer, tmp_path: Path
 ) -> None:
-    good = rollout_events(
-        [Step("shadow"), Step("canary", 0.5)], accuracy={"v1": 0.80, "v2": 0.92}, per_window=2000
-    )
-    worse = rollout_events(
-        [Step("watch")] * 2,
-        accuracy={"v1": 0.85, "v2": 0.70},
-        start=START + 2 * WINDOW,
-        seed=1,
-        prefix="f",
-    )
-    worker, want, _ = _rollout_case(worker_factory, tmp_path, good + worse)
+    events = rollback_events()
+    worker, want, _ = _rollout_case(worker_factory, tmp_path, events)
     assert [w["decision"] for w in want] == ["step", "promote", "rollback"]
     # The serving side: publish the registry's start so a subscriber has it to follow.
     publish = Producer({"bootstrap.servers": worker.bootstrap_servers})
@@ -195,7 +194,7 @@ def test_a_champion_worse_live_is_rolled_back_and_serving_swaps_back(
         assert subscriber.wait_for_version("v1", timeout=30)
         wait_for(lambda: subscriber.challenger, bool, 30, "the shadow challenger")
         assert subscriber.serve({}, key="k").shadow_version == "v2"
-        lines = [orjson.dumps(e) for e in good + worse]
+        lines = [orjson.dumps(e) for e in events]
         _send(
             producer,
             worker.settings.topics.predictions,

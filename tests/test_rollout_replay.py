@@ -18,11 +18,11 @@ from driftline.detectors.comparison import (
     window_evidence,
 )
 from rollout_streams import (
-    START,
     WINDOW,
     Step,
     monitor_yaml,
     reference_events,
+    rollback_events,
     rollout_events,
 )
 
@@ -185,17 +185,8 @@ def test_a_worse_challenger_is_rejected_in_shadow(tmp_path: Path) -> None:
 
 
 def test_a_promoted_champion_worse_live_is_rolled_back(tmp_path: Path) -> None:
-    good = rollout_events(
-        [Step("shadow"), Step("canary", 0.5)], accuracy={"v1": 0.80, "v2": 0.92}, per_window=2000
-    )
-    later = rollout_events(
-        [Step("watch")] * 2,
-        accuracy={"v1": 0.85, "v2": 0.70},
-        start=START + 2 * WINDOW,
-        seed=1,
-        prefix="f",
-    )
-    lines = _backtest(tmp_path, good + later, FAST + "}")
+    events = rollback_events()
+    lines = _backtest(tmp_path, events, FAST + "}")
     assert _brief(lines) == [
         ("step", "shadow", 0.5, _at(0), "not_worse"),
         ("promote", "canary", 1.0, _at(1), "not_worse"),

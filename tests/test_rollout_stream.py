@@ -12,7 +12,15 @@ import pytest
 from driftline.retrainer.registry import ModelRegistry, VersionRecord
 from driftline.streams import rollouts as stream_rollouts
 from prometheus_client import CollectorRegistry
-from rollout_streams import START, WINDOW, Step, monitor_yaml, reference_events, rollout_events
+from rollout_streams import (
+    START,
+    WINDOW,
+    Step,
+    monitor_yaml,
+    reference_events,
+    rollback_events,
+    rollout_events,
+)
 from test_monitor import Harness, clock_event
 
 from driftline.backtest import reference_profile, run_backtest
@@ -153,19 +161,10 @@ def test_the_stream_takes_the_backtests_decisions_and_acts_on_them(tmp_path: Pat
 
 
 def test_a_worse_challenger_is_rejected_and_a_worse_champion_rolled_back(tmp_path: Path) -> None:
-    good = rollout_events(
-        [Step("shadow"), Step("canary", 0.5)], accuracy={"v1": 0.80, "v2": 0.92}, per_window=2000
-    )
-    later = rollout_events(
-        [Step("watch")] * 2,
-        accuracy={"v1": 0.85, "v2": 0.70},
-        start=START + 2 * WINDOW,
-        seed=1,
-        prefix="f",
-    )
-    h, want = _case(tmp_path, good + later)
+    events = rollback_events()
+    h, want = _case(tmp_path, events)
     try:
-        h.ingest([*_lines(good + later), _closing(good + later)])
+        h.ingest([*_lines(events), _closing(events)])
         h.tick()
         assert [line["decision"] for line in want] == ["step", "promote", "rollback"]
         assert _as_lines(h) == want

@@ -79,16 +79,18 @@ def window_evidence_sql(
     versions = f"({champion_sql}, {challenger_sql})"
     served = _served_sql(p, model, versions, micros(window_start), micros(window_end))
     deadline = p.integer(micros(label_deadline))
-    sql = f"""
-    WITH served AS {served},
-    shadow AS (
+    # The latest copy of each (version, event) shadow prediction of the served events.
+    shadow = f"""(
         SELECT event_id, model_version, prediction_class, prediction_value, latency_ms
         FROM shadow_predictions
         WHERE model_id = {model} AND model_version IN {versions}
           AND event_id IN (SELECT event_id FROM served)
         ORDER BY model_version, event_id, ingested_at DESC, kafka_offset DESC,
                  batch_index DESC
-        LIMIT 1 BY model_version, event_id),
+        LIMIT 1 BY model_version, event_id)"""
+    sql = f"""
+    WITH served AS {served},
+    shadow AS {shadow},
     labels AS (
         SELECT event_id,
                argMax(tuple(label_class, label_value, timestamp),
@@ -107,18 +109,12 @@ def window_evidence_sql(
     {_final_select(p, deadline, challenger_sql, loss_bound, loss)}"""
     groups = store.query(sql, p.values)
     latency_sql = f"""
-    WITH served AS {served}
+    WITH served AS {served}, shadow AS {shadow}
     SELECT model_version AS v, quantileExact(0.95)(latency_ms) AS p95, count() AS n
     FROM (
         SELECT model_version, latency_ms FROM served WHERE latency_ms IS NOT NULL
         UNION ALL
-        SELECT model_version, latency_ms FROM (
-            SELECT model_version, event_id, latency_ms FROM shadow_predictions
-            WHERE model_id = {model} AND model_version IN {versions}
-              AND event_id IN (SELECT event_id FROM served)
-            ORDER BY model_version, event_id, ingested_at DESC, kafka_offset DESC,
-                     batch_index DESC
-            LIMIT 1 BY model_version, event_id)
+        SELECT model_version, latency_ms FROM shadow
         WHERE latency_ms IS NOT NULL
           AND (model_version, event_id) NOT IN (SELECT model_version, event_id FROM served))
     GROUP BY v"""
