@@ -24,8 +24,9 @@ Paired evidence
     :class:`~driftline.detectors.rollout.PairedCounts`: how many, and the sums of the
     positive and negative parts of challenger minus champion per-event score
     (:func:`event_scores`: for classes, how many only the challenger or only the
-    champion predicted right, McNemar's discordant pairs; for numbers, the bounded
-    absolute errors' differences, the paired loss differences).
+    champion predicted right, McNemar's discordant pairs; for numbers, and for the
+    log loss of probabilities, the bounded losses' differences, the paired loss
+    differences).
 Arms
     Each version's *served*, labelled events: how many, and the sum of their scores
     (:class:`~driftline.detectors.rollout.ArmCounts`), the evidence of a canary.
@@ -63,6 +64,7 @@ from typing import Any, Final
 import numpy as np
 import numpy.typing as npt
 
+from .performance import LOG_EPS
 from .promotion import RolloutEvidence
 from .rollout import ArmCounts, PairedCounts
 
@@ -93,10 +95,14 @@ class VersionScores:
     served: npt.NDArray[np.bool_]
     #: Milliseconds, NaN where not measured (default: none measured).
     latency_ms: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
+    #: The positive class's probability (binary classification), NaN where not given
+    #: (default: none given); only ``log_loss`` reads it.
+    scores: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
     def __post_init__(self) -> None:
-        if self.latency_ms.size == 0 and self.event_ids.size:
-            object.__setattr__(self, "latency_ms", np.full(self.event_ids.size, np.nan))
+        for name in ("latency_ms", "scores"):
+            if getattr(self, name).size == 0 and self.event_ids.size:
+                object.__setattr__(self, name, np.full(self.event_ids.size, np.nan))
 
 
 @dataclass(frozen=True)
@@ -156,10 +162,11 @@ def _label_of(
         found = ids[pos] == event_ids
         found &= labels.times[pos] < deadline
     if not ids.size:
-        values: npt.NDArray[Any] = np.full(event_ids.size, "" if loss_bound is None else np.nan)
+        as_classes = loss_bound is None or loss == "log_loss"
+        values: npt.NDArray[Any] = np.full(event_ids.size, "" if as_classes else np.nan)
     else:
         values = labels.labels[pos]
-    if loss_bound is not None and ids.size:
+    if loss_bound is not None and loss != "log_loss" and ids.size:
         numbers = values.astype(np.float64)
         found &= np.isfinite(numbers)
         if loss == "mape":
@@ -178,6 +185,7 @@ def event_scores(
     labelled: npt.NDArray[np.bool_],
     loss_bound: float | None = None,
     loss: str = "mae",
+    positive_label: str = "1",
 ) -> npt.NDArray[np.int64]:
     """Each labelled event's score in millionths of [0, 1] (0 where unlabelled).
 
@@ -186,9 +194,12 @@ def event_scores(
     0), with ``loss`` ``mae``: ``e = |prediction - label|``, ``cap = loss_bound``;
     ``rmse``: ``e = (prediction - label)**2``, ``cap = loss_bound**2`` (the comparison is
     of mean squared errors); ``mape``: ``e = |(prediction - label) / label|``, ``cap =
-    loss_bound`` (labels of 0 are not labelled for it, see :func:`window_evidence`). A
-    mean score difference is then a difference of mean losses over the cap, losses
-    capped at it.
+    loss_bound`` (labels of 0 are not labelled for it, see :func:`window_evidence`);
+    ``log_loss`` (binary classification): ``predictions`` are the positive class's
+    probabilities, ``e = -ln p`` of the probability ``p`` given to the label (clipped
+    to ``[LOG_EPS, 1 - LOG_EPS]`` as the window's log loss clips it; a missing or
+    non-finite probability scores 0), ``cap = loss_bound`` in nats. A mean score
+    difference is then a difference of mean losses over the cap, losses capped at it.
 
     Examples
     --------
@@ -200,20 +211,27 @@ def event_scores(
     >>> event_scores(np.array([1.0, 3.0]), np.array([2.0, 1.0]), np.array([True, True]),
     ...              loss_bound=4.0, loss="rmse").tolist()
     [937500, 750000]
+    >>> event_scores(np.array([0.9, 0.9, np.nan]), np.array(["1", "0", "1"]),
+    ...              np.array([True, True, True]), loss_bound=4.0, loss="log_loss").tolist()
+    [973659, 424353, 0]
     """
     if loss_bound is None:
         right = labelled & (predictions == truth)
         return right.astype(np.int64) * SCORE_UNITS
     cap = loss_bound * loss_bound if loss == "rmse" else loss_bound
     with np.errstate(invalid="ignore", divide="ignore"):
-        y = truth.astype(np.float64)
-        difference = predictions.astype(np.float64) - y
-        if loss == "rmse":
-            error = difference * difference
-        elif loss == "mape":
-            error = np.abs(difference / y)
+        if loss == "log_loss":
+            p = np.clip(np.clip(predictions.astype(np.float64), 0.0, 1.0), LOG_EPS, 1 - LOG_EPS)
+            error = -np.where(truth == positive_label, np.log(p), np.log1p(-p))
         else:
-            error = np.abs(difference)
+            y = truth.astype(np.float64)
+            difference = predictions.astype(np.float64) - y
+            if loss == "rmse":
+                error = difference * difference
+            elif loss == "mape":
+                error = np.abs(difference / y)
+            else:
+                error = np.abs(difference)
     capped = np.where(np.isfinite(error), np.minimum(error, cap), cap)
     scores = np.floor((1.0 - capped / cap) * SCORE_UNITS).astype(np.int64)
     return np.where(labelled, scores, 0)
@@ -227,14 +245,21 @@ def window_evidence(
     label_deadline: float,
     loss_bound: float | None = None,
     loss: str = "mae",
+    positive_label: str = "1",
 ) -> RolloutEvidence:
     """The window's evidence of ``challenger`` against ``champion`` (module docstring).
 
     ``label_deadline`` is ``window_end + allowed_lateness``, in the labels' time unit;
-    ``loss_bound`` (numbers only) makes the per-event scores those of the absolute
-    error (:func:`event_scores`); with numbers, predictions never "disagree" (the
-    disagreement guardrail is for classes).
+    ``loss_bound`` makes the per-event scores those of the bounded ``loss``
+    (:func:`event_scores`; ``log_loss`` scores each version's ``scores`` against the
+    ``positive_label``); with numbers, predictions never "disagree" (the disagreement
+    guardrail is for classes).
     """
+    by_probability = loss_bound is not None and loss == "log_loss"
+
+    def scored(scores: VersionScores, at: npt.NDArray[np.intp]) -> npt.NDArray[Any]:
+        return scores.scores[at] if by_probability else scores.predictions[at]
+
     both, at_champion, at_challenger = np.intersect1d(
         champion.event_ids, challenger.event_ids, assume_unique=True, return_indices=True
     )
@@ -243,8 +268,9 @@ def window_evidence(
     champion_says = champion.predictions[at_champion]
     challenger_says = challenger.predictions[at_challenger]
     labelled, truth = _label_of(both[one_served], labels, label_deadline, loss_bound, loss)
-    gain = event_scores(challenger_says, truth, labelled, loss_bound, loss) - event_scores(
-        champion_says, truth, labelled, loss_bound, loss
+    rule = (loss_bound, loss, positive_label)
+    gain = event_scores(scored(challenger, at_challenger), truth, labelled, *rule) - (
+        event_scores(scored(champion, at_champion), truth, labelled, *rule)
     )
     paired = PairedCounts(
         n=int(np.count_nonzero(labelled)),
@@ -255,7 +281,7 @@ def window_evidence(
     def arm(scores: VersionScores) -> ArmCounts:
         served = np.flatnonzero(scores.served)
         has, value = _label_of(scores.event_ids[served], labels, label_deadline, loss_bound, loss)
-        total = int(event_scores(scores.predictions[served], value, has, loss_bound, loss).sum())
+        total = int(event_scores(scored(scores, served), value, has, *rule).sum())
         return ArmCounts(n=int(np.count_nonzero(has)), score=total / SCORE_UNITS)
 
     champion_p95 = latency_p95(champion.latency_ms)
@@ -269,7 +295,7 @@ def window_evidence(
         champion=arm(champion),
         pairs=int(at_champion.size),
         disagreements=0
-        if loss_bound is not None
+        if loss_bound is not None and not by_probability
         else int(np.count_nonzero(champion_says != challenger_says)),
         latency_p95_ratio=ratio,
     )

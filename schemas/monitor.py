@@ -39,7 +39,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -75,6 +75,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "DRIFT_METHODS",
     "ONLINE_DETECTORS",
+    "ROLLOUT_METRICS",
     "TASK_METRICS",
     "AlertKind",
     "AlertingConfig",
@@ -341,9 +342,12 @@ class RolloutConfig(_Frozen):
     pairs (shadow) or labels per arm (canary); no verdict within ``max_duration``
     rejects it as inconclusive; ``watch_after_promotion`` keeps comparing a new
     champion with its parent, and rolls it back when it is worse. Live comparisons are
-    sums over events: ``accuracy``, or ``mae`` with ``loss_bound`` (each event scores
-    ``1 - min(|error|, loss_bound) / loss_bound``; ``rmse`` squares both, ``mape`` takes
-    the relative error).
+    sums over events (:data:`ROLLOUT_METRICS`): ``accuracy``, or a loss with
+    ``loss_bound``: ``mae`` (each event scores ``1 - min(|error|, loss_bound) /
+    loss_bound``; ``rmse`` squares both, ``mape`` takes the relative error) and
+    ``log_loss`` (the error is ``-ln`` of the probability given to the label, the bound
+    in nats). F1, precision, recall and ROC AUC are no mean over events; a monitor
+    whose performance metric is one of them names ``rollout.metric``.
 
     Examples
     --------
@@ -362,9 +366,10 @@ class RolloutConfig(_Frozen):
     max_duration: Duration = 172800.0
     watch_after_promotion: Duration = 86400.0
     guardrails: RolloutGuardrails = RolloutGuardrails()
-    #: Regression metrics (``mae``, ``rmse``, ``mape``): the error that scores 0 (an event
-    #: scores 1 - min(|error|, loss_bound) / loss_bound, errors squared for rmse and
-    #: relative for mape, so that the comparison's per-event scores lie in [0, 1]).
+    #: Losses (``mae``, ``rmse``, ``mape``, ``log_loss``): the error that scores 0 (an
+    #: event scores 1 - min(|error|, loss_bound) / loss_bound, errors squared for rmse,
+    #: relative for mape and -ln of the label's probability for log_loss, so that the
+    #: comparison's per-event scores lie in [0, 1]).
     loss_bound: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
 
     @model_validator(mode="after")
@@ -380,6 +385,10 @@ class RolloutConfig(_Frozen):
             raise ValueError("max_duration: must be longer than 0 seconds")
         return self
 
+
+#: The metrics a live rollout compares: means of bounded per-event scores
+#: (:func:`driftline.detectors.comparison.event_scores`).
+ROLLOUT_METRICS: Final = ("accuracy", "log_loss", "mae", "rmse", "mape")
 
 _TRAINING_FUNCTION = re.compile(
     r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*:[A-Za-z_][A-Za-z0-9_]*$"
@@ -534,17 +543,20 @@ class MonitorConfig(_Frozen):
             )
         rollout = self.rollout
         if rollout is not None and rollout.mode != "direct":
-            if self.rollout_metric not in ("accuracy", "mae", "rmse", "mape"):
+            if self.rollout_metric not in ROLLOUT_METRICS:
                 raise ValueError(
-                    f"rollout.metric: rollouts compare per-event accuracy (classification) "
-                    f"or mae, rmse, mape (regression), not {self.rollout_metric!r} (or use "
-                    "mode: direct)"
+                    f"rollout.metric: rollouts compare means of per-event scores: accuracy "
+                    f"or log_loss (classification), mae, rmse or mape (regression), not "
+                    f"{self.rollout_metric!r}, which is no mean over events (set "
+                    "rollout.metric, or use mode: direct)"
                 )
             if self.rollout_metric != "accuracy" and rollout.loss_bound is None:
+                unit = "the -ln of the label's probability, in nats (5 is a probability of 0.7%)"
                 raise ValueError(
                     f"rollout.loss_bound: required with metric {self.rollout_metric}: the "
-                    "error (absolute; relative for mape) at which a prediction counts as "
-                    "wholly wrong (larger errors count as it)"
+                    "error at which a prediction counts as wholly wrong (larger errors "
+                    "count as it); "
+                    + (unit if self.rollout_metric == "log_loss" else "absolute; relative for mape")
                 )
         if (
             self.task == "regression"
@@ -578,6 +590,14 @@ class MonitorConfig(_Frozen):
         metric."""
         chosen = self.rollout.metric if self.rollout is not None else None
         return chosen or self.performance_metric
+
+    @property
+    def rollout_loss_bound(self) -> float | None:
+        """The loss at which a rollout comparison scores an event 0 (``rollout.loss_bound``),
+        ``None`` when it compares classes (``accuracy``)."""
+        if self.rollout is None or self.rollout_metric == "accuracy":
+            return None
+        return self.rollout.loss_bound
 
     @property
     def training_metric(self) -> str:

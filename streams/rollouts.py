@@ -78,7 +78,6 @@ __all__ = [
     "decision_text",
     "judge_rollout",
     "record_changes",
-    "rollout_loss_bound",
     "rollout_pass",
     "save_progress",
 ]
@@ -300,11 +299,6 @@ def _window_row(
     }
 
 
-def rollout_loss_bound(config: MonitorConfig) -> float | None:
-    """The loss bound of the model's rollouts (regression), ``None`` for classes."""
-    return config.rollout.loss_bound if config.rollout is not None else None
-
-
 def _evidence(
     store: Store, state: RolloutState, start: float, config: MonitorConfig
 ) -> RolloutEvidence:
@@ -317,8 +311,9 @@ def _evidence(
         window_start=start,
         window_end=end,
         label_deadline=end + config.allowed_lateness_seconds,
-        loss_bound=None if config.task != "regression" else rollout_loss_bound(config),
+        loss_bound=config.rollout_loss_bound,
         loss=config.rollout_metric,
+        positive_label=config.performance.positive_label,
     )
 
 

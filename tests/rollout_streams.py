@@ -49,12 +49,16 @@ def rollout_events(
     label_delay: float = 60.0,
     prefix: str = "e",
     regression: bool = False,
+    scores: bool = False,
 ) -> list[dict[str, Any]]:
     """Prediction and feedback events (dicts, single events) of ``plan``'s windows.
 
     With ``regression``, labels are standard normal and ``accuracy[v]`` is the standard
-    deviation of version ``v``'s error instead."""
+    deviation of version ``v``'s error instead; with ``scores``, each class prediction
+    carries a positive-class probability on its side of 0.5 (drawn apart, so that the
+    other fields are those without it)."""
     rng = np.random.default_rng(seed)
+    confidence = np.random.default_rng(seed + 10_000)
     events: list[dict[str, Any]] = []
     for w, step in enumerate(plan):
         times = start + w * WINDOW + np.sort(rng.uniform(0, WINDOW - 1.0, per_window))
@@ -90,6 +94,9 @@ def rollout_events(
                     "prediction": float(said[version][i]) if regression else int(said[version][i]),
                     "latency_ms": float(slow[version][i]),
                 }
+                if scores and not regression:
+                    sure = 0.5 * confidence.uniform(0.0, 1.0)
+                    event["score"] = 0.5 + sure if said[version][i] == 1 else 0.5 - sure
                 if is_shadow:
                     event["shadow"] = True
                 events.append(event)

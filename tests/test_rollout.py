@@ -100,19 +100,30 @@ def test_the_mixture_bound_holds_for_any_bounded_observations(mean: float) -> No
     assert missed <= _tolerance(ALPHA, STREAMS), missed
 
 
-@pytest.mark.parametrize("loss", ["mae", "rmse", "mape"])
+@pytest.mark.parametrize("loss", ["mae", "rmse", "mape", "log_loss"])
 def test_paired_loss_scores_cover_the_difference_at_every_window_at_once(loss: str) -> None:
-    """Regression versions with the same error distribution (d = 0), their per-event
-    scores as the rollout computes them (``event_scores``), checked after each of 40
-    windows: the paired sequence ever excludes 0 in at most alpha of the streams."""
+    """Versions with the same loss distribution (d = 0; regression errors, or for log
+    loss calibrated probabilities of the same sharpness), their per-event scores as the
+    rollout computes them (``event_scores``), checked after each of 40 windows: the
+    paired sequence ever excludes 0 in at most alpha of the streams."""
     from driftline.detectors.comparison import SCORE_UNITS, event_scores
 
-    rng = np.random.default_rng({"mae": 3, "rmse": 4, "mape": 5}[loss])
+    rng = np.random.default_rng({"mae": 3, "rmse": 4, "mape": 5, "log_loss": 6}[loss])
     streams, size = STREAMS // 4, (STREAMS // 4) * WINDOWS * PER_WINDOW
-    truth = rng.normal(2.0, 1.0, size)
     labelled = np.ones(size, dtype=bool)
-    champion = event_scores(truth + rng.normal(0, 0.8, size), truth, labelled, 2.0, loss)
-    challenger = event_scores(truth + rng.normal(0, 0.8, size), truth, labelled, 2.0, loss)
+    if loss == "log_loss":
+        chance = rng.beta(0.7, 0.7, size)  # each event's true probability of class 1
+        truth = np.where(rng.random(size) < chance, "1", "0")
+
+        def said() -> np.ndarray:  # a calibrated model that sees the chance with noise
+            return 1 / (1 + np.exp(-(np.log(chance / (1 - chance)) + rng.normal(0, 0.5, size))))
+
+        champion = event_scores(said(), truth, labelled, 3.0, loss)
+        challenger = event_scores(said(), truth, labelled, 3.0, loss)
+    else:
+        truth = rng.normal(2.0, 1.0, size)
+        champion = event_scores(truth + rng.normal(0, 0.8, size), truth, labelled, 2.0, loss)
+        challenger = event_scores(truth + rng.normal(0, 0.8, size), truth, labelled, 2.0, loss)
     gain = (challenger - champion).reshape(streams, WINDOWS, PER_WINDOW)
     s10 = np.cumsum(np.clip(gain, 0, None).sum(axis=2), axis=1) / SCORE_UNITS
     s01 = np.cumsum(np.clip(-gain, 0, None).sum(axis=2), axis=1) / SCORE_UNITS
@@ -227,6 +238,13 @@ def test_the_rollout_section_has_the_documented_defaults() -> None:
     f1 = "rollout: {mode: shadow, metric: f1}\n"
     with pytest.raises(MonitorConfigError, match=r"rollout\.metric: .* not 'f1'"):
         MonitorConfig.from_yaml(binary + f1)
+    # Log loss is a mean over events, bounded in nats.
+    log_loss = "rollout: {mode: shadow, metric: log_loss}\n"
+    with pytest.raises(MonitorConfigError, match=r"loss_bound: required with metric log_loss"):
+        MonitorConfig.from_yaml(binary + log_loss)
+    bounded_log = MonitorConfig.from_yaml(binary + log_loss.replace("}", ", loss_bound: 5}"))
+    assert (bounded_log.rollout_metric, bounded_log.rollout_loss_bound) == ("log_loss", 5.0)
+    assert MonitorConfig.from_yaml(binary + "rollout: {loss_bound: 5}\n").rollout_loss_bound is None
     direct = MonitorConfig.from_yaml(binary + f1.replace("shadow,", "direct,"))
     assert direct.rollout_metric == "f1"
 

@@ -336,3 +336,22 @@ def test_a_regression_challenger_with_larger_errors_is_rejected(tmp_path: Path) 
     events = rollout_events([Step("shadow")] * 2, accuracy={"v1": 0.5, "v2": 1.5}, regression=True)
     lines = _regression_backtest(tmp_path, events)
     assert _brief(lines) == [("reject", "shadow", 0.0, _at(0), "worse")]
+
+
+def test_log_loss_rejects_a_challenger_whose_probabilities_are_worse(tmp_path: Path) -> None:
+    """Classes with probabilities compared by log loss: the challenger's classes are as
+    often right as the champion's, but it is 99% sure of each, wrong ones included;
+    accuracy sees no difference, log loss rejects it."""
+    events = rollout_events(
+        [Step("shadow")] * 2, accuracy={"v1": 0.8, "v2": 0.8}, scores=True, seed=11
+    )
+    for event in events:
+        if event["type"] == "prediction" and event["model_version"] == "v2":
+            event["score"] = 0.99 if event["prediction"] == 1 else 0.01
+    lines = _backtest(tmp_path, events, "{mode: shadow, metric: log_loss, loss_bound: 5}")
+    assert _brief(lines) == [("reject", "shadow", 0.0, _at(1), "worse")]
+    # mean log loss about 0.58 against 0.93: a score difference near -0.35 / 5
+    assert lines[0]["metric"] == "log_loss" and lines[0]["lower"] < -0.07 < lines[0]["upper"]
+    (tmp_path / "accuracy").mkdir()
+    accuracy = _backtest(tmp_path / "accuracy", events, "{mode: shadow}")
+    assert all(line["reason"] != "worse" for line in accuracy)

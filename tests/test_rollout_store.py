@@ -27,12 +27,14 @@ from driftline.store.rows import KafkaPosition
 def _events() -> list[dict[str, Any]]:
     """Shadow, canary and watch windows, with what real traffic adds: a third version
     serving some requests, re-sent and orphan shadow predictions, labels re-sent after
-    the window closed, latencies missing, string classes."""
+    the window closed, latencies and probabilities missing, class scores in place of a
+    score, string classes."""
     events = rollout_events(
         [Step("shadow"), Step("canary", 0.4), Step("watch")],
         accuracy={"v1": 0.8, "v2": 0.86},
         per_window=600,
         seed=4,
+        scores=True,
     )
     rng = random.Random(7)
     extra: list[dict[str, Any]] = []
@@ -40,6 +42,11 @@ def _events() -> list[dict[str, Any]]:
         if event["type"] == "prediction":
             if rng.random() < 0.1:
                 del event["latency_ms"]
+            chance = rng.random()
+            if chance < 0.04:
+                del event["score"]  # no probability: the worst log loss
+            elif chance < 0.08:  # the positive class's entry of class scores stands in
+                event["scores"] = {"1": event["score"], "0": 1 - event.pop("score")}
             if rng.random() < 0.05 and not event.get("shadow"):
                 event["model_version"] = "v3"  # served by another version
             if event.get("shadow") and rng.random() < 0.05:
@@ -158,3 +165,38 @@ def test_the_store_gives_the_backtests_loss_evidence_in_every_window(
         assert expected.disagreements == 0
     # the last (watch) window: v2 serves, v1 scores in shadow; both gains and losses count
     assert expected.paired.n and expected.paired.challenger_only and expected.paired.champion_only
+
+
+@pytest.mark.parametrize(("champion", "challenger"), [("v1", "v2"), ("v2", "v1")])
+def test_the_store_gives_the_backtests_log_loss_evidence_in_every_window(
+    loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str
+) -> None:
+    store, jsonl = loaded
+    config = MonitorConfig.from_yaml(
+        monitor_yaml("{mode: shadow, metric: log_loss, loss_bound: 3}")
+    )
+    reader = RowReader(config)
+    reader.read(jsonl.splitlines())
+    windows = FileWindows(config, reader.rows("events"))
+    assert windows.loss_bound == 3.0 and len(windows.starts) == 3
+    seen = []
+    for start in windows.starts.tolist():
+        expected = windows.evidence(champion, challenger, start)
+        got = window_evidence_sql(
+            store,
+            model_id="m",
+            champion=champion,
+            challenger=challenger,
+            window_start=start,
+            window_end=start + WINDOW,
+            label_deadline=start + WINDOW + config.allowed_lateness_seconds,
+            loss_bound=3.0,
+            loss="log_loss",
+        )
+        assert got == expected, start
+        seen.append(expected)
+    shadow, canary, watch = seen
+    for paired in (shadow, watch):  # predicted classes still disagree; losses, not 0/1
+        assert paired.disagreements and paired.paired.n
+        assert paired.paired.challenger_only % 1 and paired.paired.champion_only % 1
+    assert canary.challenger.n and canary.champion.n and canary.challenger.score % 1

@@ -241,3 +241,23 @@ def test_the_stream_judges_a_regression_challenger_like_the_backtest(tmp_path: P
         assert ModelRegistry(h.store).champion("m").version == "v2"
     finally:
         h.store.close()
+
+
+def test_the_stream_judges_log_loss_like_the_backtest(tmp_path: Path) -> None:
+    events = rollout_events(
+        [Step("shadow"), Step("canary", 0.5), Step("watch")],
+        accuracy={"v1": 0.70, "v2": 0.95},
+        per_window=2000,
+        scores=True,
+    )
+    rollout = FAST.replace("{mode: shadow,", "{mode: shadow, metric: log_loss, loss_bound: 2,")
+    h, want = _case(tmp_path, events, rollout)
+    try:
+        h.ingest([*_lines(events), _closing(events)])
+        h.tick()
+        assert [line["decision"] for line in want] == ["step", "promote"]
+        assert {line["metric"] for line in want} == {"log_loss"}
+        assert _as_lines(h) == want
+        assert ModelRegistry(h.store).champion("m").version == "v2"
+    finally:
+        h.store.close()

@@ -694,8 +694,10 @@ def test_one_call_logs_the_served_prediction_and_the_shadow_ones(
             timestamp=T0 + i,
             latency_ms=5.0,
             model_version="v2",  # a canary served it
+            score=0.75,
             shadow={"v3": 0},
             shadow_latency_ms={"v3": 7.5},
+            shadow_score={"v3": 0.25},
         )
     assert logger.flush(5.0) == 0
     decoded = [decode_ingest(message.value) for message in memory.messages]
@@ -706,6 +708,7 @@ def test_one_call_logs_the_served_prediction_and_the_shadow_ones(
     assert served.prediction_value.tolist() == [1.0] * 3
     assert shadow.prediction_value.tolist() == [0.0] * 3
     assert shadow.latency_ms.tolist() == [7.5] * 3
+    assert served.score.tolist() == [0.75] * 3 and shadow.score.tolist() == [0.25] * 3
     assert logger.stats.rows_delivered == 6
     with pytest.raises(ValueError, match="prediction 'e9'"):
         logger.log("e9", {"x": 1.0}, 1, shadow={"": 0})  # an empty version is invalid

@@ -82,11 +82,13 @@ class ShadowRows:
     versions: npt.NDArray[np.str_]
     predictions: npt.NDArray[Any]
     latency_ms: npt.NDArray[np.float64]
+    #: The positive class's probability, NaN where not given (as ``FileRows.scores``).
+    scores: npt.NDArray[np.float64]
 
     @classmethod
     def empty(cls) -> ShadowRows:
         """No shadow predictions."""
-        return cls(np.empty(0, str), np.empty(0, str), np.empty(0, str), np.empty(0))
+        return cls(np.empty(0, str), np.empty(0, str), np.empty(0, str), np.empty(0), np.empty(0))
 
 
 @dataclass
@@ -388,6 +390,7 @@ class RowReader:
                 versions=names[all_codes[last]],
                 predictions=self._values([p.predictions for p in parts])[last],
                 latency_ms=_cat([p.latency_ms for p in parts], np.float64)[last],
+                scores=_cat([p.scores for p in parts], np.float64)[last],
             )
 
         fb_ids = _id_strings(raw_fb_ids, nul)

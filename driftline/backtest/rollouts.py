@@ -61,6 +61,7 @@ def _scores(
         )[order],
         served=np.concatenate([np.ones(served.size, bool), np.zeros(mine.size, bool)])[order],
         latency_ms=np.concatenate([rows.latency_ms[served], shadow.latency_ms[mine]])[order],
+        scores=np.concatenate([rows.scores[served], shadow.scores[mine]])[order],
     )
 
 
@@ -80,10 +81,9 @@ class FileWindows:
     def __init__(self, config: MonitorConfig, rows: FileRows) -> None:
         self.rows = rows
         self.classes = config.task != "regression"
-        self.loss_bound = config.rollout.loss_bound if config.rollout is not None else None
-        if self.classes:
-            self.loss_bound = None
         self.loss = config.rollout_metric
+        self.loss_bound = config.rollout_loss_bound
+        self.positive_label = config.performance.positive_label
         self.size = config.window_seconds
         self.lateness = config.allowed_lateness_seconds
         shadow = rows.shadow
@@ -137,6 +137,7 @@ class FileWindows:
             label_deadline=start + self.size + self.lateness,
             loss_bound=self.loss_bound,
             loss=self.loss,
+            positive_label=self.positive_label,
         )
 
 

@@ -570,6 +570,7 @@ class PredictionLogger(_BatchingLogger[PredictionEvent]):
         model_version: str | None = None,
         shadow: Mapping[str, float | str] | None = None,
         shadow_latency_ms: Mapping[str, float] | None = None,
+        shadow_score: Mapping[str, float] | None = None,
     ) -> bool:
         """Validate one prediction (and its shadow predictions) and queue it; thread-safe.
 
@@ -600,6 +601,9 @@ class PredictionLogger(_BatchingLogger[PredictionEvent]):
             ``shadow`` prediction with the same event id, features and time.
         shadow_latency_ms : mapping, optional
             Version to the time its shadow prediction took.
+        shadow_score : mapping, optional
+            Version to its positive-class probability (what a rollout compared by
+            ``log_loss`` reads).
 
         Returns
         -------
@@ -633,7 +637,7 @@ class PredictionLogger(_BatchingLogger[PredictionEvent]):
                     | {
                         "model_version": version,
                         "prediction": output,
-                        "score": None,
+                        "score": (shadow_score or {}).get(version),
                         "scores": None,
                         "latency_ms": (shadow_latency_ms or {}).get(version),
                         "shadow": True,

@@ -19,12 +19,14 @@ import numpy as np
 import pyarrow as pa
 
 from ..detectors.comparison import SCORE_UNITS
+from ..detectors.performance import LOG_EPS
 from ..detectors.promotion import RolloutEvidence
 from ..detectors.rollout import ArmCounts, PairedCounts
 from ..detectors.windows import micros
+from .aggregates import _positive_number
 from .backend import Store
 from .params import SqlParams
-from .window_sql import class_strings
+from .window_sql import _score_sql, class_strings
 
 __all__ = [
     "ROLLOUT_WINDOW_COLUMNS",
@@ -37,18 +39,18 @@ __all__ = [
 ]
 
 
-def _served_sql(p: SqlParams, model: str, versions: str, low: int, high: int) -> str:
+def _served_sql(p: SqlParams, model: str, versions: str, low: int, high: int, score: str) -> str:
     """The latest served copy of each event with a copy in ``[low, high)``, kept when it
-    still lies there and is of one of ``versions``."""
+    still lies there and is of one of ``versions`` (``score``: its probability's SQL)."""
     in_range = (
         f"timestamp >= fromUnixTimestamp64Micro({p.integer(low)}, 'UTC')"
         f" AND timestamp < fromUnixTimestamp64Micro({p.integer(high)}, 'UTC')"
     )
     return f"""(
-        SELECT event_id, model_version, prediction_class, prediction_value, latency_ms
+        SELECT event_id, model_version, prediction_class, prediction_value, latency_ms, sx
         FROM (
             SELECT event_id, model_version, timestamp, prediction_class, prediction_value,
-                   latency_ms
+                   latency_ms, {score} AS sx
             FROM predictions
             WHERE model_id = {model} AND event_id IN (
                 SELECT event_id FROM predictions WHERE model_id = {model} AND {in_range})
@@ -69,19 +71,24 @@ def window_evidence_sql(
     label_deadline: float,
     loss_bound: float | None = None,
     loss: str = "mae",
+    positive_label: str = "1",
 ) -> RolloutEvidence:
     """The evidence of ``challenger`` against ``champion`` in one window (seconds);
-    ``loss_bound`` and ``loss``: numbers scored by their bounded error
-    (:func:`~driftline.detectors.comparison.event_scores`, in the same millionths)."""
+    ``loss_bound`` and ``loss``: predictions scored by their bounded loss
+    (:func:`~driftline.detectors.comparison.event_scores`, in the same millionths; the
+    ``log_loss`` of the positive class's probability, as the window's log loss takes
+    it: ``score``, else ``class_scores[positive_label]``)."""
     p = SqlParams()
     model = p.string(model_id)
     champion_sql, challenger_sql = p.string(champion), p.string(challenger)
     versions = f"({champion_sql}, {challenger_sql})"
-    served = _served_sql(p, model, versions, micros(window_start), micros(window_end))
+    score = _score_sql(p, positive_label, table="")
+    served = _served_sql(p, model, versions, micros(window_start), micros(window_end), score)
     deadline = p.integer(micros(label_deadline))
     # The latest copy of each (version, event) shadow prediction of the served events.
     shadow = f"""(
-        SELECT event_id, model_version, prediction_class, prediction_value, latency_ms
+        SELECT event_id, model_version, prediction_class, prediction_value, latency_ms,
+               {score} AS sx
         FROM shadow_predictions
         WHERE model_id = {model} AND model_version IN {versions}
           AND event_id IN (SELECT event_id FROM served)
@@ -100,13 +107,13 @@ def window_evidence_sql(
         GROUP BY event_id),
     scored AS (
         SELECT s.event_id AS event_id, s.model_version AS served_by,
-               s.prediction_class AS spc, s.prediction_value AS spv,
+               s.prediction_class AS spc, s.prediction_value AS spv, s.sx AS ssx,
                h.model_version AS shadowed_by,
-               h.prediction_class AS hpc, h.prediction_value AS hpv
+               h.prediction_class AS hpc, h.prediction_value AS hpv, h.sx AS hsx
         FROM served AS s
         LEFT JOIN shadow AS h ON h.event_id = s.event_id
             AND h.model_version != s.model_version)
-    {_final_select(p, deadline, challenger_sql, loss_bound, loss)}"""
+    {_final_select(p, deadline, challenger_sql, loss_bound, loss, positive_label)}"""
     groups = store.query(sql, p.values)
     latency_sql = f"""
     WITH served AS {served}, shadow AS {shadow}
@@ -125,10 +132,16 @@ def window_evidence_sql(
 
 
 def _final_select(
-    p: SqlParams, deadline: str, challenger: str, loss_bound: float | None, loss: str = "mae"
+    p: SqlParams,
+    deadline: str,
+    challenger: str,
+    loss_bound: float | None,
+    loss: str = "mae",
+    positive_label: str = "1",
 ) -> str:
     """Rows per combination of predictions and label (classes), or per pair of versions
-    with the scores' sums (numbers, see :func:`_loss_evidence`)."""
+    with the scores' sums (losses, see :func:`_loss_evidence`; for ``log_loss`` also
+    per combination of predicted classes, which count the disagreements)."""
     closed = f"fromUnixTimestamp64Micro({deadline}, 'UTC')"
     in_time = f"l.event_id != '' AND tupleElement(l.label, 3) < {closed}"
     if loss_bound is None:
@@ -140,6 +153,8 @@ def _final_select(
     LEFT JOIN labels AS l ON l.event_id = x.event_id
     GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, lc, lv, has_label"""
     bound = p.number(loss_bound * loss_bound if loss == "rmse" else loss_bound)
+    if loss == "log_loss":
+        return _log_loss_select(p, in_time, challenger, bound, positive_label)
 
     def score(prediction: str) -> str:
         difference = f"(ifNull({prediction}, nan) - lv)"
@@ -147,8 +162,7 @@ def _final_select(
             "rmse": f"({difference} * {difference})",
             "mape": f"abs({difference} / lv)",
         }.get(loss, f"abs({difference})")
-        capped = f"if(isFinite({error}), least({error}, {bound}), {bound})"
-        return f"if(has_label, toInt64(floor((1 - {capped} / {bound}) * {SCORE_UNITS})), 0)"
+        return _bounded_score(error, bound)
 
     usable = "isFinite(lv) AND lv != 0" if loss == "mape" else "isFinite(lv)"
 
@@ -169,11 +183,50 @@ def _final_select(
     GROUP BY served_by, shadowed_by, has_label"""
 
 
+def _bounded_score(error: str, bound: str) -> str:
+    """An event's score in millionths from its loss ``error`` (0 where unlabelled)."""
+    capped = f"if(isFinite({error}), least({error}, {bound}), {bound})"
+    return f"if(has_label, toInt64(floor((1 - {capped} / {bound}) * {SCORE_UNITS})), 0)"
+
+
+def _log_loss_select(
+    p: SqlParams, in_time: str, challenger: str, bound: str, positive_label: str
+) -> str:
+    """:func:`_final_select` for the log loss of the positive class's probability."""
+    number = _positive_number(positive_label)
+    is_positive = f"ifNull(lc = {p.string(positive_label)}, 0)"
+    if number is not None:
+        is_positive += f" OR ifNull(lv = {p.number(number)}, 0)"
+    low, high = p.number(LOG_EPS), p.number(1 - LOG_EPS)
+
+    def score(probability: str) -> str:
+        clipped = f"least(greatest(least(greatest({probability}, 0.), 1.), {low}), {high})"
+        error = f"if(isFinite({probability}), -if(y, log({clipped}), log1p(-{clipped})), nan)"
+        return _bounded_score(error, bound)
+
+    return f"""SELECT
+        served_by, shadowed_by, spc, spv, hpc, hpv, has_label, count() AS n,
+        sum(s_served) AS served_sum, sum(greatest(ch - cp, 0)) AS gain,
+        sum(greatest(cp - ch, 0)) AS loss
+    FROM (
+        SELECT served_by, shadowed_by, spc, spv, hpc, hpv, has_label,
+               {score("ifNull(ssx, nan)")} AS s_served, {score("ifNull(hsx, nan)")} AS s_shadow,
+               if(served_by = {challenger}, s_served, s_shadow) AS ch,
+               if(served_by = {challenger}, s_shadow, s_served) AS cp
+        FROM (
+            SELECT x.*, tupleElement(l.label, 1) AS lc, tupleElement(l.label, 2) AS lv,
+                   {in_time} AND (lc IS NOT NULL OR isFinite(ifNull(lv, nan))) AS has_label,
+                   {is_positive} AS y
+            FROM scored AS x
+            LEFT JOIN labels AS l ON l.event_id = x.event_id))
+    GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, has_label"""
+
+
 def _loss_evidence(
     groups: list[dict[str, Any]], champion: str, challenger: str, latency: dict[str, float]
 ) -> RolloutEvidence:
-    """The sums of :func:`_final_select` for numbers as evidence (exact integers)."""
-    pairs = n = gain = loss = 0
+    """The sums of :func:`_final_select` for losses as evidence (exact integers)."""
+    pairs = n = gain = loss = disagreements = 0
     arms = {champion: [0, 0], challenger: [0, 0]}
     for g in groups:
         served_by, shadowed_by = g["served_by"], g["shadowed_by"] or ""
@@ -183,6 +236,9 @@ def _loss_evidence(
             n += rows if labelled else 0
             gain += int(g["gain"])
             loss += int(g["loss"])
+            if "spc" in g:  # classes with probabilities (log loss): they may disagree
+                said, _ = class_strings([g["spc"], g["hpc"]], [g["spv"], g["hpv"]])
+                disagreements += rows if said[0] != said[1] else 0
         if served_by in arms and labelled:
             arms[served_by][0] += rows
             arms[served_by][1] += int(g["served_sum"])
@@ -196,7 +252,7 @@ def _loss_evidence(
         challenger=ArmCounts(n=arms[challenger][0], score=arms[challenger][1] / SCORE_UNITS),
         champion=ArmCounts(n=arms[champion][0], score=arms[champion][1] / SCORE_UNITS),
         pairs=pairs,
-        disagreements=0,
+        disagreements=disagreements,
         latency_p95_ratio=ratio,
     )
 

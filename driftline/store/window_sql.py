@@ -172,12 +172,13 @@ def _rows_sql(
     WHERE {where} AND has({p.integers(grid.wanted)}, w)"""
 
 
-def _score_sql(p: SqlParams, positive_label: str) -> str:
-    """The row's positive-class score: ``score``, else ``class_scores[positive_label]``."""
+def _score_sql(p: SqlParams, positive_label: str, table: str = "p.") -> str:
+    """The row's positive-class score: ``score``, else ``class_scores[positive_label]``
+    (columns of ``table``, a prefix such as ``p.``, or none)."""
     label = p.string(positive_label)
     return (
-        f"ifNull(coalesce(p.score, if(mapContains(p.class_scores, {label}),"
-        f" p.class_scores[{label}], NULL)), nan)"
+        f"ifNull(coalesce({table}score, if(mapContains({table}class_scores, {label}),"
+        f" {table}class_scores[{label}], NULL)), nan)"
     )
 
 
