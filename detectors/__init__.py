@@ -39,6 +39,7 @@ from .evaluate import (
     aggregate_window,
     drift_result,
     evaluate_window,
+    performance_drops,
 )
 from .fdr import benjamini_hochberg, bh_reject
 from .online import (
@@ -62,6 +63,7 @@ from .performance import (
     PerformanceResult,
     ReferencePerformance,
     RegressionCounts,
+    alert_level,
     assess_degradation,
     performance_counts,
     roc_auc,
@@ -140,6 +142,14 @@ from .step import (
     advance_state,
     close_window,
 )
+from .thresholds import (
+    ARCSINE_METRICS,
+    MIN_WINDOWS,
+    AutoThresholdRule,
+    MetricSpread,
+    auto_drops,
+    learn_spread,
+)
 from .verdict import SEVERITY_RANK, Verdict, grade, worst
 from .windows import (
     MICROS,
@@ -158,10 +168,12 @@ from .windows import (
 )
 
 __all__ = [
+    "ARCSINE_METRICS",
     "DETECTORS",
     "FRESH",
     "HIGHER_IS_BETTER",
     "MICROS",
+    "MIN_WINDOWS",
     "QUANTILE_LEVELS",
     "RIVER_VERSION",
     "SCORE_BINS",
@@ -173,6 +185,7 @@ __all__ = [
     "AlertDecision",
     "AlertPolicy",
     "ArmCounts",
+    "AutoThresholdRule",
     "BinaryCounts",
     "CategoricalCounts",
     "CategoricalProfile",
@@ -193,6 +206,7 @@ __all__ = [
     "LabelRows",
     "MetricEstimate",
     "MetricRow",
+    "MetricSpread",
     "ModelMark",
     "ModelProfile",
     "MonitorState",
@@ -235,11 +249,13 @@ __all__ = [
     "advance_state",
     "aggregate_window",
     "alert_id",
+    "alert_level",
     "as_category_strings",
     "as_float_array",
     "assess_degradation",
     "assess_quality",
     "assign_windows",
+    "auto_drops",
     "benjamini_hochberg",
     "bernoulli_sequence",
     "bh_reject",
@@ -264,10 +280,12 @@ __all__ = [
     "grade",
     "label_order",
     "latency_p95",
+    "learn_spread",
     "micros",
     "model_watermarks",
     "paired_sequence",
     "performance_counts",
+    "performance_drops",
     "plan_windows",
     "profile_categorical",
     "profile_feature",

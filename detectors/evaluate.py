@@ -50,6 +50,7 @@ from .profiles import (
 )
 from .quality import assess_quality
 from .statistics import DriftResult, DriftStatistic, _bin_points, get_statistic
+from .thresholds import AutoThresholdRule, auto_drops
 from .verdict import SEVERITY_RANK, Verdict
 
 __all__ = [
@@ -59,6 +60,7 @@ __all__ = [
     "aggregate_window",
     "drift_result",
     "evaluate_window",
+    "performance_drops",
 ]
 
 PerformanceCountsField: TypeAlias = Annotated[
@@ -427,15 +429,17 @@ def _performance_rows(
     pc = config.performance
     primary = config.performance_metric
     ref = profile.reference_performance
+    n_labelled = data.performance.n_labelled if data.performance is not None else 0
+    warning, critical = performance_drops(profile, config, primary, max(n_labelled, pc.min_labels))
     missing = MetricRow(
         kind="performance",
         metric=primary,
         value=None,
-        warning=pc.warning_drop,
-        critical=pc.critical_drop,
-        threshold=pc.warning_drop,
+        warning=warning,
+        critical=critical,
+        threshold=warning,
         status="insufficient",
-        n=data.performance.n_labelled if data.performance is not None else 0,
+        n=n_labelled,
         label_coverage=_coverage(data.performance),
         reference=ref.metrics[primary].value if ref and primary in ref.metrics else None,
     )
@@ -443,11 +447,12 @@ def _performance_rows(
         return [missing]
     rows = []
     for name, estimate in data.performance.metrics().items():
+        warning, critical = performance_drops(profile, config, name, estimate.n)
         res = assess_degradation(
             estimate,
             ref.metrics.get(name) if ref is not None else None,
-            warning_drop=pc.warning_drop,
-            critical_drop=pc.critical_drop,
+            warning_drop=warning,
+            critical_drop=critical,
             min_labels=pc.min_labels,
             significance=pc.significance,
         )
@@ -470,6 +475,26 @@ def _performance_rows(
     if not any(r.primary for r in rows):
         rows.append(missing)
     return rows
+
+
+def performance_drops(
+    profile: ModelProfile, config: MonitorConfig, metric: str, n: int
+) -> tuple[float, float]:
+    """The warning and critical drops of ``metric`` for a window counting ``n``: learned
+    from the reference (``threshold: auto``, :func:`auto_drops`), else the fixed ones (also
+    when the reference has no value or spread of the metric)."""
+    pc = config.performance
+    ref = profile.reference_performance
+    if pc.threshold == "auto" and ref is not None and metric in ref.metrics:
+        rule = AutoThresholdRule(
+            warning_rate=pc.warning_rate,
+            critical_rate=pc.critical_rate,
+            min_error_increase=pc.min_error_increase,
+        )
+        learned = auto_drops(ref.metrics[metric], profile.performance_spread.get(metric), n, rule)
+        if learned is not None:
+            return learned
+    return pc.warning_drop, pc.critical_drop
 
 
 def _coverage(counts: BinaryCounts | MulticlassCounts | RegressionCounts | None) -> float:

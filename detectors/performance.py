@@ -56,6 +56,7 @@ __all__ = [
     "PerformanceResult",
     "ReferencePerformance",
     "RegressionCounts",
+    "alert_level",
     "assess_degradation",
     "performance_counts",
     "roc_auc",
@@ -753,6 +754,22 @@ def assess_degradation(
     if p_value >= significance:
         verdict = "ok"
     return PerformanceResult(drop=drop, p_value=p_value, test=test, verdict=verdict, **base)
+
+
+def alert_level(metric: str, reference: float, drop: float) -> float:
+    """The metric value at which a window's drop from ``reference`` reaches ``drop``
+    (absolute for scores, a relative increase for error metrics).
+
+    Examples
+    --------
+    >>> round(alert_level("accuracy", 0.94, 0.02), 4), round(alert_level("mae", 2.0, 0.1), 4)
+    (0.92, 2.2)
+    """
+    if HIGHER_IS_BETTER.get(metric, True):
+        return reference - drop
+    if reference > 0:
+        return reference * (1.0 + drop)
+    return reference + drop
 
 
 def _one_sided(diff: float, se: float) -> float:

@@ -30,7 +30,8 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .coerce import as_category_strings, as_float_array
-from .performance import ReferencePerformance, performance_counts
+from .performance import MetricEstimate, ReferencePerformance, performance_counts
+from .thresholds import MetricSpread, learn_spread
 
 __all__ = [
     "QUANTILE_LEVELS",
@@ -484,6 +485,9 @@ class ModelProfile(_Frozen):
     prediction: FeatureProfile | None = None
     score: NumericProfile | None = None
     reference_performance: ReferencePerformance | None = None
+    #: Per performance metric, its window-to-window spread on the reference beyond
+    #: sampling (:func:`~driftline.detectors.thresholds.learn_spread`).
+    performance_spread: dict[str, MetricSpread] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise to JSON (floats round-trip exactly)."""
@@ -507,6 +511,8 @@ def build_profile(
     task: str = "binary_classification",
     bins: int = 10,
     positive_label: str = "1",
+    window_starts: npt.ArrayLike | None = None,
+    min_window_labels: int = 100,
 ) -> ModelProfile:
     """Profile a reference sample of a model.
 
@@ -520,6 +526,10 @@ def build_profile(
         Optional aligned arrays; predictions are categorical for classification tasks,
         numeric for regression; ``scores`` is the positive-class probability; labels (null
         for unlabelled rows) give the reference performance.
+    window_starts, min_window_labels
+        Each row's window (aligned with ``predictions``): the reference performance of
+        each window with at least ``min_window_labels`` labels gives every metric's
+        window-to-window spread (:func:`~driftline.detectors.thresholds.learn_spread`).
     """
     lengths = {np.asarray(v).reshape(-1).size for v in features.values()}
     if len(lengths) > 1:
@@ -535,6 +545,7 @@ def build_profile(
     prediction = None
     score = None
     reference = None
+    spread: dict[str, MetricSpread] = {}
     pred_kind = "numeric" if task == "regression" else "categorical"
     if predictions is not None:
         prediction = profile_feature(predictions, pred_kind, name="prediction", bins=bins)
@@ -544,6 +555,12 @@ def build_profile(
     if predictions is not None and labels is not None:
         counts = performance_counts(task, predictions, labels, scores, positive_label)
         reference = ReferencePerformance.from_counts(task, counts)
+        if window_starts is not None:
+            spread = _spread(
+                reference,
+                _window_metrics(task, predictions, labels, scores, positive_label, window_starts),
+                min_window_labels,
+            )
     return ModelProfile(
         model_id=model_id,
         model_version=model_version,
@@ -554,4 +571,44 @@ def build_profile(
         prediction=prediction,
         score=score,
         reference_performance=reference,
+        performance_spread=spread,
     )
+
+
+def _window_metrics(
+    task: str,
+    predictions: npt.ArrayLike,
+    labels: npt.ArrayLike,
+    scores: npt.ArrayLike | None,
+    positive_label: str,
+    window_starts: npt.ArrayLike,
+) -> list[dict[str, MetricEstimate]]:
+    """The performance metrics of each window of the reference."""
+    starts = np.asarray(window_starts, dtype=np.float64).reshape(-1)
+    pred = np.asarray(predictions).reshape(-1)
+    lab = np.asarray(labels).reshape(-1)
+    if not starts.size == pred.size == lab.size:
+        raise ValueError("window_starts, predictions and labels differ in length")
+    score = None if scores is None else np.asarray(scores).reshape(-1)
+    order = np.argsort(starts, kind="stable")
+    bounds = np.flatnonzero(np.diff(starts[order])) + 1
+    out = []
+    for rows in np.split(order, bounds):
+        counts = performance_counts(
+            task, pred[rows], lab[rows], None if score is None else score[rows], positive_label
+        )
+        out.append(counts.metrics())
+    return out
+
+
+def _spread(
+    reference: ReferencePerformance,
+    windows: list[dict[str, MetricEstimate]],
+    min_labels: int,
+) -> dict[str, MetricSpread]:
+    """Each reference metric's spread over the windows."""
+    return {
+        name: learn_spread(estimate, [w[name] for w in windows if name in w], min_labels=min_labels)
+        for name, estimate in reference.metrics.items()
+        if estimate.value is not None
+    }

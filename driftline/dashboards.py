@@ -185,7 +185,8 @@ PERFORMANCE_SQL = """
             window_start AS time,
             value,
             reference,
-            reference - threshold AS alert_line,
+            if(metric IN ('log_loss', 'mae', 'rmse', 'mape'), reference * (1 + threshold),
+               reference - threshold) AS alert_line,
             toFloat64(greatest(n, 1)) AS n,
             1.959964 AS z,
             metric IN ('accuracy', 'precision', 'recall', 'f1') AND value BETWEEN 0 AND 1

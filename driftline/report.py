@@ -33,7 +33,7 @@ from typing import Final
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from .detectors.performance import HIGHER_IS_BETTER
+from .detectors.performance import alert_level
 from .report_rollouts import RolloutPoint, rollouts_section
 
 __all__ = [
@@ -334,11 +334,7 @@ def _alert_level(metric: str, row: WindowMetric) -> float | None:
     """
     if row.reference is None or row.threshold is None:
         return None
-    if HIGHER_IS_BETTER.get(metric, True):
-        return row.reference - row.threshold
-    if row.reference > 0:
-        return row.reference * (1.0 + row.threshold)
-    return row.reference + row.threshold
+    return alert_level(metric, row.reference, row.threshold)
 
 
 def _performance_plot(windows: Sequence[ReportWindow]) -> str:

@@ -46,6 +46,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from driftline.detectors.profiles import ModelProfile, build_profile
+from driftline.detectors.windows import assign_windows
 from driftline.schemas.events import ModelVersionEvent, RetrainRequestEvent
 from driftline.schemas.monitor import MonitorConfig
 from driftline.schemas.monitor import load_monitors as load_monitor_configs
@@ -151,6 +152,8 @@ def training_profile(
         task=monitor.task,
         bins=monitor.bins,
         positive_label=monitor.performance.positive_label,
+        window_starts=assign_windows(train.timestamps, monitor.window_seconds),
+        min_window_labels=monitor.performance.min_labels,
     )
 
 

@@ -159,23 +159,53 @@ class DriftConfig(_Frozen):
 class PerformanceConfig(_Frozen):
     """The performance metric that alerts, and its degradation rules.
 
-    ``warning_drop``/``critical_drop`` are absolute drops for scores in [0, 1]
-    (accuracy, precision, recall, f1, roc_auc, macro_f1) and relative increases for
-    error metrics (log_loss, mae, rmse, mape). ``metric`` left out is the task's first
-    metric in :data:`TASK_METRICS`.
+    ``threshold: auto`` (the default when no drop is given) learns each metric's
+    thresholds from the reference (:mod:`driftline.detectors.thresholds`): a window
+    warns when its metric is worse than the reference's by more than an unchanged
+    window would be with probability ``warning_rate`` (critical: ``critical_rate``),
+    given its label count and the reference's window-to-window spread, and its error
+    grew by at least ``min_error_increase`` (critical: twice it).
+    ``threshold: fixed``, or giving ``warning_drop``/``critical_drop``, keeps fixed
+    drops (defaults 0.03 and 0.05): absolute drops for scores in [0, 1] (accuracy,
+    precision, recall, f1, roc_auc, macro_f1) and relative increases for error metrics
+    (log_loss, mae, rmse, mape). Either way a drop counts only when significant at
+    ``significance``. ``metric`` left out is the task's first metric in
+    :data:`TASK_METRICS`.
 
     Examples
     --------
-    >>> PerformanceConfig().min_labels
-    100
+    >>> PerformanceConfig().min_labels, PerformanceConfig().threshold
+    (100, 'auto')
+    >>> fixed = PerformanceConfig(warning_drop=0.02)
+    >>> fixed.threshold, fixed.warning_drop, fixed.critical_drop
+    ('fixed', 0.02, 0.05)
     """
 
     metric: PerformanceMetric | None = None
+    threshold: Literal["auto", "fixed"] = "auto"
     warning_drop: float = Field(default=0.03, ge=0, allow_inf_nan=False)
     critical_drop: float = Field(default=0.05, ge=0, allow_inf_nan=False)
+    warning_rate: float = Field(default=1e-4, gt=0, lt=0.5)
+    critical_rate: float = Field(default=1e-6, gt=0, lt=0.5)
+    min_error_increase: float = Field(default=0.1, ge=0, allow_inf_nan=False)
     min_labels: int = Field(default=100, ge=1)
     significance: float = Field(default=0.05, gt=0, lt=1)
     positive_label: str = "1"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _threshold_kind(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping):
+            return data
+        drops = [key for key in ("warning_drop", "critical_drop") if key in data]
+        if data.get("threshold") is None:
+            return {**data, "threshold": "fixed" if drops else "auto"}
+        if data["threshold"] == "auto" and drops:
+            raise ValueError(
+                f"threshold: auto learns the drops from the reference; remove "
+                f"{' and '.join(drops)} or set threshold: fixed"
+            )
+        return data
 
     @field_validator("positive_label", mode="before")
     @classmethod
@@ -194,6 +224,11 @@ class PerformanceConfig(_Frozen):
             raise ValueError(
                 f"warning_drop ({self.warning_drop}) must not exceed "
                 f"critical_drop ({self.critical_drop})"
+            )
+        if self.warning_rate < self.critical_rate:
+            raise ValueError(
+                f"warning_rate ({self.warning_rate}) must not be below "
+                f"critical_rate ({self.critical_rate})"
             )
         return self
 

@@ -485,8 +485,11 @@ def test_panels_show_what_the_pipeline_did(pipeline: Pipeline) -> None:
     assert [r["bucket"] for r in categorical] == ["north", "south", "east", "(unseen)"]
     assert categorical[-1]["current"] == 0
     # the performance band brackets the value
+    # the performance band brackets the value; the alert line (the learned threshold of
+    # each window) lies below the reference accuracy
     for row in run("Primary performance metric with 95% band"):
         assert row["lower"] <= row["value"] <= row["upper"]
+        assert row["alert_line"] < row["reference"]
     # every retrain reason names a stored alert
     reasons = run("Retrain reasons (alerts behind each version)")
     assert {r["alert_id"] for r in reasons} == set(pipeline.alert_ids)

@@ -52,8 +52,23 @@ def test_reference_load_stores_the_profile_a_backtest_uses(
         assert load_profile(store, "other") is None
     finally:
         store.close()
-    _, expected = reference_profile(monitor, ref)
+    config, expected = reference_profile(monitor, ref)
     assert stored == expected
+    # the learned thresholds, before any window closed: at the reference's 500 labels
+    # per window, the levels the monitor will judge accuracy by
+    from driftline.detectors import alert_level, performance_drops
+
+    assert "performance thresholds, learned from the reference (threshold: auto):" in (
+        result.stdout
+    )
+    accuracy = expected.reference_performance.metrics["accuracy"].value  # type: ignore[union-attr]
+    warning, critical = performance_drops(expected, config, "accuracy", 500)
+    assert (
+        f"  accuracy: reference {accuracy:.4f} (n 1000), no spread learned (2 windows); at 500 "
+        f"labels per window warning below {alert_level('accuracy', accuracy, warning):.4f}, "
+        f"critical below {alert_level('accuracy', accuracy, critical):.4f}"
+    ) in result.stdout.splitlines()
+    assert 0.03 < warning < critical < 0.2
 
 
 def test_reference_load_goes_through_a_running_worker(

@@ -83,6 +83,8 @@ def _profile(config: MonitorConfig, ref: FileRows) -> ModelProfile:
         task=config.task,
         bins=config.bins,
         positive_label=config.performance.positive_label,
+        window_starts=assign_windows(ref.timestamps, config.window_seconds),
+        min_window_labels=config.performance.min_labels,
     )
 
 

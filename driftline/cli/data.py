@@ -6,11 +6,15 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
 from .common import EXIT_BAD_INPUT, CommandError, positive_int, settings_from_args
+
+if TYPE_CHECKING:
+    from driftline.detectors.profiles import ModelProfile
+    from driftline.schemas.monitor import MonitorConfig
 
 __all__ = [
     "cmd_backtest",
@@ -19,6 +23,7 @@ __all__ = [
     "cmd_reference_load",
     "cmd_report",
     "register",
+    "threshold_lines",
 ]
 
 
@@ -85,7 +90,7 @@ def cmd_reference_load(args: argparse.Namespace) -> int:
 
     settings = settings_from_args(args)
     try:
-        _, profile = reference_profile(args.monitor, args.file)
+        config, profile = reference_profile(args.monitor, args.file)
     except BacktestInputError as error:
         raise CommandError(str(error), EXIT_BAD_INPUT) from None
     try:
@@ -104,7 +109,60 @@ def cmd_reference_load(args: argparse.Namespace) -> int:
         f"stored the reference profile of {profile.model_id} {profile.model_version} "
         f"({len(profile.features)} features)"
     )
+    for line in threshold_lines(config, profile):
+        print(line)
     return 0
+
+
+def threshold_lines(config: MonitorConfig, profile: ModelProfile) -> list[str]:
+    """The performance thresholds a window will be judged by, per metric, at the
+    reference's median label count per window (``performance.min_labels`` when the
+    reference has no windows' counts), so that a person sees them before the first
+    window closes.
+
+    Examples
+    --------
+    >>> from driftline.detectors import build_profile
+    >>> from driftline.schemas.monitor import MonitorConfig
+    >>> config = MonitorConfig(model_id="m", features={"x": "numeric"})
+    >>> profile = build_profile("m", "v1", features={"x": [0.0] * 400},
+    ...     kinds={"x": "numeric"}, predictions=[1] * 400, labels=[1] * 380 + [0] * 20,
+    ...     window_starts=[0.0] * 400)
+    >>> print(threshold_lines(config, profile)[1])  # doctest: +NORMALIZE_WHITESPACE
+      accuracy: reference 0.9500 (n 400), no spread learned (1 window); at 400 labels
+      per window warning below 0.8779, critical below 0.8529
+    """
+    from driftline.detectors import HIGHER_IS_BETTER, MIN_WINDOWS, alert_level, performance_drops
+
+    reference = profile.reference_performance
+    pc = config.performance
+    if reference is None:
+        return ["performance: the reference has no labels; no performance thresholds"]
+    how = (
+        "learned from the reference (threshold: auto)"
+        if pc.threshold == "auto"
+        else "fixed (threshold: fixed)"
+    )
+    lines = [f"performance thresholds, {how}:"]
+    for metric, estimate in reference.metrics.items():
+        if estimate.value is None:
+            continue
+        spread = profile.performance_spread.get(metric)
+        n = spread.median_n if spread is not None and spread.median_n else pc.min_labels
+        warning, critical = performance_drops(profile, config, metric, n)
+        side = "below" if HIGHER_IS_BETTER.get(metric, True) else "above"
+        if spread is None or spread.windows < MIN_WINDOWS:
+            count = spread.windows if spread is not None else 0
+            learned = f"no spread learned ({count} window{'s' if count != 1 else ''})"
+        else:
+            learned = f"spread {spread.tau:.4g} over {spread.windows} windows"
+        lines.append(
+            f"  {metric}: reference {estimate.value:.4f} (n {estimate.n}), {learned}; "
+            f"at {n} labels per window warning {side} "
+            f"{alert_level(metric, estimate.value, warning):.4f}, critical {side} "
+            f"{alert_level(metric, estimate.value, critical):.4f}"
+        )
+    return lines
 
 
 def cmd_report(args: argparse.Namespace) -> int:
