@@ -95,6 +95,7 @@ from .profiles import (
     profile_categorical,
     profile_feature,
     profile_numeric,
+    quality_windows,
     sorted_quantiles,
 )
 from .promotion import (
@@ -147,7 +148,10 @@ from .thresholds import (
     MIN_WINDOWS,
     AutoThresholdRule,
     MetricSpread,
+    RateSpread,
     auto_drops,
+    auto_rate_levels,
+    learn_rate_spread,
     learn_spread,
 )
 from .verdict import SEVERITY_RANK, Verdict, grade, worst
@@ -225,6 +229,7 @@ __all__ = [
     "PopulationStabilityIndex",
     "QualityMetric",
     "QualityResult",
+    "RateSpread",
     "ReferencePerformance",
     "RegressionCounts",
     "RetrainOutcome",
@@ -256,6 +261,7 @@ __all__ = [
     "assess_quality",
     "assign_windows",
     "auto_drops",
+    "auto_rate_levels",
     "benjamini_hochberg",
     "bernoulli_sequence",
     "bh_reject",
@@ -280,6 +286,7 @@ __all__ = [
     "grade",
     "label_order",
     "latency_p95",
+    "learn_rate_spread",
     "learn_spread",
     "micros",
     "model_watermarks",
@@ -290,6 +297,7 @@ __all__ = [
     "profile_categorical",
     "profile_feature",
     "profile_numeric",
+    "quality_windows",
     "request_id",
     "roc_auc",
     "rollout_sequence",

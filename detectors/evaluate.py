@@ -380,7 +380,13 @@ def evaluate_window(
 
     for name, fprof in profile.features.items():
         counts = data.features.get(name) or fprof.empty_counts()
-        for q in assess_quality(fprof, counts, config.quality, min_samples=drift.min_samples):
+        for q in assess_quality(
+            fprof,
+            counts,
+            config.quality,
+            min_samples=drift.min_samples,
+            learned=profile.quality_spread.get(name),
+        ):
             rows.append(
                 MetricRow(
                     kind="data_quality",

@@ -29,9 +29,9 @@ import numpy as np
 import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from .coerce import as_category_strings, as_float_array
+from .coerce import as_category_strings, as_float_array, category_array
 from .performance import MetricEstimate, ReferencePerformance, performance_counts
-from .thresholds import MetricSpread, learn_spread
+from .thresholds import MetricSpread, RateSpread, learn_rate_spread, learn_spread
 
 __all__ = [
     "QUANTILE_LEVELS",
@@ -46,6 +46,7 @@ __all__ = [
     "profile_categorical",
     "profile_feature",
     "profile_numeric",
+    "quality_windows",
     "sorted_quantiles",
 ]
 
@@ -488,6 +489,9 @@ class ModelProfile(_Frozen):
     #: Per performance metric, its window-to-window spread on the reference beyond
     #: sampling (:func:`~driftline.detectors.thresholds.learn_spread`).
     performance_spread: dict[str, MetricSpread] = Field(default_factory=dict)
+    #: Per feature and data-quality rate, its base rate and window-to-window spread on
+    #: the reference (:func:`~driftline.detectors.thresholds.learn_rate_spread`).
+    quality_spread: dict[str, dict[str, RateSpread]] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise to JSON (floats round-trip exactly)."""
@@ -513,6 +517,7 @@ def build_profile(
     positive_label: str = "1",
     window_starts: npt.ArrayLike | None = None,
     min_window_labels: int = 100,
+    min_window_samples: int = 200,
 ) -> ModelProfile:
     """Profile a reference sample of a model.
 
@@ -526,10 +531,12 @@ def build_profile(
         Optional aligned arrays; predictions are categorical for classification tasks,
         numeric for regression; ``scores`` is the positive-class probability; labels (null
         for unlabelled rows) give the reference performance.
-    window_starts, min_window_labels
-        Each row's window (aligned with ``predictions``): the reference performance of
+    window_starts, min_window_labels, min_window_samples
+        Each row's window (aligned with the columns): the reference performance of
         each window with at least ``min_window_labels`` labels gives every metric's
-        window-to-window spread (:func:`~driftline.detectors.thresholds.learn_spread`).
+        window-to-window spread (:func:`~driftline.detectors.thresholds.learn_spread`),
+        and each feature's data-quality rates of the windows with at least
+        ``min_window_samples`` values theirs (:func:`quality_windows`).
     """
     lengths = {np.asarray(v).reshape(-1).size for v in features.values()}
     if len(lengths) > 1:
@@ -561,6 +568,13 @@ def build_profile(
                 _window_metrics(task, predictions, labels, scores, positive_label, window_starts),
                 min_window_labels,
             )
+    quality: dict[str, dict[str, RateSpread]] = {}
+    if window_starts is not None and n_rows:
+        for name, values in features.items():
+            quality[name] = {
+                metric: learn_rate_spread(metric, bad, n, min_samples=min_window_samples)
+                for metric, (bad, n) in quality_windows(values, kinds[name], window_starts).items()
+            }
     return ModelProfile(
         model_id=model_id,
         model_version=model_version,
@@ -572,7 +586,72 @@ def build_profile(
         score=score,
         reference_performance=reference,
         performance_spread=spread,
+        quality_spread=quality,
     )
+
+
+def quality_windows(
+    values: npt.ArrayLike, kind: str, window_starts: npt.ArrayLike
+) -> dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
+    """Per data-quality rate, each reference window's count of bad values and of values.
+
+    ``null_rate``: nulls of all values. ``out_of_range_rate`` (numeric): values outside
+    the range of the *other* windows, of the non-null values; ``unseen_rate``
+    (categorical): values of categories no other window has. With one window there is
+    no other: only the null rate.
+
+    Examples
+    --------
+    >>> out = quality_windows([1.0, 5.0, 2.0, np.nan, 3.0, 2.5], "numeric",
+    ...                       [0.0, 0.0, 60.0, 60.0, 120.0, 120.0])
+    >>> out["null_rate"][0].tolist(), out["out_of_range_rate"][0].tolist()
+    ([0, 1, 0], [2, 0, 0])
+    """
+    starts = np.asarray(window_starts, dtype=np.float64).reshape(-1)
+    _, window = np.unique(starts, return_inverse=True)
+    k = int(window.max()) + 1 if window.size else 0
+    if kind == "numeric":
+        x = as_float_array(values).reshape(-1)
+        null = ~np.isfinite(x)
+    else:
+        strings, null = category_array(values)
+    if starts.size != null.size:
+        raise ValueError("window_starts and the column differ in length")
+    out = {
+        "null_rate": (
+            np.bincount(window[null], minlength=k),
+            np.bincount(window, minlength=k),
+        )
+    }
+    if k < 2:
+        return out
+    present = ~null
+    n = np.bincount(window[present], minlength=k)
+    if kind == "numeric":
+        lows = np.full(k, np.inf)
+        highs = np.full(k, -np.inf)
+        np.minimum.at(lows, window[present], x[present])
+        np.maximum.at(highs, window[present], x[present])
+        low_else = _others(lows, np.minimum, np.inf)
+        high_else = _others(highs, np.maximum, -np.inf)
+        w = window[present]
+        outside = (x[present] < low_else[w]) | (x[present] > high_else[w])
+        out["out_of_range_rate"] = (np.bincount(w[outside], minlength=k), n)
+    else:
+        w = window[present]
+        cats, code = np.unique(strings[present], return_inverse=True)
+        pairs = np.unique(code * k + w)
+        windows_of = np.bincount(pairs // k, minlength=cats.size)
+        alone = windows_of[code] == 1
+        out["unseen_rate"] = (np.bincount(w[alone], minlength=k), n)
+    return out
+
+
+def _others(values: npt.NDArray[np.float64], pick: Any, empty: float) -> npt.NDArray[np.float64]:
+    """For each entry, ``pick`` (np.minimum or np.maximum) over all the others."""
+    before = np.concatenate([[empty], pick.accumulate(values)[:-1]])
+    after = np.concatenate([pick.accumulate(values[::-1])[::-1][1:], [empty]])
+    return pick(before, after)
 
 
 def _window_metrics(

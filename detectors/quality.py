@@ -13,12 +13,14 @@ Below ``min_samples`` values the verdict is ``insufficient``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Literal
 
 from driftline.schemas.monitor import QualityConfig, QualityThreshold
 from pydantic import BaseModel, ConfigDict, Field
 
 from .profiles import CategoricalCounts, CategoricalProfile, NumericCounts, NumericProfile
+from .thresholds import AutoThresholdRule, RateSpread, auto_rate_levels
 from .verdict import Verdict, grade
 
 __all__ = ["QualityMetric", "QualityResult", "assess_quality"]
@@ -62,20 +64,23 @@ def _rate(
     reference: float,
     threshold: QualityThreshold,
     min_samples: int,
+    learned: tuple[RateSpread, AutoThresholdRule] | None = None,
 ) -> QualityResult:
     value = bad / n if n > 0 else 0.0
+    warning, critical = threshold.warning, threshold.critical
+    if learned is not None:
+        levels = auto_rate_levels(learned[0], max(n, min_samples), learned[1])
+        warning, critical = (max(level - reference, 0.0) for level in levels)
     verdict: Verdict = (
-        "insufficient"
-        if n < min_samples or n == 0
-        else grade(value - reference, threshold.warning, threshold.critical)
+        "insufficient" if n < min_samples or n == 0 else grade(value - reference, warning, critical)
     )
     return QualityResult(
         metric=metric,
         feature=feature,
         value=value,
         reference=reference,
-        warning=threshold.warning,
-        critical=threshold.critical,
+        warning=warning,
+        critical=critical,
         verdict=verdict,
         n=n,
     )
@@ -88,6 +93,7 @@ def assess_quality(
     *,
     min_samples: int = 1,
     feature: str | None = None,
+    learned: Mapping[str, RateSpread] | None = None,
 ) -> list[QualityResult]:
     """Quality rates of one column of a window against its reference profile.
 
@@ -103,8 +109,22 @@ def assess_quality(
         Fewer values than this give ``insufficient``.
     feature
         Column name (default: the profile's name).
+    learned
+        With ``config.threshold`` ``auto``: the column's rates on the reference
+        (:func:`~driftline.detectors.thresholds.learn_rate_spread`); a rate without
+        one keeps the fixed levels.
     """
     name = profile.name if feature is None else feature
+    rule = AutoThresholdRule(
+        warning_rate=config.warning_rate,
+        critical_rate=config.critical_rate,
+        min_error_increase=config.min_increase,
+    )
+
+    def rule_of(metric: str) -> tuple[RateSpread, AutoThresholdRule] | None:
+        spread = (learned or {}).get(metric) if config.threshold == "auto" else None
+        return None if spread is None else (spread, rule)
+
     ref_total = profile.count + profile.null_count
     ref_null = profile.null_count / ref_total if ref_total else 0.0
     out = [
@@ -116,18 +136,37 @@ def assess_quality(
             ref_null,
             config.null_rate,
             min_samples,
+            rule_of("null_rate"),
         )
     ]
     if isinstance(profile, NumericProfile) and isinstance(counts, NumericCounts):
         bad = profile.out_of_range(counts) if profile.has_range_bins else 0
         n = counts.n if profile.has_range_bins else 0
         out.append(
-            _rate("out_of_range_rate", name, bad, n, 0.0, config.out_of_range_rate, min_samples)
+            _rate(
+                "out_of_range_rate",
+                name,
+                bad,
+                n,
+                0.0,
+                config.out_of_range_rate,
+                min_samples,
+                rule_of("out_of_range_rate"),
+            )
         )
     elif isinstance(profile, CategoricalProfile) and isinstance(counts, CategoricalCounts):
         vec = profile.vector(counts)
         out.append(
-            _rate("unseen_rate", name, int(vec[-1]), counts.n, 0.0, config.unseen_rate, min_samples)
+            _rate(
+                "unseen_rate",
+                name,
+                int(vec[-1]),
+                counts.n,
+                0.0,
+                config.unseen_rate,
+                min_samples,
+                rule_of("unseen_rate"),
+            )
         )
     else:
         raise TypeError("profile and counts must both be numeric or both categorical")

@@ -72,7 +72,10 @@ __all__ = [
     "MIN_WINDOWS",
     "AutoThresholdRule",
     "MetricSpread",
+    "RateSpread",
     "auto_drops",
+    "auto_rate_levels",
+    "learn_rate_spread",
     "learn_spread",
 ]
 
@@ -228,3 +231,72 @@ def auto_drops(
         least = effect * rule.min_error_increase * (error if higher else 1.0)
         drops.append(max(drop, least))
     return drops[0], drops[1]
+
+
+class RateSpread(_Frozen):
+    """A data-quality rate's base level and window-to-window spread on the reference.
+
+    ``base_rate`` is the rate a new window shows when nothing changed: the reference's
+    null rate; for the out-of-range and unseen-category rates (0 on the reference by
+    construction) the share of each reference window's values outside the range, or of
+    categories absent, in all *other* windows (leave one window out), pooled. ``tau``
+    is the between-window spread on the arcsine scale beyond sampling; ``n`` the count
+    behind ``base_rate``.
+
+    Examples
+    --------
+    >>> learn_rate_spread("null_rate", np.array([0, 2, 1, 1]), np.array([500] * 4)).base_rate
+    0.002
+    """
+
+    metric: str
+    base_rate: float = Field(ge=0, le=1)
+    n: int = Field(ge=0)
+    tau: float = Field(ge=0, allow_inf_nan=False)
+    windows: int = Field(ge=0)
+
+
+def learn_rate_spread(
+    metric: str, bad: np.ndarray, n: np.ndarray, *, min_samples: int = 100
+) -> RateSpread:
+    """The pooled rate and DerSimonian-Laird spread (arcsine scale) of per-window counts
+    ``bad`` out of ``n`` (windows with fewer than ``min_samples`` values do not count
+    toward the spread)."""
+    bad, n = np.asarray(bad, dtype=np.float64), np.asarray(n, dtype=np.float64)
+    total = float(n.sum())
+    base = float(bad.sum()) / total if total else 0.0
+    usable = n >= max(min_samples, 1)
+    k = int(np.count_nonzero(usable))
+    tau2 = 0.0
+    if k >= MIN_WINDOWS:
+        y = np.arcsin(np.sqrt(bad[usable] / n[usable]))
+        weights = 4.0 * n[usable]
+        mean = float((weights * y).sum() / weights.sum())
+        q = float((weights * (y - mean) ** 2).sum())
+        denominator = float(weights.sum() - (weights * weights).sum() / weights.sum())
+        tau2 = max(0.0, (q - (k - 1)) / denominator) if denominator > 0 else 0.0
+    return RateSpread(metric=metric, base_rate=base, n=int(total), tau=math.sqrt(tau2), windows=k)
+
+
+def auto_rate_levels(spread: RateSpread, n: int, rule: AutoThresholdRule) -> tuple[float, float]:
+    """The warning and critical levels of a data-quality rate in a window of ``n``
+    values: the rate an unchanged window exceeds with probability ``warning_rate``
+    (``critical_rate``) on the arcsine scale (the module's rule, higher is worse), and
+    at least ``1 + min_error_increase`` (``1 + 2 min_error_increase``) times the base.
+
+    Examples
+    --------
+    >>> spread = RateSpread(metric="null_rate", base_rate=0.01, n=50_000, tau=0.0, windows=10)
+    >>> warning, critical = auto_rate_levels(spread, 2_000, AutoThresholdRule())
+    >>> round(warning, 4), round(critical, 4)
+    (0.0202, 0.0236)
+    """
+    n = max(n, 1)
+    s = math.sqrt(1 / (4 * n) + 1 / (4 * max(spread.n, 1)) + spread.tau**2)
+    levels = []
+    for rate, effect in ((rule.warning_rate, 1.0), (rule.critical_rate, 2.0)):
+        z = float(special.ndtri(1.0 - rate))
+        high = min(_arcsine(spread.base_rate) + z * s, math.pi / 2)
+        least = spread.base_rate * (1.0 + effect * rule.min_error_increase)
+        levels.append(max(math.sin(high) ** 2, least))
+    return levels[0], levels[1]

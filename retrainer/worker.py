@@ -154,6 +154,7 @@ def training_profile(
         positive_label=monitor.performance.positive_label,
         window_starts=assign_windows(train.timestamps, monitor.window_seconds),
         min_window_labels=monitor.performance.min_labels,
+        min_window_samples=monitor.drift.min_samples,
     )
 
 

@@ -257,16 +257,27 @@ class QualityConfig(_Frozen):
 
     The null rate is judged by its increase over the reference null rate; the
     out-of-reference-range and unseen-category rates are zero in the reference.
+    ``threshold: fixed`` (the default) grades those increases against the fixed
+    levels below; ``threshold: auto`` learns each feature's levels from the reference
+    the way performance thresholds are learned
+    (:func:`driftline.detectors.thresholds.auto_rate_levels`): the rate an unchanged
+    window exceeds with probability ``warning_rate`` (``critical_rate``), given its
+    count, the reference's rate and its window-to-window spread, and at least
+    ``1 + min_increase`` (critical: ``1 + 2 min_increase``) times that rate.
 
     Examples
     --------
-    >>> QualityConfig().null_rate.warning
-    0.05
+    >>> QualityConfig().null_rate.warning, QualityConfig().threshold
+    (0.05, 'fixed')
     """
 
+    threshold: Literal["auto", "fixed"] = "fixed"
     null_rate: QualityThreshold = QualityThreshold(warning=0.05, critical=0.2)
     out_of_range_rate: QualityThreshold = QualityThreshold(warning=0.05, critical=0.2)
     unseen_rate: QualityThreshold = QualityThreshold(warning=0.05, critical=0.2)
+    warning_rate: float = Field(default=1e-4, gt=0, lt=0.5)
+    critical_rate: float = Field(default=1e-6, gt=0, lt=0.5)
+    min_increase: float = Field(default=0.1, ge=0, allow_inf_nan=False)
 
 
 class AlertingConfig(_Frozen):

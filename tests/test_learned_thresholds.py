@@ -242,3 +242,60 @@ def _at_minute(stream: Any, window: int) -> str:
 
     first = float(stream.timestamps.min()) // 60 * 60
     return datetime.fromtimestamp(first + 60 * window, tz=UTC).isoformat().replace("+00:00", "Z")
+
+
+def _null_lines(
+    rng: np.random.Generator, windows: int, per_window: int, null_rate: list[float], prefix: str
+) -> bytes:
+    lines = []
+    for w in range(windows):
+        x = rng.normal(size=per_window).round(6).astype(object)
+        x[rng.random(per_window) < null_rate[w]] = None
+        times = START + w * HOUR + np.sort(rng.uniform(0, HOUR - 1, per_window))
+        lines.append(
+            orjson.dumps(
+                {
+                    "type": "prediction_batch",
+                    "model_id": "q",
+                    "model_version": "v1",
+                    "event_ids": [f"{prefix}{w}-{i}" for i in range(per_window)],
+                    "timestamps": times.round(3).tolist(),
+                    "features": {"x": x.tolist()},
+                    "predictions": rng.integers(0, 2, per_window).tolist(),
+                }
+            )
+        )
+    return b"\n".join(lines) + b"\n"
+
+
+def test_learned_quality_levels_find_a_null_rate_tripling_the_fixed_ones_miss(
+    tmp_path: Path,
+) -> None:
+    """x is null in 1% of the reference's values and 3% from window 3 on: the learned
+    levels warn there (2,000 values: the fixed 5-point increase would need 6%)."""
+    rng = np.random.default_rng(8)
+    ref = tmp_path / "reference.jsonl"
+    ref.write_bytes(_null_lines(rng, 10, 2_000, [0.01] * 10, "r"))
+    ev = tmp_path / "events.jsonl"
+    ev.write_bytes(_null_lines(rng, 8, 2_000, [0.01] * 3 + [0.03] * 5, "e"))
+    base = "model_id: q\nfeatures: {x: numeric}\nwindow: 1h\nallowed_lateness: 10m\n"
+    found = {}
+    for name in ("auto", "fixed"):
+        monitor = tmp_path / f"{name}.yaml"
+        monitor.write_text(base + f"quality: {{threshold: {name}}}\n")
+        run_backtest(monitor, ref, ev, tmp_path / name)
+        found[name] = [
+            (m["window_start"], m["status"])
+            for m in _lines(tmp_path / name / "metrics.jsonl")
+            if m["metric"] == "null_rate" and m["status"] != "ok"
+        ]
+        quality_alerts = [
+            a for a in _lines(tmp_path / name / "alerts.jsonl") if a["kind"] == "data_quality"
+        ]
+        assert [a["window_start"] for a in quality_alerts] == ([_at(3)] if name == "auto" else [])
+    assert found["fixed"] == []
+    assert [at for at, _ in found["auto"]] == [_at(w) for w in range(3, 8)]
+    # the learned levels: about 1% base, the warning a little under 2% at 2,000 values
+    _, profile = reference_profile(tmp_path / "auto.yaml", ref)
+    spread = profile.quality_spread["x"]["null_rate"]
+    assert spread.windows == 10 and 0.008 < spread.base_rate < 0.012

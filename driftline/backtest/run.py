@@ -85,6 +85,7 @@ def _profile(config: MonitorConfig, ref: FileRows) -> ModelProfile:
         positive_label=config.performance.positive_label,
         window_starts=assign_windows(ref.timestamps, config.window_seconds),
         min_window_labels=config.performance.min_labels,
+        min_window_samples=config.drift.min_samples,
     )
 
 

@@ -120,3 +120,83 @@ def test_the_minimum_effect_and_the_fallbacks() -> None:
     # no value or no standard error: no learned drops (the fixed ones apply)
     empty = MetricEstimate(metric="f1", value=None, n=0, n_labelled=0, n_predicted=0)
     assert auto_drops(empty, None, 500, rule) is None
+
+
+# -- data-quality rates
+
+
+@pytest.mark.parametrize("base", [0.0, 0.01, 0.2])
+def test_unchanged_null_rates_alert_at_most_at_the_stated_rate(base: float) -> None:
+    from driftline.detectors.thresholds import auto_rate_levels, learn_rate_spread
+
+    rng = np.random.default_rng(int(base * 1000) + 3)
+    references, per_reference = 100, 2_000
+    for n in SIZES:
+        warned = critical = 0
+        for _ in range(references):
+            counts = np.full(30, 2_000)
+            spread = learn_rate_spread("null_rate", rng.binomial(counts, base), counts)
+            warning, worst = auto_rate_levels(spread, n, RULE)
+            rates = rng.binomial(n, base, per_reference) / n
+            warned += int(np.count_nonzero(rates - spread.base_rate >= warning - spread.base_rate))
+            critical += int(np.count_nonzero(rates >= worst))
+        trials = references * per_reference
+        assert _within(warned / trials, RULE.warning_rate, trials), (n, warned / trials)
+        assert _within(critical / trials, RULE.critical_rate, trials), (n, critical / trials)
+
+
+def _heavy(rng: np.random.Generator, size: int | tuple[int, int]) -> np.ndarray:
+    return rng.standard_t(2, size)  # heavy tails: new windows often leave the range
+
+
+def test_out_of_range_rates_learned_leaving_one_window_out_keep_the_rate() -> None:
+    """A heavy-tailed feature: a fresh window of 10,000 values lands outside the
+    reference's range now and then (about half a value each). The base rate learned
+    by leaving each reference window out keeps the stated rate; taking the reference's
+    own rate (0) alarms in many windows."""
+    from driftline.detectors.profiles import quality_windows
+    from driftline.detectors.thresholds import RateSpread, auto_rate_levels, learn_rate_spread
+
+    rng = np.random.default_rng(17)
+    references, per_reference, n = 40, 100, 10_000
+    warned = naive = 0
+    bases = []
+    for _ in range(references):
+        values = _heavy(rng, 20 * 2_000)
+        starts = np.repeat(np.arange(20) * 60.0, 2_000)
+        bad, counts = quality_windows(values, "numeric", starts)["out_of_range_rate"]
+        spread = learn_rate_spread("out_of_range_rate", bad, counts)
+        bases.append(spread.base_rate)
+        warning, _ = auto_rate_levels(spread, n, RULE)
+        zero = RateSpread(
+            metric="out_of_range_rate", base_rate=0.0, n=values.size, tau=0, windows=0
+        )
+        blind, _ = auto_rate_levels(zero, n, RULE)
+        low, high = values.min(), values.max()
+        fresh = _heavy(rng, (per_reference, n))
+        rates = ((fresh < low) | (fresh > high)).mean(axis=1)
+        warned += int(np.count_nonzero(rates >= warning))
+        naive += int(np.count_nonzero(rates >= blind))
+    trials = references * per_reference
+    # one window of 2,000 against 19 others of 2,000: about 2 / 20 / 2,000 per value
+    assert 2e-5 < float(np.median(bases)) < 1e-4
+    assert _within(warned / trials, RULE.warning_rate, trials), warned / trials
+    assert naive / trials > 0.005, naive / trials
+
+
+def test_unseen_categories_learned_leaving_one_window_out() -> None:
+    from driftline.detectors.profiles import quality_windows
+    from driftline.detectors.thresholds import learn_rate_spread
+
+    rng = np.random.default_rng(5)
+    categories = rng.zipf(1.6, 20 * 1_000).astype(str)  # a long tail of rare names
+    starts = np.repeat(np.arange(20) * 60.0, 1_000)
+    bad, counts = quality_windows(categories, "categorical", starts)["unseen_rate"]
+    spread = learn_rate_spread("unseen_rate", bad, counts)
+    # a name seen in one window only is unseen for it: the long tail is a few percent
+    assert 0.01 < spread.base_rate < 0.2 and spread.windows == 20
+    # and the same names again in a fresh window are unseen at about that rate
+    seen = set(categories.tolist())
+    fresh = rng.zipf(1.6, (200, 1_000)).astype(str)
+    fresh_rate = float(np.mean([[c not in seen for c in row] for row in fresh]))
+    assert 0.5 * spread.base_rate < fresh_rate < 1.5 * spread.base_rate
