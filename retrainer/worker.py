@@ -131,28 +131,51 @@ def read_labelled_rows(
 
 
 def training_profile(
-    model: Any, train: LabelledDataset, monitor: MonitorConfig, version: str
+    model: Any,
+    train: LabelledDataset,
+    monitor: MonitorConfig,
+    version: str,
+    holdout: LabelledDataset | None = None,
 ) -> ModelProfile:
     """The reference profile of a version from its training data and its own predictions.
 
-    The monitors compare the traffic of ``version`` against this profile.
+    The monitors compare the traffic of ``version`` against this profile. Its reference
+    performance (and the window-to-window spread the learned thresholds use) comes
+    from the ``holdout`` when there is one: the model's accuracy on the rows it was
+    fitted to is optimistic, and judged against it an honest model would alert on its
+    first windows.
     """
-    predictions = model.predict(train.features)
+    profile = _profile_of(model, train, monitor, version)
+    if holdout is None or len(holdout) == 0:
+        return profile
+    out_of_sample = _profile_of(model, holdout, monitor, version)
+    return profile.model_copy(
+        update={
+            "reference_performance": out_of_sample.reference_performance,
+            "performance_spread": out_of_sample.performance_spread,
+        }
+    )
+
+
+def _profile_of(
+    model: Any, rows: LabelledDataset, monitor: MonitorConfig, version: str
+) -> ModelProfile:
+    predictions = model.predict(rows.features)
     scores = None
     if monitor.task == "binary_classification":
         scores = predictions.class_scores(monitor.performance.positive_label)
     return build_profile(
         monitor.model_id,
         version,
-        features=train.features,
+        features=rows.features,
         kinds=monitor.features,
         predictions=predictions.labels,
         scores=scores,
-        labels=train.labels,
+        labels=rows.labels,
         task=monitor.task,
         bins=monitor.bins,
         positive_label=monitor.performance.positive_label,
-        window_starts=assign_windows(train.timestamps, monitor.window_seconds),
+        window_starts=assign_windows(rows.timestamps, monitor.window_seconds),
         min_window_labels=monitor.performance.min_labels,
         min_window_samples=monitor.drift.min_samples,
     )
@@ -400,7 +423,7 @@ class Retrainer:
             device=str(report.device),
         )
         with _user_model(monitor, "profiling the training data"):
-            profile = training_profile(candidate, train, monitor, version)
+            profile = training_profile(candidate, train, monitor, version, holdout)
         # No row names this version yet, so a directory already there is the leftover of
         # an attempt that crashed before its row: replace it, so that the weights stored
         # are the ones the row's metrics describe.

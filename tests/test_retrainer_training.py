@@ -557,3 +557,42 @@ def test_cuda_is_refused_with_a_clear_error_when_there_is_no_gpu() -> None:
     data = tabular(50, "binary_classification", seed=18)
     with pytest.raises(ValueError, match="torch sees no CUDA GPU"):
         train_mlp(data, monitor_for("binary_classification"), TrainingOptions(device="cuda"))
+
+
+def test_a_versions_reference_performance_is_its_holdouts_not_its_training_fit() -> None:
+    """A model that memorised its training rows (right on every one) and is right on
+    70% of the holdout: the profile judges its live windows against the 70%, so the
+    learned thresholds do not alert on an honest model for not being perfect."""
+    from driftline.retrainer.worker import training_profile
+
+    rng = np.random.default_rng(3)
+
+    def dataset(n: int, start: float) -> LabelledDataset:
+        return LabelledDataset(
+            features={"x": rng.normal(size=n)},
+            labels=rng.integers(0, 2, n).astype(str),
+            timestamps=start + np.arange(n, dtype=np.float64),
+            event_ids=np.array([f"e{start}-{i}" for i in range(n)]),
+        )
+
+    train, holdout = dataset(3_000, 0.0), dataset(1_000, 10_000.0)
+    known = {float(x): label for x, label in zip(train.features["x"], train.labels, strict=True)}
+    right = rng.random(len(holdout)) < 0.7
+    holdout_guess = {
+        float(x): (label if ok else str(1 - int(label)))
+        for x, label, ok in zip(holdout.features["x"], holdout.labels, right, strict=True)
+    }
+
+    class Memorised:
+        def predict(self, features: Mapping[str, Any]) -> Predictions:
+            said = [known.get(float(x), holdout_guess.get(float(x), "0")) for x in features["x"]]
+            return Predictions(labels=np.array(said))
+
+    monitor = MonitorConfig(model_id="m", features={"x": "numeric"}, window="10m")
+    fitted = training_profile(Memorised(), train, monitor, "v2")
+    honest = training_profile(Memorised(), train, monitor, "v2", holdout)
+    assert fitted.reference_performance.metrics["accuracy"].value == 1.0  # type: ignore[union-attr]
+    accuracy = honest.reference_performance.metrics["accuracy"]  # type: ignore[union-attr]
+    assert accuracy.n == 1_000 and abs(accuracy.value - right.mean()) < 1e-12  # type: ignore[operator]
+    assert honest.features == fitted.features  # drift is still judged against training data
+    assert honest.performance_spread["accuracy"].windows == 3  # 10,000-11,000 s: 3 windows
