@@ -125,8 +125,10 @@ def close_window(
     labelled_by_start
         Labelled predictions per window start of the windows evaluated so far, this
         one included. A retrain request asks for ``[earliest triggering window start -
-        (consecutive_windows - 1) * window, window end)`` and counts the labelled rows
-        of the windows in that range against ``retrain.min_labelled_rows``.
+        (consecutive_windows - 1) * window, window end)`` (``[window end -
+        training.lookback, window end)`` with a lookback) and counts the labelled rows
+        of the triggering windows (from that start to the end) against
+        ``retrain.min_labelled_rows``.
     now
         The time the policies see (streaming and the backtest pass the end of the newest
         closed window plus the allowed lateness).
@@ -178,6 +180,8 @@ def close_window(
         run = (config.alerting.consecutive_windows - 1) * config.window_seconds
         data_from = min(a.window_start for a in triggers) - run
         labelled = sum(n for s, n in labelled_by_start.items() if data_from <= s < data_to)
+        if config.training.lookback is not None:
+            data_from = data_to - config.training.lookback
     decided = policies.retrain.decide(
         outcome.state,
         outcome.decisions,

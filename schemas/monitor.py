@@ -453,7 +453,10 @@ class TrainingConfig(_Frozen):
     the holdout on which candidate and champion are scored with ``metric`` (left out:
     the monitor's performance metric); the candidate is promoted only when it beats
     the champion by more than ``promotion_margin``. Fewer than ``min_rows`` labelled
-    rows do not train.
+    rows do not train. ``lookback`` (e.g. ``7d``) asks a retrain for the labelled events
+    of ``[end - lookback, end]``, ``end`` the end of the windows that raised it; left out,
+    a retrain reads those windows only (after a concept change older labels teach the
+    old concept).
 
     Examples
     --------
@@ -480,6 +483,7 @@ class TrainingConfig(_Frozen):
     promotion_margin: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     metric: PerformanceMetric | None = None
     min_rows: int = Field(default=100, ge=2)
+    lookback: Duration | None = None
 
     @field_validator("function")
     @classmethod

@@ -227,6 +227,19 @@ def test_retrain_request_follows_the_alert(backtest: Backtest) -> None:
     assert summary.retrain.requests == 1
 
 
+def test_a_lookback_asks_for_that_much_labelled_history(backtest: Backtest) -> None:
+    events = simulate(n_windows=16, per_window=2000, seed=6, mean_shift={"x2": (5, 1.0)})
+    _, out = backtest(events, extra_yaml="training: {lookback: 4h}\n")
+    (request,) = _lines(out / "retrain_requests.jsonl")
+    # the alert's window ends at 6h: the four hours before it, not only its own hour
+    assert (request["data_from"], request["data_to"]) == (_at(2), _at(6))
+    # the labelled-rows check still counts the triggering window's 2,000 labels
+    _, out = backtest(
+        events, extra_yaml="training: {lookback: 4h}\nretrain: {min_labelled_rows: 2001}\n"
+    )
+    assert (out / "retrain_requests.jsonl").read_text() == ""
+
+
 def test_retrain_needs_min_labelled_rows(backtest: Backtest) -> None:
     events = simulate(n_windows=10, per_window=2000, seed=6, mean_shift={"x2": (5, 1.0)})
     summary, out = backtest(events, extra_yaml="retrain: {min_labelled_rows: 2001}\n")
