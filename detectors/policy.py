@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
-from typing import Literal
+from typing import Final, Literal
 
 from driftline.schemas.events import AlertEvent, RetrainRequestEvent
 from driftline.schemas.monitor import AlertKind, MonitorConfig, Severity
@@ -82,6 +82,10 @@ def request_id(model_id: str, model_version: str, alert_ids: Iterable[str]) -> s
     True
     """
     return _digest((model_id, model_version, *sorted(alert_ids)))
+
+
+#: The span of a retrain budget, in seconds.
+_DAY: Final = 86_400.0
 
 
 class _Frozen(BaseModel):
@@ -191,6 +195,8 @@ class PolicyState(_Frozen):
 
     keys: tuple[KeyState, ...] = ()
     last_retrain_at: dict[str, float] = {}
+    #: Per model, the times of its requests of the last 24 hours (retrain budget).
+    retrain_times: dict[str, tuple[float, ...]] = {}
 
     def open_alerts(self) -> list[Alert]:
         """Alerts currently open."""
@@ -276,10 +282,7 @@ class AlertPolicy(_Frozen):
             keys[key] = new_ks
             if decision is not None:
                 decisions.append(decision)
-        new_state = PolicyState(
-            keys=tuple(sorted(keys.values(), key=_key_sort)),
-            last_retrain_at=state.last_retrain_at,
-        )
+        new_state = state.model_copy(update={"keys": tuple(sorted(keys.values(), key=_key_sort))})
         return PolicyOutcome(state=new_state, decisions=tuple(decisions))
 
     def _step(
@@ -402,7 +405,10 @@ class RetrainOutcome(_Frozen):
 
     state: PolicyState
     request: RetrainRequest | None
-    reason: Literal["requested", "no_trigger", "too_few_labels", "cooldown"]
+    reason: Literal["requested", "no_trigger", "too_few_labels", "cooldown", "budget"]
+    #: With reason ``budget``: which budget (``retrains_per_day`` or
+    #: ``training_seconds_per_day``), how much of it was used, and its limit.
+    budget: tuple[str, float, float] | None = None
 
 
 class RetrainPolicy(_Frozen):
@@ -426,6 +432,8 @@ class RetrainPolicy(_Frozen):
     min_labelled_rows: int = Field(default=1000, ge=0)
     cooldown_seconds: float = Field(default=21600.0, ge=0)
     severity: Severity = "critical"
+    max_per_day: int | None = Field(default=None, ge=1)
+    max_training_seconds_per_day: float | None = Field(default=None, gt=0)
 
     @classmethod
     def from_config(cls, config: MonitorConfig) -> RetrainPolicy:
@@ -436,6 +444,8 @@ class RetrainPolicy(_Frozen):
             min_labelled_rows=r.min_labelled_rows,
             cooldown_seconds=r.cooldown_seconds,
             severity=r.severity,
+            max_per_day=r.max_per_day,
+            max_training_seconds_per_day=r.max_training_seconds_per_day,
         )
 
     def decide(
@@ -447,6 +457,7 @@ class RetrainPolicy(_Frozen):
         now: float,
         data_from: float,
         data_to: float,
+        training_seconds_today: float = 0.0,
     ) -> RetrainOutcome:
         """Whether the alerts just opened or escalated ask for a retrain.
 
@@ -462,6 +473,9 @@ class RetrainPolicy(_Frozen):
             Current time, epoch seconds.
         data_from, data_to
             Training data range to request.
+        training_seconds_today
+            Training seconds of the model's versions of the last 24 hours (the shell
+            reads them from the registry; a backtest trains nothing).
         """
         floor = SEVERITY_RANK[self.severity]
         triggers = [
@@ -482,6 +496,21 @@ class RetrainPolicy(_Frozen):
         last = state.last_retrain_at.get(model_id)
         if last is not None and now - last < self.cooldown_seconds:
             return RetrainOutcome(state=state, request=None, reason="cooldown")
+        recent = tuple(t for t in state.retrain_times.get(model_id, ()) if now - t < _DAY)
+        budget: tuple[str, float, float] | None = None
+        if self.max_per_day is not None and len(recent) >= self.max_per_day:
+            budget = ("retrains_per_day", float(len(recent)), float(self.max_per_day))
+        elif (
+            self.max_training_seconds_per_day is not None
+            and training_seconds_today >= self.max_training_seconds_per_day
+        ):
+            budget = (
+                "training_seconds_per_day",
+                training_seconds_today,
+                self.max_training_seconds_per_day,
+            )
+        if budget is not None:
+            return RetrainOutcome(state=state, request=None, reason="budget", budget=budget)
         ids = tuple(sorted({a.alert_id for a in triggers}))
         request = RetrainRequest(
             request_id=request_id(model_id, version, ids),
@@ -493,6 +522,9 @@ class RetrainPolicy(_Frozen):
             requested_at=now,
         )
         new_state = state.model_copy(
-            update={"last_retrain_at": {**state.last_retrain_at, model_id: now}}
+            update={
+                "last_retrain_at": {**state.last_retrain_at, model_id: now},
+                "retrain_times": {**state.retrain_times, model_id: (*recent, now)},
+            }
         )
         return RetrainOutcome(state=new_state, request=request, reason="requested")

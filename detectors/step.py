@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict
 
 from .concept import ConceptState
 from .evaluate import WindowData, WindowReport, evaluate_window
-from .policy import Alert, AlertDecision, AlertPolicy, PolicyState, RetrainPolicy
+from .policy import Alert, AlertDecision, AlertPolicy, PolicyState, RetrainPolicy, alert_id
 from .profiles import ModelProfile
 from .verdict import SEVERITY_RANK
 
@@ -104,6 +104,7 @@ def close_window(
     labelled_by_start: Mapping[float, int],
     now: float,
     model_version: str | None = None,
+    training_seconds_today: float = 0.0,
 ) -> WindowStep:
     """Evaluate one window and apply the alert and retrain policies to its report.
 
@@ -135,6 +136,11 @@ def close_window(
     model_version
         The version the report is for, when the profile is another version's (a version
         without its own reference takes the model's newest).
+    training_seconds_today
+        Training seconds of the model's versions of the last 24 hours, for the
+        ``retrain.max_training_seconds_per_day`` budget (a backtest trains nothing: 0).
+        A request beyond a budget is skipped (reason ``budget``) and raises a warning
+        ``retrain_budget`` alert for the window.
 
     Examples
     --------
@@ -189,7 +195,10 @@ def close_window(
         now=now,
         data_from=data_from,
         data_to=data_to,
+        training_seconds_today=training_seconds_today,
     )
+    if decided.budget is not None:
+        events = (*events, _budget_alert(report, decided.budget, now))
     return WindowStep(
         report=report,
         state=decided.state,
@@ -198,6 +207,28 @@ def close_window(
         request=None if decided.request is None else decided.request.to_event(),
         reason=decided.reason,
     )
+
+
+def _budget_alert(report: WindowReport, budget: tuple[str, float, float], now: float) -> AlertEvent:
+    """The warning that a retrain the window asked for was beyond a budget."""
+    statistic, used, limit = budget
+    return Alert(
+        alert_id=alert_id(
+            report.model_id, report.model_version, "retrain_budget", None, report.window_start
+        ),
+        model_id=report.model_id,
+        model_version=report.model_version,
+        kind="retrain_budget",
+        feature=None,
+        window_start=report.window_start,
+        window_end=report.window_end,
+        statistic=statistic,
+        value=used,
+        threshold=limit,
+        p_value=None,
+        severity="warning",
+        opened_at=now,
+    ).to_event()
 
 
 def _triggers(policy: RetrainPolicy, decisions: Sequence[AlertDecision]) -> list[Alert]:

@@ -257,6 +257,17 @@ class ModelRegistry:
         )
         return _record(rows[0]) if rows else None
 
+    def training_seconds_since(self, model_id: str, since: float) -> float:
+        """Training seconds of the model's versions created at ``since`` (epoch seconds)
+        or later: what ``retrain.max_training_seconds_per_day`` counts."""
+        rows = self._query(
+            "SELECT sum(training_seconds) AS seconds FROM model_versions FINAL "
+            "WHERE model_id = {model:String} "
+            "AND created_at >= fromUnixTimestamp64Micro(toInt64({since:String}), 'UTC')",
+            {"model": model_id, "since": str(round(since * 1_000_000))},
+        )
+        return float(rows[0]["seconds"] or 0.0) if rows else 0.0
+
     def by_request(self, model_id: str, request_id: str) -> list[VersionRecord]:
         """Versions registered for one retrain request (at most one, by construction)."""
         return [

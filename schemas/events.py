@@ -299,7 +299,12 @@ class FeedbackBatchEvent(_Event):
 
 
 AlertKind = Literal[
-    "data_drift", "prediction_drift", "performance", "data_quality", "concept_drift"
+    "data_drift",
+    "prediction_drift",
+    "performance",
+    "data_quality",
+    "concept_drift",
+    "retrain_budget",
 ]
 Severity = Literal["warning", "critical"]
 VersionStatus = Literal["candidate", "champion", "rejected", "rolled_back", "shadow", "canary"]

@@ -301,16 +301,32 @@ class AlertingConfig(_Frozen):
 class RetrainConfig(_Frozen):
     """Retrain policy: which alert kinds ask for a retrain, and when.
 
+    Budgets (optional): at most ``max_per_day`` requests in any 24 hours, and no new
+    request once the versions trained in the last 24 hours took
+    ``max_training_seconds_per_day`` of training; a request beyond a budget is skipped
+    with reason ``budget`` and raises a warning ``retrain_budget`` alert.
+
     Examples
     --------
     >>> RetrainConfig().on, RetrainConfig().cooldown_seconds
     (('performance', 'data_drift'), 21600.0)
+    >>> RetrainConfig(max_per_day=4).max_per_day
+    4
     """
 
     on: tuple[AlertKind, ...] = ("performance", "data_drift")
     min_labelled_rows: int = Field(default=1000, ge=0)
     cooldown: Duration = 21600.0
     severity: Severity = "critical"
+    max_per_day: int | None = Field(default=None, ge=1)
+    max_training_seconds_per_day: float | None = Field(default=None, gt=0, allow_inf_nan=False)
+
+    @field_validator("on")
+    @classmethod
+    def _not_the_budget(cls, on: tuple[str, ...]) -> tuple[str, ...]:
+        if "retrain_budget" in on:
+            raise ValueError("a retrain_budget alert cannot ask for a retrain")
+        return on
 
     @property
     def cooldown_seconds(self) -> float:

@@ -37,7 +37,12 @@ Task: TypeAlias = Literal["binary_classification", "multiclass", "regression"]
 FeatureKind: TypeAlias = Literal["numeric", "categorical"]
 DriftMethod: TypeAlias = Literal["psi", "jensen_shannon", "hellinger", "wasserstein", "ks", "chi2"]
 AlertKind: TypeAlias = Literal[
-    "data_drift", "prediction_drift", "performance", "data_quality", "concept_drift"
+    "data_drift",
+    "prediction_drift",
+    "performance",
+    "data_quality",
+    "concept_drift",
+    "retrain_budget",
 ]
 Severity: TypeAlias = Literal["warning", "critical"]
 OnlineDetectorName: TypeAlias = Literal["adwin", "page_hinkley", "kswin", "ddm"]
@@ -83,6 +88,7 @@ ALERT_KINDS: Final[tuple[str, ...]] = (
     "performance",
     "data_quality",
     "concept_drift",
+    "retrain_budget",
 )
 #: Performance metrics each task computes; the first is the default ``performance.metric``.
 TASK_METRICS: Final[Mapping[str, tuple[str, ...]]] = {

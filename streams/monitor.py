@@ -671,6 +671,13 @@ class Monitor:
                         step.report, step.alert_events, step.request is not None, share
                     )
 
+    def _training_seconds_today(self, model_id: str) -> float:
+        """Training seconds of the model's versions registered in the last 24 hours of
+        wall-clock time (``retrain.max_training_seconds_per_day``)."""
+        from driftline.retrainer.registry import ModelRegistry
+
+        return ModelRegistry(self.store).training_seconds_since(model_id, time.time() - 86_400)
+
     #: Most windows of one version evaluated, written and recorded together (see "Exactly
     #: once").
     CLOSE_CHUNK = 64
@@ -708,6 +715,9 @@ class Monitor:
         events, save the states that record them (one insert each); the new states and
         the windows' steps."""
         data, stored = await self._store(self._aggregate, config, chunks)
+        training = 0.0
+        if config.retrain.max_training_seconds_per_day is not None:
+            training = await self._store(self._training_seconds_today, config.model_id)
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         policies = Policies.from_config(config)
         closed: list[tuple[WindowWork, WindowStep]] = []
@@ -754,6 +764,7 @@ class Monitor:
                     labelled_by_start=labelled,
                     now=newest + size + lateness,
                     model_version=version,  # the model's newest profile may stand in
+                    training_seconds_today=training,
                 )
                 state = advance_state(
                     state,

@@ -190,6 +190,9 @@ class RetrainSummary(_Frozen):
     requests: int
     too_few_labels: int
     cooldown: int
+    #: Requests skipped beyond ``retrain.max_per_day`` (a backtest trains nothing, so
+    #: the training-seconds budget never binds there).
+    budget: int = 0
 
 
 class BacktestSummary(_Frozen):

@@ -290,6 +290,7 @@ def run_backtest(
             requests=len(request_lines),
             too_few_labels=retrain_reasons["too_few_labels"],
             cooldown=retrain_reasons["cooldown"],
+            budget=retrain_reasons["budget"],
         ),
         input_problems={"reference": ref.problems, "events": events.problems},
         input_problems_total=ref.problems.total + events.problems.total,
