@@ -442,10 +442,22 @@ VERSIONS_SQL = """
         created_at, updated_at, version, parent_version, status, decision,
         toJSONString(metrics) AS metrics, request_id, arrayStringConcat(alert_ids, ', ')
             AS alert_ids,
-        data_from, data_to, train_rows, holdout_rows, training_seconds, device, artifact_uri
+        data_from, data_to, train_rows, holdout_rows, training_seconds, cpu_seconds,
+        gpu_seconds, bytes_read, device, artifact_uri
     FROM model_versions FINAL
     WHERE model_id = '${model_id}' AND $__timeFilter(created_at)
     ORDER BY created_at DESC
+"""
+# What the model's retraining cost per day: versions trained, wall, CPU and GPU time.
+TRAINING_COST_SQL = """
+    SELECT
+        toStartOfDay(created_at) AS time, count() AS versions_trained,
+        sum(training_seconds) AS wall_seconds, sum(cpu_seconds) AS cpu_seconds,
+        sum(gpu_seconds) AS gpu_seconds, sum(bytes_read) AS bytes_read
+    FROM model_versions FINAL
+    WHERE model_id = '${model_id}' AND training_seconds > 0 AND $__timeFilter(created_at)
+    GROUP BY time
+    ORDER BY time
 """
 RETRAIN_REASONS_SQL = """
     SELECT
@@ -513,6 +525,19 @@ def versions_dashboard() -> gd.Dashboard:
             .with_target(ClickHouseQuery(_sql(VERSIONS_SQL)))
             .span(24)
             .height(10)
+        )
+        .with_panel(
+            table.Panel()
+            .title("Training cost per day")
+            .description(
+                "Versions trained per day and what their training took: wall, CPU and GPU "
+                "seconds, bytes of labelled rows read (retrain budgets: retrain.max_per_day, "
+                "retrain.max_training_seconds_per_day)."
+            )
+            .datasource(CLICKHOUSE)
+            .with_target(ClickHouseQuery(_sql(TRAINING_COST_SQL)))
+            .span(24)
+            .height(6)
         )
         .with_panel(
             table.Panel()

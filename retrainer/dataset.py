@@ -82,6 +82,20 @@ class LabelledDataset:
         """Number of rows."""
         return int(self.labels.shape[0])
 
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the rows: numeric columns as stored, text (categories, class labels,
+        event ids) as its UTF-8.
+
+        Examples
+        --------
+        >>> LabelledDataset(features={"x": np.zeros(2)}, labels=np.array(["1", "0"]),
+        ...     timestamps=np.zeros(2), event_ids=np.array(["a", "bb"])).nbytes
+        37
+        """
+        columns = [*self.features.values(), self.labels, self.timestamps, self.event_ids]
+        return sum(_column_bytes(column) for column in columns)
+
     def take(self, rows: npt.ArrayLike) -> LabelledDataset:
         """The dataset restricted to ``rows`` (indices or a boolean mask), in that order."""
         index = np.asarray(rows)
@@ -126,6 +140,13 @@ class LabelledDataset:
     ) -> LabelledDataset:
         """Build a dataset from joined store rows; see :func:`from_rows`."""
         return from_rows(rows, monitor)
+
+
+def _column_bytes(column: np.ndarray) -> int:
+    """A column's bytes: its buffer when numeric, else its values' UTF-8 (nulls: 0)."""
+    if column.dtype.kind in "biuf":
+        return int(column.nbytes)
+    return sum(len(str(v).encode()) for v in column.tolist() if v is not None)
 
 
 def _length(name: str, column: Any) -> int:

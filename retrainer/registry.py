@@ -92,6 +92,12 @@ class VersionRecord(BaseModel):
     holdout_rows: int = 0
     training_seconds: float = 0.0
     device: str = ""
+    #: CPU seconds of the training run (all threads of the retrainer's process).
+    cpu_seconds: float = 0.0
+    #: Seconds the run held a GPU (its wall time on a CUDA device, else 0).
+    gpu_seconds: float = 0.0
+    #: Bytes of the labelled rows the retrain read (features, labels, times, ids).
+    bytes_read: int = 0
     #: A ``canary``'s served share of the traffic (``shadow``: 0.0; other statuses: None).
     traffic: float | None = Field(default=None, ge=0.0, le=1.0)
 
@@ -144,7 +150,8 @@ _COLUMNS = """model_id, version, parent_version, artifact_uri, metrics, status, 
     toUnixTimestamp64Micro(created_at) / 1000000 AS created_at,
     toUnixTimestamp64Micro(updated_at) / 1000000 AS updated_at,
     alert_ids, decision, toFloat64(train_rows) AS train_rows,
-    toFloat64(holdout_rows) AS holdout_rows, training_seconds, device, traffic"""
+    toFloat64(holdout_rows) AS holdout_rows, training_seconds, device, traffic,
+    cpu_seconds, gpu_seconds, toFloat64(bytes_read) AS bytes_read"""
 
 _TIME = pa.timestamp("us", tz="UTC")
 
@@ -157,6 +164,7 @@ def _record(row: dict[str, Any]) -> VersionRecord:
     values = dict(row)
     values["train_rows"] = int(values["train_rows"])
     values["holdout_rows"] = int(values["holdout_rows"])
+    values["bytes_read"] = int(values["bytes_read"])
     values["alert_ids"] = tuple(values["alert_ids"])
     return VersionRecord.model_validate(values)
 
@@ -419,5 +427,8 @@ def _table(records: Sequence[VersionRecord]) -> pa.Table:
             "training_seconds": pa.array(column("training_seconds"), pa.float64()),
             "device": pa.array(column("device"), pa.string()),
             "traffic": pa.array(column("traffic"), pa.float64()),
+            "cpu_seconds": pa.array(column("cpu_seconds"), pa.float64()),
+            "gpu_seconds": pa.array(column("gpu_seconds"), pa.float64()),
+            "bytes_read": pa.array(column("bytes_read"), pa.uint64()),
         }
     )

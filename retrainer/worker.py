@@ -373,9 +373,10 @@ class Retrainer:
             len(train),
             len(holdout),
         )
-        started = time.perf_counter()
+        started, cpu_started = time.perf_counter(), time.process_time()
         candidate, report = train_model(train, monitor, self.options, log=log.info)
         seconds = time.perf_counter() - started
+        cpu_seconds = time.process_time() - cpu_started
         self._status("evaluating", request_id=request.request_id, version=version)
         champion_record = self.registry.champion(request.model_id)
         champion_score = None
@@ -421,6 +422,9 @@ class Retrainer:
             holdout_rows=len(holdout),
             training_seconds=round(seconds, 3),
             device=str(report.device),
+            cpu_seconds=round(cpu_seconds, 3),
+            gpu_seconds=round(seconds, 3) if str(report.device).startswith("cuda") else 0.0,
+            bytes_read=dataset.nbytes,
         )
         with _user_model(monitor, "profiling the training data"):
             profile = training_profile(candidate, train, monitor, version, holdout)

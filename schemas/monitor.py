@@ -200,6 +200,8 @@ class PerformanceConfig(_Frozen):
         drops = [key for key in ("warning_drop", "critical_drop") if key in data]
         if data.get("threshold") is None:
             return {**data, "threshold": "fixed" if drops else "auto"}
+        # A dumped config carries the unused default drops next to threshold: auto.
+        drops = [key for key in drops if data[key] != cls.model_fields[key].default]
         if data["threshold"] == "auto" and drops:
             raise ValueError(
                 f"threshold: auto learns the drops from the reference; remove "

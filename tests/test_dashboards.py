@@ -298,6 +298,8 @@ def _register_versions(store: Store, request_id: str, alert_ids: list[str]) -> N
         train_rows=3200,
         holdout_rows=800,
         training_seconds=2.5,
+        cpu_seconds=4.75,
+        bytes_read=512_000,
         created_at=now + 10,
         updated_at=now + 10,
     )
@@ -490,6 +492,10 @@ def test_panels_show_what_the_pipeline_did(pipeline: Pipeline) -> None:
     for row in run("Primary performance metric with 95% band"):
         assert row["lower"] <= row["value"] <= row["upper"]
         assert row["alert_line"] < row["reference"]
+    # the retrained versions' training cost, per day
+    (cost,) = run("Training cost per day")
+    assert cost["versions_trained"] >= 1 and cost["wall_seconds"] >= 2.5
+    assert cost["cpu_seconds"] >= 4.75 and cost["bytes_read"] >= 512_000
     # every retrain reason names a stored alert
     reasons = run("Retrain reasons (alerts behind each version)")
     assert {r["alert_id"] for r in reasons} == set(pipeline.alert_ids)

@@ -170,6 +170,9 @@ def test_explicit_drops_keep_their_meaning_and_auto_refuses_them() -> None:
     assert MonitorConfig.from_yaml(base).performance.threshold == "auto"
     with pytest.raises(MonitorConfigError, match="threshold: auto learns the drops"):
         MonitorConfig.from_yaml(base + "performance: {threshold: auto, critical_drop: 0.1}\n")
+    # a dumped config (threshold: auto next to the unused default drops) loads again
+    auto = MonitorConfig.from_yaml(base)
+    assert MonitorConfig.model_validate(auto.model_dump()) == auto
     with pytest.raises(MonitorConfigError, match=r"performance\.threshold"):
         MonitorConfig.from_yaml(base + "performance: {threshold: learned}\n")
 

@@ -63,6 +63,10 @@ RETRAINER_CONTRACT = {
     "driftline_training_duration_seconds": ("histogram", {"model_id", "device"}),
     "driftline_model_versions_published": ("counter", {"model_id", "status"}),
     "driftline_retrain_requests_refused": ("counter", {"reason"}),
+    "driftline_training_cpu_seconds": ("counter", {"model_id"}),
+    "driftline_training_gpu_seconds": ("counter", {"model_id"}),
+    "driftline_training_rows": ("counter", {"model_id"}),
+    "driftline_training_read_bytes": ("counter", {"model_id"}),
 }
 
 
@@ -385,6 +389,11 @@ class Version:
     status: str
     training_seconds: float = 0.0
     device: str = ""
+    cpu_seconds: float = 0.0
+    gpu_seconds: float = 0.0
+    train_rows: int = 0
+    holdout_rows: int = 0
+    bytes_read: int = 0
 
 
 @dataclass(frozen=True)
@@ -396,9 +405,11 @@ class Handled:
 def test_retrainer_outcomes_count_training_and_published_versions() -> None:
     registry = CollectorRegistry()
     metrics = RetrainerMetrics(registry, MONITORS)
-    metrics.request_handled("credit", Handled("registered", Version("champion", 12.5, "cuda:0")))
-    metrics.request_handled("credit", Handled("registered", Version("rejected", 3.0, "cpu")))
-    metrics.request_handled("credit", Handled("duplicate", Version("champion")))
+    gpu_run = Version("champion", 12.5, "cuda:0", 14.0, 12.5, 800, 200, 64_000)
+    metrics.request_handled("credit", Handled("registered", gpu_run))
+    cpu_run = Version("rejected", 3.0, "cpu", 5.5, 0.0, 400, 100, 32_000)
+    metrics.request_handled("credit", Handled("registered", cpu_run))
+    metrics.request_handled("credit", Handled("duplicate", Version("champion", 9.0, "cpu", 9.0)))
     metrics.request_handled("credit", Handled("skipped", None))
     metrics.request_handled("credit", Handled("brand-new-status", None))  # never raises
     metrics.request_processed("credit", "failed")
@@ -428,6 +439,14 @@ def test_retrainer_outcomes_count_training_and_published_versions() -> None:
         (("device", "cuda"), ("model_id", "credit")): 12.5,
         (("device", "cpu"), ("model_id", "credit")): 3.0,
     }
+    # the cost of the two runs (a duplicate trained nothing)
+    for name, expected in (
+        ("driftline_training_cpu_seconds_total", 19.5),
+        ("driftline_training_gpu_seconds_total", 12.5),
+        ("driftline_training_rows_total", 1500.0),
+        ("driftline_training_read_bytes_total", 96_000.0),
+    ):
+        assert samples(registry, name) == {(("model_id", "credit"),): expected}, name
 
 
 def test_thresholds_exported_beside_the_values_come_from_each_monitor() -> None:

@@ -79,6 +79,9 @@ def test_a_version_round_trips_with_its_provenance(registry: ModelRegistry) -> N
         holdout_rows=200,
         training_seconds=1.25,
         device="cpu",
+        cpu_seconds=2.5,
+        gpu_seconds=0.0,
+        bytes_read=123_456,
     )
     registry.record(record)
     assert registry.get("credit", "v2") == record
@@ -343,6 +346,14 @@ def test_a_request_trains_once_and_its_duplicate_only_publishes_again(loop: Loop
     assert record.version == version_for_request("req-1") and record.status == "champion"
     assert record.metrics["candidate.accuracy"] > record.metrics["champion.accuracy"] + 0.2
     assert (record.train_rows, record.holdout_rows) == (450, 150)
+    # what it cost: CPU time of the run, GPU time only on a GPU, the bytes of the rows read
+    on_gpu = record.device.startswith("cuda")
+    assert record.cpu_seconds > 0
+    assert record.gpu_seconds == (record.training_seconds if on_gpu else 0.0)
+    assert 600 * 8 * 3 < record.bytes_read < 600 * 200
+    stored = loop.retrainer.registry.require("credit", record.version)
+    cost = ("cpu_seconds", "gpu_seconds", "bytes_read", "training_seconds", "device")
+    assert [getattr(stored, name) for name in cost] == [getattr(record, name) for name in cost]
     assert load_profile(loop.store, "credit", record.version).model_version == record.version
     assert (loop.artifacts.path_of(record.artifact_uri) / PROFILE_FILE).is_file()
 

@@ -26,6 +26,7 @@ __all__ = [
     "cmd_models_promote",
     "cmd_models_rollback",
     "cmd_retrainer",
+    "cost_text",
     "register",
 ]
 
@@ -71,10 +72,34 @@ def cmd_models_list(args: argparse.Namespace) -> int:
             out.write(orjson.dumps(record.model_dump(mode="json")) + b"\n")
         else:
             metrics = " ".join(f"{k}={v:.4g}" for k, v in sorted(record.metrics.items()))
-            line = f"{record.model_id}\t{record.version}\t{record.status}\t{metrics}\n"
+            line = (
+                f"{record.model_id}\t{record.version}\t{record.status}\t{metrics}"
+                f"\t{cost_text(record)}\n"
+            )
             out.write(line.encode())
     out.flush()
     return 0
+
+
+def cost_text(record: Any) -> str:
+    """What training a version cost, in a few words (empty when it was not trained here).
+
+    Examples
+    --------
+    >>> from driftline.retrainer.registry import VersionRecord
+    >>> cost_text(VersionRecord(model_id="m", version="v2", artifact_uri="file:///a",
+    ...     status="champion", created_at=0.0, updated_at=0.0, training_seconds=42.0,
+    ...     cpu_seconds=80.5, gpu_seconds=42.0, device="cuda:0", train_rows=9000,
+    ...     holdout_rows=1000, bytes_read=2_500_000))
+    'trained 42s on cuda:0 (cpu 80.5s, gpu 42s), 10000 rows, 2.5 MB read'
+    """
+    if not record.training_seconds and not record.train_rows:
+        return ""
+    return (
+        f"trained {record.training_seconds:.3g}s on {record.device or '?'} "
+        f"(cpu {record.cpu_seconds:.3g}s, gpu {record.gpu_seconds:.3g}s), "
+        f"{record.train_rows + record.holdout_rows} rows, {record.bytes_read / 1e6:.3g} MB read"
+    )
 
 
 def change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], what: str) -> int:

@@ -108,6 +108,32 @@ class RetrainerMetrics:
             ["model_id", "status"],
             registry=registry,
         )
+        self.cost = {
+            "cpu_seconds": Counter(
+                "driftline_training_cpu_seconds_total",
+                "CPU seconds of training runs (all threads of the retrainer).",
+                ["model_id"],
+                registry=registry,
+            ),
+            "gpu_seconds": Counter(
+                "driftline_training_gpu_seconds_total",
+                "Seconds training runs held a GPU.",
+                ["model_id"],
+                registry=registry,
+            ),
+            "rows": Counter(
+                "driftline_training_rows_total",
+                "Labelled rows training runs read (training and holdout).",
+                ["model_id"],
+                registry=registry,
+            ),
+            "bytes_read": Counter(
+                "driftline_training_read_bytes_total",
+                "Bytes of labelled rows training runs read.",
+                ["model_id"],
+                registry=registry,
+            ),
+        }
         self.refused = Counter(
             "driftline_retrain_requests_refused_total",
             "Retrain requests refused before training (malformed, or a data range that is "
@@ -122,6 +148,8 @@ class RetrainerMetrics:
                 self.processed.labels(model, outcome)
             for status in STATUSES:
                 self.published.labels(model, status)
+            for counter in self.cost.values():
+                counter.labels(model)
 
     def request_processed(self, model_id: str, outcome: str) -> None:
         """Count one handled retrain request (``outcome`` is one of :data:`OUTCOMES`)."""
@@ -146,6 +174,11 @@ class RetrainerMetrics:
         if outcome == "registered" and record is not None:
             outcome = record.status
             self.training_finished(model_id, record.device or OTHER, record.training_seconds)
+            model = self.guard.model(model_id)
+            self.cost["cpu_seconds"].labels(model).inc(max(record.cpu_seconds, 0.0))
+            self.cost["gpu_seconds"].labels(model).inc(max(record.gpu_seconds, 0.0))
+            self.cost["rows"].labels(model).inc(record.train_rows + record.holdout_rows)
+            self.cost["bytes_read"].labels(model).inc(record.bytes_read)
         self.processed.labels(
             self.guard.model(model_id), outcome if outcome in OUTCOMES else OTHER
         ).inc()
@@ -181,6 +214,31 @@ class VersionRecordLike(Protocol):
     @property
     def device(self) -> str:
         """The torch device it trained on."""
+        ...
+
+    @property
+    def cpu_seconds(self) -> float:
+        """CPU seconds of its training run."""
+        ...
+
+    @property
+    def gpu_seconds(self) -> float:
+        """Seconds its training run held a GPU."""
+        ...
+
+    @property
+    def train_rows(self) -> int:
+        """Rows it trained on."""
+        ...
+
+    @property
+    def holdout_rows(self) -> int:
+        """Rows it was scored on."""
+        ...
+
+    @property
+    def bytes_read(self) -> int:
+        """Bytes of the labelled rows read for it."""
         ...
 
 

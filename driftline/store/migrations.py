@@ -312,6 +312,16 @@ ORDER BY model_id""",
 ORDER BY (model_id, challenger, window_start)""",
         ),
     ),
+    # What training a version cost (wall time and device were there from the start).
+    Migration(
+        10,
+        "training cost of a version",
+        (
+            "ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS cpu_seconds Float64 DEFAULT 0",
+            "ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS gpu_seconds Float64 DEFAULT 0",
+            "ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS bytes_read UInt64 DEFAULT 0",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (
