@@ -155,6 +155,10 @@ training:
   holdout_fraction: 0.25
   promotion_margin: 0.02
   min_rows: {rows // 2}
+card:
+  owner: driftline demo
+  intended_use: scoring synthetic credit applications for the demo
+  limitations: [trained on synthetic data only]
 rollout:
   mode: shadow
   margin: 0.02
@@ -405,7 +409,10 @@ def _serve_window(
 def _start_bad_challenger(settings: Settings, bootstrap: str, plan: DemoPlan, monitor: Any) -> str:
     """Train a challenger on labels that follow the opposite rule (as if trained on data
     from after a change that has not happened) and start its rollout in shadow."""
+    from .card_data import PROFILE_FILE, refresh_card
     from .retrainer.artifact import ArtifactStore
+    from .retrainer.cards import label_balance, training_run
+    from .retrainer.profiling import training_profile
     from .retrainer.registry import ModelRegistry, VersionRecord
     from .retrainer.training import train_model
     from .retrainer.worker import KafkaPublisher
@@ -415,7 +422,10 @@ def _start_bad_challenger(settings: Settings, bootstrap: str, plan: DemoPlan, mo
     right = _dataset(plan, range(plan.training_windows))
     train = replace(right, labels=np.where(right.labels == "1", "0", "1"))
     model, report = train_model(train, monitor)
-    uri = ArtifactStore(settings.artifacts_dir).save(model, MODEL_ID, version, {}, replace=True)
+    profile = training_profile(model, train, monitor, version)
+    uri = ArtifactStore(settings.artifacts_dir).save(
+        model, MODEL_ID, version, {}, files={PROFILE_FILE: profile.to_json()}, replace=True
+    )
     now = time.time()
     record = VersionRecord(
         model_id=MODEL_ID,
@@ -434,6 +444,16 @@ def _start_bad_challenger(settings: Settings, bootstrap: str, plan: DemoPlan, mo
         registry = ModelRegistry(store)
         registry.record(record)
         changed = registry.start_rollout(MODEL_ID, version, "shadow")
+        run = training_run(monitor, None, report, report.seconds)
+        for row in changed:  # its model card, as the retrainer writes one
+            refresh_card(
+                store,
+                row,
+                settings.artifacts_dir,
+                monitor=monitor,
+                training=run if row.version == version else None,
+                label_balance=label_balance(train, monitor) if row.version == version else None,
+            )
     finally:
         store.close()
     publish = KafkaPublisher(settings, bootstrap)

@@ -45,21 +45,23 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
 
-from driftline.detectors.profiles import ModelProfile, build_profile
-from driftline.detectors.windows import assign_windows
+from driftline.detectors.profiles import ModelProfile
 from driftline.schemas.events import ModelVersionEvent, RetrainRequestEvent
 from driftline.schemas.monitor import MonitorConfig
 from driftline.schemas.monitor import load_monitors as load_monitor_configs
 from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 
+from driftline.card_data import PROFILE_FILE
 from driftline.metrics import RetrainerMetrics, start_metrics_server
 from driftline.settings import Settings
 from driftline.store.access import writing_store
 from driftline.store.backend import Store, StoreError
 from driftline.store.profiles import save_profile
 
+from .cards import label_balance, training_run
 from .dataset import LabelledDataset
+from .profiling import training_profile
 from .registry import ModelRegistry, VersionRecord, version_for_request
 
 __all__ = [
@@ -81,8 +83,6 @@ log = logging.getLogger(__name__)
 
 #: The retrainer's state file in the data directory (``{"state": "idle"|"training", ...}``).
 STATUS_FILE = "retrainer.json"
-#: The reference profile of a version's training data, kept in its artifact directory.
-PROFILE_FILE = "reference_profile.json"
 
 #: Publishes a model_version event and returns once Kafka acknowledged it.
 Publish = Callable[[ModelVersionEvent], None]
@@ -127,57 +127,6 @@ def read_labelled_rows(
             "start": round(data_from.timestamp() * 1_000_000),
             "stop": round(data_to.timestamp() * 1_000_000),
         },
-    )
-
-
-def training_profile(
-    model: Any,
-    train: LabelledDataset,
-    monitor: MonitorConfig,
-    version: str,
-    holdout: LabelledDataset | None = None,
-) -> ModelProfile:
-    """The reference profile of a version from its training data and its own predictions.
-
-    The monitors compare the traffic of ``version`` against this profile. Its reference
-    performance (and the window-to-window spread the learned thresholds use) comes
-    from the ``holdout`` when there is one: the model's accuracy on the rows it was
-    fitted to is optimistic, and judged against it an honest model would alert on its
-    first windows.
-    """
-    profile = _profile_of(model, train, monitor, version)
-    if holdout is None or len(holdout) == 0:
-        return profile
-    out_of_sample = _profile_of(model, holdout, monitor, version)
-    return profile.model_copy(
-        update={
-            "reference_performance": out_of_sample.reference_performance,
-            "performance_spread": out_of_sample.performance_spread,
-        }
-    )
-
-
-def _profile_of(
-    model: Any, rows: LabelledDataset, monitor: MonitorConfig, version: str
-) -> ModelProfile:
-    predictions = model.predict(rows.features)
-    scores = None
-    if monitor.task == "binary_classification":
-        scores = predictions.class_scores(monitor.performance.positive_label)
-    return build_profile(
-        monitor.model_id,
-        version,
-        features=rows.features,
-        kinds=monitor.features,
-        predictions=predictions.labels,
-        scores=scores,
-        labels=rows.labels,
-        task=monitor.task,
-        bins=monitor.bins,
-        positive_label=monitor.performance.positive_label,
-        window_starts=assign_windows(rows.timestamps, monitor.window_seconds),
-        min_window_labels=monitor.performance.min_labels,
-        min_window_samples=monitor.drift.min_samples,
     )
 
 
@@ -444,23 +393,52 @@ class Retrainer:
             save_profile(self.store, profile)
         self.registry.record(record)  # the commit point of the request
         self._finish(record)
+        self._card(record, monitor, training_run(monitor, self.options, report, seconds), dataset)
         self._status("idle")
         return record
+
+    def _card(
+        self,
+        record: VersionRecord,
+        monitor: MonitorConfig,
+        training: Any = None,
+        dataset: LabelledDataset | None = None,
+    ) -> None:
+        """Write the version's model card beside its artifact (a card that cannot be
+        written is logged: it never fails a retrain)."""
+        from driftline.card_data import refresh_card
+
+        try:
+            refresh_card(
+                self.store,
+                record,
+                self.artifacts.root,
+                monitor=monitor,
+                training=training,
+                label_balance=None if dataset is None else label_balance(dataset, monitor),
+            )
+        except Exception:
+            log.exception("cannot write the model card of %s %s", record.model_id, record.version)
 
     def _finish(self, record: VersionRecord) -> None:
         """Steps after the row, safe to repeat: one champion (or one challenger), then
         the events."""
+        changed: list[VersionRecord] = []
         if record.status == "champion":
             current = self.registry.champion(record.model_id)
             if current is not None and current.version == record.version:
-                self.registry.demote_other_champions(record)
+                changed = self.registry.demote_other_champions(record)
         elif record.status in ("shadow", "canary"):
-            superseded = self.registry.supersede_challengers(
+            changed = self.registry.supersede_challengers(
                 record.model_id, keep=record.version, after=record
             )
-            for old in superseded:
+            for old in changed:
                 self.publish(old.to_event())
         self.publish(record.to_event())
+        monitor = self.monitors.get(record.model_id)
+        for old in changed:  # their status changed: their cards say so
+            if monitor is not None:
+                self._card(old, monitor)
 
     # ------------------------------------------------------------------ first version
 
@@ -510,6 +488,7 @@ class Retrainer:
         save_profile(self.store, profile)
         self.registry.record(record)
         self._finish(record)
+        self._card(record, monitor, None, train)
         return record
 
 

@@ -39,7 +39,7 @@ import math
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Final, Literal
+from typing import Annotated, Any, Final, Literal
 
 import yaml
 from pydantic import (
@@ -79,6 +79,7 @@ __all__ = [
     "TASK_METRICS",
     "AlertKind",
     "AlertingConfig",
+    "CardConfig",
     "ConceptDriftConfig",
     "DriftConfig",
     "DriftMethod",
@@ -450,6 +451,23 @@ class RolloutConfig(_Frozen):
         return self
 
 
+class CardConfig(_Frozen):
+    """What a person says about the model on its versions' model cards (optional
+    ``card`` section): its owner, intended use and known limitations.
+
+    Examples
+    --------
+    >>> CardConfig(owner="risk team", limitations=["not for applicants under 18"]).owner
+    'risk team'
+    """
+
+    owner: str = Field(default="", max_length=200)
+    intended_use: str = Field(default="", max_length=2000)
+    limitations: tuple[Annotated[str, Field(max_length=500)], ...] = Field(
+        default=(), max_length=50
+    )
+
+
 #: The metrics a live rollout compares: means of bounded per-event scores
 #: (:func:`driftline.detectors.comparison.event_scores`).
 ROLLOUT_METRICS: Final = ("accuracy", "log_loss", "mae", "rmse", "mape")
@@ -562,6 +580,7 @@ class MonitorConfig(_Frozen):
     concept_drift: ConceptDriftConfig | None = None
     training: TrainingConfig = TrainingConfig()
     rollout: RolloutConfig | None = None
+    card: CardConfig | None = None
 
     @field_validator("window")
     @classmethod

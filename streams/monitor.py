@@ -151,6 +151,7 @@ import threading
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from driftline.detectors import WindowReport
@@ -176,6 +177,7 @@ from driftline.detectors.windows import (
     window_closes,
     with_moved,
 )
+from driftline.retrainer.registry import ModelRegistry
 from driftline.schemas.events import AlertEvent
 from driftline.schemas.monitor import MonitorConfig, load_monitors
 
@@ -289,6 +291,7 @@ class Monitor:
         self.send_version = send_version
         #: Rollout decisions taken, in order (see "Rollouts").
         self.rollout_records: list[RolloutRecord] = []
+        self.cards_root: Path | None = None  # artifact root: rollouts rewrite model cards
         #: Per model: monotonic time of the last pass that looked for late data.
         self._late_checked: dict[str, float] = {}
         #: Per model: the closing boundary (see :func:`closing_boundary`) of its last pass.
@@ -671,13 +674,6 @@ class Monitor:
                         step.report, step.alert_events, step.request is not None, share
                     )
 
-    def _training_seconds_today(self, model_id: str) -> float:
-        """Training seconds of the model's versions registered in the last 24 hours of
-        wall-clock time (``retrain.max_training_seconds_per_day``)."""
-        from driftline.retrainer.registry import ModelRegistry
-
-        return ModelRegistry(self.store).training_seconds_since(model_id, time.time() - 86_400)
-
     #: Most windows of one version evaluated, written and recorded together (see "Exactly
     #: once").
     CLOSE_CHUNK = 64
@@ -717,7 +713,9 @@ class Monitor:
         data, stored = await self._store(self._aggregate, config, chunks)
         training = 0.0
         if config.retrain.max_training_seconds_per_day is not None:
-            training = await self._store(self._training_seconds_today, config.model_id)
+            registry = ModelRegistry(self.store)  # the retrain budget's last 24 hours
+            since = time.time() - 86_400
+            training = await self._store(registry.training_seconds_since, config.model_id, since)
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         policies = Policies.from_config(config)
         closed: list[tuple[WindowWork, WindowStep]] = []

@@ -43,6 +43,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from driftline.detectors.promotion import (
@@ -78,6 +79,7 @@ __all__ = [
     "decision_text",
     "judge_rollout",
     "record_changes",
+    "refresh_cards",
     "rollout_pass",
     "save_progress",
 ]
@@ -343,6 +345,20 @@ def record_changes(
     save_rollout_windows(store, windows or [])
 
 
+def refresh_cards(
+    store: Store, versions: list[VersionRecord], root: Path, config: MonitorConfig
+) -> None:
+    """Rewrite the model cards of the versions a pass changed (a card that cannot be
+    written is logged: it never stops the monitor)."""
+    from driftline.card_data import refresh_card
+
+    for record in versions:
+        try:
+            refresh_card(store, record, root, monitor=config)
+        except Exception:
+            log.exception("cannot write the model card of %s %s", record.model_id, record.version)
+
+
 def save_progress(store: Store, model_id: str, progress: RolloutProgress) -> RolloutProgress:
     """Save the progress as the next ``seq``; return what was saved."""
     saved = progress.model_copy(update={"seq": progress.seq + 1})
@@ -361,6 +377,10 @@ async def judge_rollout(monitor: Any, config: MonitorConfig, watermark: float) -
         await send(record.model_id, record.to_event().model_dump_json().encode())
     await monitor._store(commit_pass, monitor.store, config.model_id, done)
     monitor.rollout_records += done.records
+    if monitor.cards_root is not None and done.versions:
+        await monitor._store(
+            refresh_cards, monitor.store, done.versions, monitor.cards_root, config
+        )
     if monitor.metrics is not None:
         decisions = [record.decision for record in done.records]
         monitor.metrics.rollout_judged(

@@ -317,6 +317,7 @@ def _monitor(app: faust.App, settings: Settings, ingestor: Ingestor) -> Monitor:
         late_check_seconds=settings.late_data_check_seconds,
         send_version=sender(names.model_versions),
     )
+    monitor.cards_root = settings.artifacts_dir
     if monitor.monitors:
         log.info("monitoring %s", ", ".join(sorted(monitor.monitors)))
 

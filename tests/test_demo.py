@@ -83,6 +83,34 @@ def test_demo_closes_the_loop_from_drift_to_a_served_retrained_champion(tmp_path
         and new["metrics"]["candidate.accuracy"] > new["metrics"]["champion.accuracy"]
     )
 
+    # every version has a model card beside its artifact, saying what the registry says
+    from driftline.cards import ModelCard
+
+    for name, version in versions.items():
+        path = tmp_path / "artifacts" / "credit" / name / "card.json"
+        card = ModelCard.model_validate_json(path.read_bytes())
+        assert (card.version, card.status) == (name, version["status"]), name
+        assert card.owner == "driftline demo" and card.limitations
+        assert card.intended_use and card.task == "binary_classification"
+        assert card.training_data.train_rows > 0 and card.training_data.features
+        assert card.training_data.label_balance and card.training.device
+        assert card.cost.rows > 0
+    retrained = ModelCard.model_validate_json(
+        (tmp_path / "artifacts" / "credit" / champions[0] / "card.json").read_bytes()
+    )
+    assert retrained.training.trainer == "built-in MLP" and retrained.training.driftline_version
+    assert retrained.holdout["candidate.accuracy"] > retrained.holdout["champion.accuracy"]
+    assert retrained.triggered_by and {a.kind for a in retrained.triggered_by} <= {
+        "performance",
+        "data_drift",
+    }
+    assert [r.decision for r in retrained.rollout][-1] == "promote"
+    assert retrained.cost.cpu_seconds > 0 and retrained.cost.bytes_read > 0
+    served = ModelCard.model_validate_json(
+        (tmp_path / "artifacts" / "credit" / "v1" / "card.json").read_bytes()
+    )
+    assert served.live and any(w.performance_status == "critical" for w in served.live)
+
 
 def test_synthetic_traffic_is_seeded_and_drifts_where_the_plan_says() -> None:
     plan = DemoPlan(windows=12, events_per_window=4000)

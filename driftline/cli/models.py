@@ -27,6 +27,7 @@ __all__ = [
     "cmd_models_rollback",
     "cmd_retrainer",
     "cost_text",
+    "refresh_cards",
     "register",
 ]
 
@@ -115,6 +116,7 @@ def change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], 
         store = writing_store(settings)
         try:
             records = change(store)
+            refresh_cards(store, records, settings)
         finally:
             store.close()
         publish = KafkaPublisher(settings, bootstrap)
@@ -126,6 +128,80 @@ def change_status(args: argparse.Namespace, change: Callable[[Any], list[Any]], 
         raise CommandError(str(error)) from None
     for record in records:
         print(f"{what}: {record.model_id} {record.version} is {record.status}")
+    return 0
+
+
+def refresh_cards(store: Any, records: list[Any], settings: Any) -> None:
+    """Rewrite the model cards of versions whose status changed (those whose artifact
+    directory is this machine's); a card that cannot be written is only a warning."""
+    from driftline.card_data import refresh_card
+    from driftline.schemas.monitor import MonitorConfigError, load_monitors
+
+    try:
+        monitors = load_monitors(settings.monitors_dir)
+    except MonitorConfigError:
+        monitors = {}
+    for record in records:
+        try:
+            refresh_card(
+                store, record, settings.artifacts_dir, monitor=monitors.get(record.model_id)
+            )
+        except Exception as error:  # the status change itself is done
+            print(f"warning: cannot write the card of {record.version}: {error}", file=sys.stderr)
+
+
+def cmd_models_card(args: argparse.Namespace) -> int:
+    """Print the model card of a version (default: the champion), or two side by side."""
+    from driftline.card_data import card_for
+    from driftline.cards import card_html, card_markdown, cards_diff
+    from driftline.retrainer.registry import ModelRegistry
+    from driftline.schemas.monitor import MonitorConfigError, load_monitors
+    from driftline.store import StoreError, reading_store
+
+    settings = settings_from_args(args)
+    try:
+        monitor = load_monitors(settings.monitors_dir).get(args.model_id)
+    except MonitorConfigError:
+        monitor = None
+    try:
+        with reading_store(settings) as store:
+            registry = ModelRegistry(store)
+            versions = {r.version: r for r in registry.versions(args.model_id)}
+            if not versions:
+                raise CommandError(
+                    f"model {args.model_id!r} has no registered version", EXIT_BAD_INPUT
+                )
+            wanted = list(args.diff) if args.diff else [args.version]
+            if wanted == [None]:
+                champion = registry.champion(args.model_id)
+                wanted = [champion.version if champion else list(versions)[-1]]
+            unknown = [v for v in wanted if v not in versions]
+            if unknown:
+                raise CommandError(
+                    f"model {args.model_id!r} has no version {unknown[0]!r} (it has: "
+                    f"{', '.join(list(versions)[-10:])})",
+                    EXIT_BAD_INPUT,
+                )
+            cards = [
+                card_for(
+                    store,
+                    versions[v],
+                    monitor=monitor,
+                    artifacts_root=settings.artifacts_dir,
+                )
+                for v in wanted
+            ]
+    except StoreError as error:
+        raise CommandError(str(error)) from None
+    if args.diff:
+        text = cards_diff(cards[0], cards[1])
+    elif args.format == "json":
+        text = cards[0].model_dump_json(indent=2) + "\n"
+    elif args.format == "html":
+        text = card_html(cards[0])
+    else:
+        text = card_markdown(cards[0])
+    sys.stdout.write(text)
     return 0
 
 
@@ -170,6 +246,13 @@ def register(add: Callable[..., argparse.ArgumentParser], commands: Any) -> None
     listing = add("list", cmd_models_list, "one line (or JSON object) per version", models)
     listing.add_argument("--model-id", default=None, help="only this model")
     listing.add_argument("--json", action="store_true", help="one JSON object per version")
+    card = add("card", cmd_models_card, "a version's model card (md, html or json)", models)
+    card.add_argument("--model-id", required=True)
+    card.add_argument("--version", default=None, help="default: the champion")
+    card.add_argument("--format", choices=("md", "html", "json"), default="md")
+    card.add_argument(
+        "--diff", nargs=2, metavar=("V1", "V2"), default=None, help="two versions side by side"
+    )
     promote = add("promote", cmd_models_promote, "make a version the champion", models)
     promote.add_argument("--model-id", required=True)
     promote.add_argument("--version", required=True)

@@ -1,0 +1,65 @@
+"""A version's reference profile: its training data, its own predictions, and the
+performance of its holdout."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from driftline.detectors.profiles import ModelProfile, build_profile
+from driftline.detectors.windows import assign_windows
+from driftline.schemas.monitor import MonitorConfig
+
+from .dataset import LabelledDataset
+
+__all__ = ["training_profile"]
+
+
+def training_profile(
+    model: Any,
+    train: LabelledDataset,
+    monitor: MonitorConfig,
+    version: str,
+    holdout: LabelledDataset | None = None,
+) -> ModelProfile:
+    """The reference profile of a version from its training data and its own predictions.
+
+    The monitors compare the traffic of ``version`` against this profile. Its reference
+    performance (and the window-to-window spread the learned thresholds use) comes
+    from the ``holdout`` when there is one: the model's accuracy on the rows it was
+    fitted to is optimistic, and judged against it an honest model would alert on its
+    first windows.
+    """
+    profile = _profile_of(model, train, monitor, version)
+    if holdout is None or len(holdout) == 0:
+        return profile
+    out_of_sample = _profile_of(model, holdout, monitor, version)
+    return profile.model_copy(
+        update={
+            "reference_performance": out_of_sample.reference_performance,
+            "performance_spread": out_of_sample.performance_spread,
+        }
+    )
+
+
+def _profile_of(
+    model: Any, rows: LabelledDataset, monitor: MonitorConfig, version: str
+) -> ModelProfile:
+    predictions = model.predict(rows.features)
+    scores = None
+    if monitor.task == "binary_classification":
+        scores = predictions.class_scores(monitor.performance.positive_label)
+    return build_profile(
+        monitor.model_id,
+        version,
+        features=rows.features,
+        kinds=monitor.features,
+        predictions=predictions.labels,
+        scores=scores,
+        labels=rows.labels,
+        task=monitor.task,
+        bins=monitor.bins,
+        positive_label=monitor.performance.positive_label,
+        window_starts=assign_windows(rows.timestamps, monitor.window_seconds),
+        min_window_labels=monitor.performance.min_labels,
+        min_window_samples=monitor.drift.min_samples,
+    )
