@@ -32,6 +32,7 @@ from .concept import (
     concept_drift_step,
     label_order,
 )
+from .drift_spread import drift_methods, learn_drift_spreads, with_drift_spreads
 from .evaluate import (
     MetricRow,
     WindowData,
@@ -145,12 +146,15 @@ from .step import (
 )
 from .thresholds import (
     ARCSINE_METRICS,
+    DRIFT_TAILS,
     MIN_WINDOWS,
     AutoThresholdRule,
+    DriftSpread,
     MetricSpread,
     RateSpread,
     auto_drops,
     auto_rate_levels,
+    drift_levels,
     learn_rate_spread,
     learn_spread,
 )
@@ -174,6 +178,7 @@ from .windows import (
 __all__ = [
     "ARCSINE_METRICS",
     "DETECTORS",
+    "DRIFT_TAILS",
     "FRESH",
     "HIGHER_IS_BETTER",
     "MICROS",
@@ -199,6 +204,7 @@ __all__ = [
     "DDMDetector",
     "DifferenceSequence",
     "DriftResult",
+    "DriftSpread",
     "DriftStatistic",
     "FeatureCounts",
     "FeatureProfile",
@@ -276,6 +282,8 @@ __all__ = [
     "concept_drift_step",
     "decide",
     "decision_id",
+    "drift_levels",
+    "drift_methods",
     "drift_result",
     "error_stream",
     "evaluate_window",
@@ -286,6 +294,7 @@ __all__ = [
     "grade",
     "label_order",
     "latency_p95",
+    "learn_drift_spreads",
     "learn_rate_spread",
     "learn_spread",
     "micros",
@@ -310,6 +319,7 @@ __all__ = [
     "wilson_interval",
     "window_closes",
     "window_evidence",
+    "with_drift_spreads",
     "with_moved",
     "worst",
 ]

@@ -50,7 +50,7 @@ from .profiles import (
 )
 from .quality import assess_quality
 from .statistics import DriftResult, DriftStatistic, _bin_points, get_statistic
-from .thresholds import AutoThresholdRule, auto_drops
+from .thresholds import AutoThresholdRule, auto_drops, drift_levels
 from .verdict import SEVERITY_RANK, Verdict
 
 __all__ = [
@@ -364,7 +364,11 @@ def evaluate_window(
     feature_results: list[tuple[str, DriftResult]] = []
     for name, fprof in profile.features.items():
         method = drift.numeric if fprof.kind == "numeric" else drift.categorical
-        stat = get_statistic(method.method, warning=method.warning, critical=method.critical)
+        warning, critical = method.warning, method.critical
+        spread = profile.drift_spread.get(name, {}).get(method.method)
+        if method.threshold == "auto" and spread is not None:
+            warning, critical = drift_levels(spread, warning, critical)
+        stat = get_statistic(method.method, warning=warning, critical=critical)
         feature_results.append((name, drift_result(stat, fprof, data.features.get(name))))
     rows += _gate("data_drift", feature_results, drift.min_samples, drift.fdr)
 

@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .coerce import as_category_strings, as_float_array, category_array
 from .performance import MetricEstimate, ReferencePerformance, performance_counts
-from .thresholds import MetricSpread, RateSpread, learn_rate_spread, learn_spread
+from .thresholds import DriftSpread, MetricSpread, RateSpread, learn_rate_spread, learn_spread
 
 __all__ = [
     "QUANTILE_LEVELS",
@@ -492,6 +492,9 @@ class ModelProfile(_Frozen):
     #: Per feature and data-quality rate, its base rate and window-to-window spread on
     #: the reference (:func:`~driftline.detectors.thresholds.learn_rate_spread`).
     quality_spread: dict[str, dict[str, RateSpread]] = Field(default_factory=dict)
+    #: Per feature and drift statistic, its spread over the reference's windows
+    #: (:func:`~driftline.detectors.drift_spread.with_drift_spreads`).
+    drift_spread: dict[str, dict[str, DriftSpread]] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise to JSON (floats round-trip exactly)."""

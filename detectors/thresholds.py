@@ -63,18 +63,21 @@ from typing import Final, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
-from scipy import special
+from scipy import special, stats
 
 from .performance import HIGHER_IS_BETTER, MetricEstimate
 
 __all__ = [
     "ARCSINE_METRICS",
+    "DRIFT_TAILS",
     "MIN_WINDOWS",
     "AutoThresholdRule",
+    "DriftSpread",
     "MetricSpread",
     "RateSpread",
     "auto_drops",
     "auto_rate_levels",
+    "drift_levels",
     "learn_rate_spread",
     "learn_spread",
 ]
@@ -104,6 +107,47 @@ class AutoThresholdRule(_Frozen):
     critical_rate: float = Field(default=1e-6, gt=0, lt=0.5)
     #: Smallest relative growth of the error that warns (critical: twice it).
     min_error_increase: float = Field(default=0.1, ge=0, allow_inf_nan=False)
+
+
+class DriftSpread(_Frozen):
+    """One drift statistic's spread over a feature's reference windows: the mean and
+    standard deviation of its values there.
+
+    Examples
+    --------
+    >>> DriftSpread(method="psi", mean=0.06, sd=0.04, windows=12).windows
+    12
+    """
+
+    method: str
+    mean: float = Field(ge=0, allow_inf_nan=False)
+    sd: float = Field(ge=0, allow_inf_nan=False)
+    windows: int = Field(ge=0)
+
+
+#: Tail probabilities of the learned drift levels (those of 3 and 4 normal standard
+#: deviations): warning, critical (:mod:`driftline.detectors.drift_spread`).
+DRIFT_TAILS: Final = (0.00135, 3.17e-5)
+
+
+def drift_levels(spread: DriftSpread, warning: float, critical: float) -> tuple[float, float]:
+    """The warning and critical levels of a feature under ``threshold: auto``: the
+    quantiles at :data:`DRIFT_TAILS` of the gamma distribution with the reference
+    windows' mean and variance, never below the configured ``warning`` and ``critical``.
+
+    Examples
+    --------
+    >>> spread = DriftSpread(method="psi", mean=0.2, sd=0.1, windows=20)
+    >>> [round(level, 3) for level in drift_levels(spread, 0.1, 0.25)]
+    [0.634, 0.865]
+    """
+    if spread.sd <= 0 or spread.mean <= 0:
+        learned = [spread.mean, spread.mean]
+    else:
+        shape = (spread.mean / spread.sd) ** 2
+        scale = spread.sd**2 / spread.mean
+        learned = [float(stats.gamma.isf(tail, shape, scale=scale)) for tail in DRIFT_TAILS]
+    return max(warning, learned[0]), max(critical, learned[1])
 
 
 class MetricSpread(_Frozen):

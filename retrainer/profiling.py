@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from driftline.detectors.drift_spread import drift_methods, with_drift_spreads
 from driftline.detectors.profiles import ModelProfile, build_profile
 from driftline.detectors.windows import assign_windows
 from driftline.schemas.monitor import MonitorConfig
@@ -48,7 +49,8 @@ def _profile_of(
     scores = None
     if monitor.task == "binary_classification":
         scores = predictions.class_scores(monitor.performance.positive_label)
-    return build_profile(
+    starts = assign_windows(rows.timestamps, monitor.window_seconds)
+    profile = build_profile(
         monitor.model_id,
         version,
         features=rows.features,
@@ -59,7 +61,14 @@ def _profile_of(
         task=monitor.task,
         bins=monitor.bins,
         positive_label=monitor.performance.positive_label,
-        window_starts=assign_windows(rows.timestamps, monitor.window_seconds),
+        window_starts=starts,
         min_window_labels=monitor.performance.min_labels,
         min_window_samples=monitor.drift.min_samples,
+    )
+    return with_drift_spreads(
+        profile,
+        rows.features,
+        starts,
+        methods=drift_methods(monitor),
+        min_samples=monitor.drift.min_samples,
     )

@@ -113,6 +113,9 @@ class DriftMethodConfig(_Frozen):
     """Drift statistic and thresholds for one kind of column.
 
     ``warning``/``critical`` left out take the method's defaults (:data:`DEFAULT_THRESHOLDS`).
+    ``threshold: auto`` raises a feature's levels to what its own reference windows
+    show (:mod:`driftline.detectors.drift_spread`), never below ``warning``/``critical``
+    (features only; the prediction and score keep the fixed levels).
 
     Examples
     --------
@@ -123,6 +126,7 @@ class DriftMethodConfig(_Frozen):
     method: DriftMethod = "psi"
     warning: float = Field(default=0.0, ge=0, allow_inf_nan=False)
     critical: float = Field(default=0.0, ge=0, allow_inf_nan=False)
+    threshold: Literal["auto", "fixed"] = "fixed"
 
     @model_validator(mode="before")
     @classmethod

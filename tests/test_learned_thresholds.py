@@ -218,13 +218,15 @@ def test_the_stream_learns_the_same_thresholds_and_alerts_as_the_backtest(
     monitors = tmp_path / "monitors"
     monitors.mkdir()
     monitor = monitors / "credit.yaml"
-    monitor.write_text(monitor_yaml(stream, window="1m", allowed_lateness="10s"))
+    drift = "drift: {numeric: {method: psi, threshold: auto}}\n"  # learned drift levels too
+    monitor.write_text(monitor_yaml(stream, window="1m", allowed_lateness="10s", extra=drift))
     events = write_jsonl(stream, tmp_path / "events.jsonl", batch_size=500)
     out = tmp_path / "out"
     run_backtest(monitor, ref, events, out)
     profile = reference_profile(monitor, ref)[1]
     spread = profile.performance_spread["accuracy"]
     assert spread.windows == 6 and spread.tau > 0.01
+    assert profile.drift_spread["x0"]["psi"].windows == 6
     h = Harness(tmp_path, monitor)
     try:
         save_profile(h.store, profile)

@@ -26,6 +26,7 @@ from driftline.detectors import (
     build_profile,
 )
 from driftline.detectors.concept import concept_drift_detectors, concept_drift_step, label_order
+from driftline.detectors.drift_spread import drift_methods, with_drift_spreads
 from driftline.detectors.step import Policies, close_window
 from driftline.detectors.verdict import SEVERITY_RANK
 from driftline.detectors.windows import assign_windows
@@ -69,13 +70,15 @@ def _profile(config: MonitorConfig, ref: FileRows) -> ModelProfile:
     version = min(versions, key=lambda v: (-versions[v], v))
     binary = config.task == "binary_classification"
     scores = ref.scores if binary and np.isfinite(ref.scores).any() else None
-    return build_profile(
+    features = {
+        name: _with_nulls(values, ref.feature_nulls.get(name))
+        for name, values in ref.features.items()
+    }
+    starts = assign_windows(ref.timestamps, config.window_seconds)
+    profile = build_profile(
         config.model_id,
         version,
-        features={
-            name: _with_nulls(values, ref.feature_nulls.get(name))
-            for name, values in ref.features.items()
-        },
+        features=features,
         kinds=config.features,
         predictions=ref.predictions,
         scores=scores,
@@ -83,9 +86,16 @@ def _profile(config: MonitorConfig, ref: FileRows) -> ModelProfile:
         task=config.task,
         bins=config.bins,
         positive_label=config.performance.positive_label,
-        window_starts=assign_windows(ref.timestamps, config.window_seconds),
+        window_starts=starts,
         min_window_labels=config.performance.min_labels,
         min_window_samples=config.drift.min_samples,
+    )
+    return with_drift_spreads(
+        profile,
+        features,
+        starts,
+        methods=drift_methods(config),
+        min_samples=config.drift.min_samples,
     )
 
 
