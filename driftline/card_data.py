@@ -1,10 +1,13 @@
 """Model cards from the store, and their files beside each version's artifact.
 
-:func:`card_for` reads what a card needs (:mod:`driftline.cards`) with bounded,
-parameterised queries: the registry row, the version's training profile, the alerts
-behind it, its live rollout decisions (``rollout_windows``) and its latest windows
-(``window_metrics``, at most :data:`LIVE_WINDOWS`). What is known only when the version
-is trained (the training run, the label balance) comes from the card it replaces.
+:func:`card_for` reads what a card needs (:mod:`driftline.cards`) with bounded queries
+whose values enter hex-encoded (no text can change a query, and they need no query
+parameters, which a running worker's read page does not take): the registry row, the
+version's training profile, the alerts behind it, its live rollout decisions
+(``rollout_windows``) and its latest windows (``window_metrics``, at most
+:data:`LIVE_WINDOWS`). What is known only when the version is trained (the training run,
+the label balance), and what the monitor config says when none is at hand, come from
+the card it replaces.
 
 :func:`refresh_card` writes ``card.json`` and ``card.md`` into the version's artifact
 directory: the retrainer when it registers a version, and whoever changes its status
@@ -201,7 +204,7 @@ def card_for(
         training = training or saved.training
         if label_balance is None and saved.training_data.label_balance:
             label_balance = saved.training_data.label_balance
-    return build_card(
+    card = build_card(
         record,
         monitor=monitor,
         profile=profile,
@@ -212,6 +215,10 @@ def card_for(
         live=_live(store, record.model_id, record.version),
         generated_at=time.time() if now is None else now,
     )
+    if monitor is None and saved is not None:  # what the monitor config said, as saved
+        said = ("owner", "intended_use", "limitations", "task", "metric")
+        card = card.model_copy(update={name: getattr(saved, name) for name in said})
+    return card
 
 
 def refresh_card(

@@ -704,6 +704,7 @@ def run_demo(settings: Settings, duration: float = 90.0, windows: int = 24) -> i
         report = write_report(reader, MODEL_ID, data_dir / "report.html")
         print(f"  report      {report}")
         print(f"  models      driftline models list --json --data-dir {data_dir}")
+        print(f"  card        driftline models card --model-id {MODEL_ID} --data-dir {data_dir}")
     finally:
         _stop(retrainer)
         _stop(worker)

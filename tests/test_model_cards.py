@@ -161,6 +161,7 @@ def test_models_card_prints_a_card_and_a_diff(
     card = ModelCard.model_validate_json(shown.stdout)
     assert card.version == version and card.status == "champion"  # the champion by default
     assert card.training.trainer == "built-in MLP"  # read from the saved card
+    assert card.owner == "credit risk team"  # no monitors folder here: as the card saved it
     page = _driftline(
         "models", "card", "--model-id", "credit", "--version", "v1", "--format", "html", *data
     )
