@@ -119,3 +119,43 @@ def test_a_budget_alert_cannot_ask_for_a_retrain() -> None:
     base = "model_id: m\nfeatures: {x: numeric}\n"
     with pytest.raises(MonitorConfigError, match="retrain_budget alert cannot ask"):
         MonitorConfig.from_yaml(base + "retrain: {on: [performance, retrain_budget]}\n")
+
+
+@pytest.mark.e2e
+def test_a_real_worker_skips_and_alerts_like_the_backtest(
+    tmp_path: Path, worker_factory: Any, producer: Any
+) -> None:
+    """Tansu, a worker process and chDB: the requests and the budget alerts on Kafka and in
+    ClickHouse are the backtest's."""
+    from e2e_support import consume_all, wait_for
+    from test_monitor_e2e import send
+
+    monitor, ref, events = _files(tmp_path, RETRAIN)
+    run_backtest(monitor, ref, events, tmp_path / "out")
+    want_alerts = _lines(tmp_path / "out" / "alerts.jsonl")
+    want_requests = _lines(tmp_path / "out" / "retrain_requests.jsonl")
+    assert len(want_requests) == 3 and len(_budget(want_alerts)) == 2
+    worker = worker_factory(monitors_dir=str(monitor.parent), monitor_interval_seconds="0.5")
+    worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
+    topics = worker.settings.topics
+    send(producer, topics.predictions, events.read_bytes().splitlines())
+    send(producer, topics.predictions, [clock_event(START + 13 * HOUR + 700)])
+    wait_for(
+        lambda: worker.scalar("SELECT uniqExact(window_start) FROM window_metrics"),
+        lambda n: int(n) == 12,
+        60,
+        "12 closed windows",
+    )
+    got = [
+        json.loads(m.value())
+        for m in consume_all(worker.bootstrap_servers, topics.alerts, len(want_alerts))
+    ]
+    assert [a["alert_id"] for a in got] == [a["alert_id"] for a in want_alerts]
+    assert [(a["kind"], a["severity"]) for a in _budget(got)] == [("retrain_budget", "warning")] * 2
+    requests = [
+        json.loads(m.value())
+        for m in consume_all(worker.bootstrap_servers, topics.retrain_requests, 3)
+    ]
+    assert requests == want_requests
+    stored = worker.query("SELECT alert_id FROM alerts FINAL WHERE kind = 'retrain_budget'")
+    assert {r["alert_id"] for r in stored} == {a["alert_id"] for a in _budget(want_alerts)}
