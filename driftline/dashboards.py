@@ -177,7 +177,7 @@ LABEL_COVERAGE_SQL = """
 # a proportion metric (accuracy, precision, ...) over the window's n labelled rows.
 PERFORMANCE_SQL = """
     SELECT
-        time, value, reference, alert_line,
+        time, value, reference, warning_line, critical_line,
         if(proportion, (value + z * z / (2 * n) - half) / (1 + z * z / n), NULL) AS lower,
         if(proportion, (value + z * z / (2 * n) + half) / (1 + z * z / n), NULL) AS upper
     FROM (
@@ -185,8 +185,11 @@ PERFORMANCE_SQL = """
             window_start AS time,
             value,
             reference,
-            if(metric IN ('log_loss', 'mae', 'rmse', 'mape'), reference * (1 + threshold),
-               reference - threshold) AS alert_line,
+            metric IN ('log_loss', 'mae', 'rmse', 'mape') AS relative,
+            ifNull(warning, threshold) AS warning_drop,
+            if(relative, reference * (1 + warning_drop), reference - warning_drop)
+                AS warning_line,
+            if(relative, reference * (1 + critical), reference - critical) AS critical_line,
             toFloat64(greatest(n, 1)) AS n,
             1.959964 AS z,
             metric IN ('accuracy', 'precision', 'recall', 'f1') AND value BETWEEN 0 AND 1

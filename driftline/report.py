@@ -71,6 +71,10 @@ class WindowMetric(BaseModel):
     n: int = 0
     label_coverage: float | None = None
     primary: bool = True
+    #: The warning and critical levels the row was judged by (rows stored before they
+    #: were recorded have ``threshold`` only).
+    warning: float | None = None
+    critical: float | None = None
 
 
 class ReportWindow(BaseModel):
@@ -326,15 +330,19 @@ def _primary_performance(windows: Sequence[ReportWindow]) -> str | None:
     return max(sorted(counts), key=lambda name: counts[name]) if counts else None
 
 
-def _alert_level(metric: str, row: WindowMetric) -> float | None:
-    """The metric value at which a window's drop from the reference reaches its threshold.
+def _alert_level(metric: str, row: WindowMetric, level: str = "warning") -> float | None:
+    """The metric value at which a window's drop from the reference reaches its warning
+    (or critical) level (``threshold`` for rows without them).
 
     Performance thresholds are drops: absolute for scores (higher is better),
     relative increases for error metrics.
     """
-    if row.reference is None or row.threshold is None:
+    drop = row.warning if level == "warning" else row.critical
+    if drop is None:
+        drop = row.threshold if level == "warning" else None
+    if row.reference is None or drop is None:
         return None
-    return alert_level(metric, row.reference, row.threshold)
+    return alert_level(metric, row.reference, drop)
 
 
 def _performance_plot(windows: Sequence[ReportWindow]) -> str:
@@ -350,6 +358,9 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
         return _no_data(f"No labelled window yet: {name} has no value in these windows.")
     lines = {
         "threshold": [(i, _alert_level(name, r)) for i, r in enumerate(rows) if r is not None],
+        "critical": [
+            (i, _alert_level(name, r, "critical")) for i, r in enumerate(rows) if r is not None
+        ],
         "reference": [(i, r.reference) for i, r in enumerate(rows) if r is not None],
     }
     guides = [v for points in lines.values() for _, v in points if v is not None]
@@ -367,7 +378,7 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
             for i, v in known
         )
         last = known[-1][1]
-        label = "alert level" if css == "threshold" else "reference"
+        label = {"threshold": "warning level", "critical": "critical level"}.get(css, css)
         parts.append(
             f'<polyline points="{path}" class="{css}"/>'
             f'<text x="{_WIDTH - _RIGHT - 4}" y="{frame.y(last) - 4:.1f}" class="{css}-label" '
@@ -398,8 +409,9 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
     parts.append("</svg>")
     caption = (
         f'<p class="caption">{_text(name)} per window; dotted grey: the reference; dashed red: '
-        "the alert level (the reference less the allowed drop, or plus the allowed relative "
-        "increase for error metrics); point colour: status.</p>"
+        "the warning level, dotted purple: the critical level (the reference less the drop "
+        "each window was judged by, or plus the relative increase for error metrics; "
+        "learned thresholds move with a window's label count); point colour: status.</p>"
     )
     return "".join(parts) + caption
 
@@ -646,6 +658,8 @@ h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; padding-b
 .threshold { fill: none; stroke: #c62828; stroke-width: 1.5; stroke-dasharray: 6 4; }
 .reference { fill: none; stroke: #757575; stroke-width: 1.5; stroke-dasharray: 2 3; }
 .threshold-label { font-size: 11px; fill: #c62828; }
+.critical { fill: none; stroke: #6a1b9a; stroke-width: 1.5; stroke-dasharray: 2 3; }
+.critical-label { font-size: 11px; fill: #6a1b9a; }
 .reference-label { font-size: 11px; fill: #757575; }
 .caption { color: #616161; font-size: 12px; margin: 4px 0 0 0; }
 .no-data { color: #757575; font-style: italic; background: #f0f0f0; padding: 12px; }

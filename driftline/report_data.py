@@ -112,7 +112,8 @@ def _windows(source: RowSource, model: str, first: int, last: int) -> list[Repor
         "SELECT toString(model_version) AS version, "
         "toUnixTimestamp64Micro(window_start) AS ws, toUnixTimestamp64Micro(window_end) AS we, "
         "toString(kind) AS kind, toString(metric) AS metric, feature, value, p_value, "
-        "threshold, reference, toString(status) AS status, n, label_coverage, primary, revision "
+        "threshold, reference, toString(status) AS status, n, label_coverage, primary, revision, "
+        "warning, critical "
         "FROM window_metrics FINAL "
         f"WHERE model_id = {model} AND toUnixTimestamp64Micro(window_start) >= {first} "
         f"AND toUnixTimestamp64Micro(window_start) <= {last} "
@@ -142,6 +143,8 @@ def _windows(source: RowSource, model: str, first: int, last: int) -> list[Repor
                         value=_maybe_float(r["value"]),
                         p_value=_maybe_float(r["p_value"]),
                         threshold=_maybe_float(r["threshold"]),
+                        warning=_maybe_float(r["warning"]),
+                        critical=_maybe_float(r["critical"]),
                         reference=_maybe_float(r["reference"]),
                         status=str(r["status"]),
                         n=int(r["n"]),

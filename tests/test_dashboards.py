@@ -487,11 +487,11 @@ def test_panels_show_what_the_pipeline_did(pipeline: Pipeline) -> None:
     assert [r["bucket"] for r in categorical] == ["north", "south", "east", "(unseen)"]
     assert categorical[-1]["current"] == 0
     # the performance band brackets the value
-    # the performance band brackets the value; the alert line (the learned threshold of
-    # each window) lies below the reference accuracy
+    # the performance band brackets the value; the warning and critical lines (the
+    # learned levels of each window) lie below the reference accuracy
     for row in run("Primary performance metric with 95% band"):
         assert row["lower"] <= row["value"] <= row["upper"]
-        assert row["alert_line"] < row["reference"]
+        assert row["critical_line"] < row["warning_line"] < row["reference"]
     # the retrained versions' training cost, per day
     (cost,) = run("Training cost per day")
     assert cost["versions_trained"] >= 1 and cost["wall_seconds"] >= 2.5

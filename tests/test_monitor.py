@@ -163,8 +163,8 @@ class Harness:
     def metrics(self) -> list[dict[str, Any]]:
         return self.store.query(
             "SELECT toUnixTimestamp64Micro(window_start) AS ws, metric, feature, kind, value, "
-            "p_value, q_value, reference, threshold, status, n, label_coverage, primary, revision "
-            "FROM window_metrics FINAL ORDER BY ws, metric, feature"
+            "p_value, q_value, reference, threshold, status, n, label_coverage, primary, revision, "
+            "warning, critical FROM window_metrics FINAL ORDER BY ws, metric, feature"
         )
 
 
@@ -209,7 +209,16 @@ def assert_same_metrics(got: list[dict[str, Any]], out: Path) -> None:
         want = expected[(int(row["ws"]), row["metric"], row["feature"])]
         for name in ("status", "n", "kind", "primary"):
             assert row[name] == want[name], (row, want)
-        for name in ("value", "p_value", "q_value", "reference", "threshold", "label_coverage"):
+        for name in (
+            "value",
+            "p_value",
+            "q_value",
+            "reference",
+            "threshold",
+            "label_coverage",
+            "warning",
+            "critical",
+        ):
             a, b = row[name], want[name]
             if b is None or a is None:
                 assert a is None and b is None, (name, row, want)

@@ -272,7 +272,7 @@ def test_each_plot_is_an_inline_svg_and_the_page_loads_nothing_from_anywhere() -
 
 def test_the_performance_plot_draws_the_alert_level_from_the_reference_and_the_drop() -> None:
     page = render_report(sample())
-    assert "reference 0.9<" in page and "alert level 0.85<" in page  # 0.9 - 0.05
+    assert "reference 0.9<" in page and "warning level 0.85<" in page  # 0.9 - 0.05
     error_metric = ReportWindow(
         model_version="v1",
         start=T0,
@@ -284,7 +284,29 @@ def test_the_performance_plot_draws_the_alert_level_from_the_reference_and_the_d
         ),
     )
     page = render_report(ReportData(model_id="m", generated_at=T0, windows=(error_metric,)))
-    assert "alert level 0.6<" in page  # a relative increase of 50% over 0.4
+    assert "warning level 0.6<" in page  # a relative increase of 50% over 0.4
+    # a row with both levels (learned thresholds): both lines, each window its own
+    learned = [
+        ReportWindow(
+            model_version="v1",
+            start=T0 + timedelta(minutes=i),
+            end=T0 + timedelta(minutes=i + 1),
+            metrics=(
+                WindowMetric(
+                    kind="performance",
+                    metric="accuracy",
+                    value=0.9,
+                    threshold=drop,
+                    warning=drop,
+                    critical=2 * drop,
+                    reference=0.94,
+                ),
+            ),
+        )
+        for i, drop in enumerate((0.02, 0.01))
+    ]
+    page = render_report(ReportData(model_id="m", generated_at=T0, windows=tuple(learned)))
+    assert "warning level 0.93<" in page and "critical level 0.92<" in page  # the last window
 
 
 def test_every_string_from_the_data_is_escaped() -> None:

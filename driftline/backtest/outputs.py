@@ -52,9 +52,11 @@ class MetricLine(_Frozen):
     """One line of ``metrics.jsonl``: a metric row of one window.
 
     ``threshold`` is the critical threshold on a critical row and the warning threshold
-    otherwise; ``primary`` is false for performance metrics other than the configured
-    one (the policy ignores them). ``feature`` is the feature of data drift and data
-    quality rows, ``prediction``/``score`` for prediction drift, null for performance.
+    otherwise; ``warning`` and ``critical`` are both levels the row was judged by (with
+    learned thresholds they change from window to window); ``primary`` is false for
+    performance metrics other than the configured one (the policy ignores them).
+    ``feature`` is the feature of data drift and data quality rows,
+    ``prediction``/``score`` for prediction drift, null for performance.
 
     Examples
     --------
@@ -84,6 +86,8 @@ class MetricLine(_Frozen):
     n: int
     label_coverage: float | None
     primary: bool
+    warning: float | None = None
+    critical: float | None = None
 
 
 class RolloutLine(_Frozen):
@@ -250,6 +254,8 @@ def metric_line(report: WindowReport, row: MetricRow) -> bytes:
             q_value=row.q_value,
             reference=row.reference,
             threshold=row.threshold,
+            warning=row.warning,
+            critical=row.critical,
             status=row.status,
             n=row.n,
             label_coverage=row.label_coverage,

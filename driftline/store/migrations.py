@@ -322,6 +322,16 @@ ORDER BY (model_id, challenger, window_start)""",
             "ALTER TABLE model_versions ADD COLUMN IF NOT EXISTS bytes_read UInt64 DEFAULT 0",
         ),
     ),
+    # The warning and critical levels a window's row was judged by (learned thresholds
+    # differ from window to window); ``threshold`` stays the one its status reached.
+    Migration(
+        11,
+        "warning and critical levels of each window metric",
+        (
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS warning Nullable(Float64)",
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS critical Nullable(Float64)",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

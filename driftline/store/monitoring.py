@@ -65,6 +65,8 @@ def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
             "q_value": pa.array([r.q_value for r in rows], pa.float64()),
             "reference": pa.array([r.reference for r in rows], pa.float64()),
             "primary": pa.array([r.primary for r in rows], pa.bool_()),
+            "warning": pa.array([r.warning for r in rows], pa.float64()),
+            "critical": pa.array([r.critical for r in rows], pa.float64()),
         }
     )
 
