@@ -252,8 +252,10 @@ def window_evidence(
     ``label_deadline`` is ``window_end + allowed_lateness``, in the labels' time unit;
     ``loss_bound`` makes the per-event scores those of the bounded ``loss``
     (:func:`event_scores`; ``log_loss`` scores each version's ``scores`` against the
-    ``positive_label``); with numbers, predictions never "disagree" (the disagreement
-    guardrail is for classes).
+    ``positive_label``, and an event counts only where the versions compared gave a
+    probability: a shadow version logged without one is not judged on what it did not
+    say); with numbers, predictions never "disagree" (the disagreement guardrail is for
+    classes).
     """
     by_probability = loss_bound is not None and loss == "log_loss"
 
@@ -268,6 +270,9 @@ def window_evidence(
     champion_says = champion.predictions[at_champion]
     challenger_says = challenger.predictions[at_challenger]
     labelled, truth = _label_of(both[one_served], labels, label_deadline, loss_bound, loss)
+    if by_probability:  # a pair counts only when both versions gave a probability
+        labelled &= np.isfinite(champion.scores[at_champion])
+        labelled &= np.isfinite(challenger.scores[at_challenger])
     rule = (loss_bound, loss, positive_label)
     gain = event_scores(scored(challenger, at_challenger), truth, labelled, *rule) - (
         event_scores(scored(champion, at_champion), truth, labelled, *rule)
@@ -281,6 +286,8 @@ def window_evidence(
     def arm(scores: VersionScores) -> ArmCounts:
         served = np.flatnonzero(scores.served)
         has, value = _label_of(scores.event_ids[served], labels, label_deadline, loss_bound, loss)
+        if by_probability:
+            has &= np.isfinite(scores.scores[served])
         total = int(event_scores(scored(scores, served), value, has, *rule).sum())
         return ArmCounts(n=int(np.count_nonzero(has)), score=total / SCORE_UNITS)
 

@@ -594,14 +594,16 @@ def build_profile(
 
 
 def quality_windows(
-    values: npt.ArrayLike, kind: str, window_starts: npt.ArrayLike
+    values: npt.ArrayLike, kind: str, window_starts: npt.ArrayLike, min_others: int = 1
 ) -> dict[str, tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]]:
     """Per data-quality rate, each reference window's count of bad values and of values.
 
     ``null_rate``: nulls of all values. ``out_of_range_rate`` (numeric): values outside
     the range of the *other* windows, of the non-null values; ``unseen_rate``
-    (categorical): values of categories no other window has. With one window there is
-    no other: only the null rate.
+    (categorical): values of categories no other window has. A window whose other
+    windows hold fewer than ``min_others`` non-null values counts 0 of 0 for those two
+    (they would make everything look new). With one window there is no other: only the
+    null rate.
 
     Examples
     --------
@@ -630,6 +632,7 @@ def quality_windows(
         return out
     present = ~null
     n = np.bincount(window[present], minlength=k)
+    judged = (n.sum() - n) >= max(min_others, 1)  # windows whose others hold enough
     if kind == "numeric":
         lows = np.full(k, np.inf)
         highs = np.full(k, -np.inf)
@@ -639,14 +642,16 @@ def quality_windows(
         high_else = _others(highs, np.maximum, -np.inf)
         w = window[present]
         outside = (x[present] < low_else[w]) | (x[present] > high_else[w])
-        out["out_of_range_rate"] = (np.bincount(w[outside], minlength=k), n)
+        bad = np.bincount(w[outside], minlength=k)
+        out["out_of_range_rate"] = (np.where(judged, bad, 0), np.where(judged, n, 0))
     else:
         w = window[present]
         cats, code = np.unique(strings[present], return_inverse=True)
         pairs = np.unique(code * k + w)
         windows_of = np.bincount(pairs // k, minlength=cats.size)
         alone = windows_of[code] == 1
-        out["unseen_rate"] = (np.bincount(w[alone], minlength=k), n)
+        bad = np.bincount(w[alone], minlength=k)
+        out["unseen_rate"] = (np.where(judged, bad, 0), np.where(judged, n, 0))
     return out
 
 

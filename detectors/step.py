@@ -126,9 +126,9 @@ def close_window(
     labelled_by_start
         Labelled predictions per window start of the windows evaluated so far, this
         one included. A retrain request asks for ``[earliest triggering window start -
-        (consecutive_windows - 1) * window, window end)`` (``[window end -
-        training.lookback, window end)`` with a lookback) and counts the labelled rows
-        of the triggering windows (from that start to the end) against
+        (consecutive_windows - 1) * window, window end)`` (from ``window end -
+        training.lookback`` with a lookback, if that is earlier) and counts the
+        labelled rows of the triggering windows (from that start to the end) against
         ``retrain.min_labelled_rows``.
     now
         The time the policies see (streaming and the backtest pass the end of the newest
@@ -186,8 +186,8 @@ def close_window(
         run = (config.alerting.consecutive_windows - 1) * config.window_seconds
         data_from = min(a.window_start for a in triggers) - run
         labelled = sum(n for s, n in labelled_by_start.items() if data_from <= s < data_to)
-        if config.training.lookback is not None:
-            data_from = data_to - config.training.lookback
+        if config.training.lookback is not None:  # never fewer than the triggering windows
+            data_from = min(data_from, data_to - config.training.lookback)
     decided = policies.retrain.decide(
         outcome.state,
         outcome.decisions,

@@ -187,9 +187,10 @@ PERFORMANCE_SQL = """
             reference,
             metric IN ('log_loss', 'mae', 'rmse', 'mape') AS relative,
             ifNull(warning, threshold) AS warning_drop,
-            if(relative, reference * (1 + warning_drop), reference - warning_drop)
-                AS warning_line,
-            if(relative, reference * (1 + critical), reference - critical) AS critical_line,
+            if(relative, if(reference > 0, reference * (1 + warning_drop),
+               reference + warning_drop), reference - warning_drop) AS warning_line,
+            if(relative, if(reference > 0, reference * (1 + critical), reference + critical),
+               reference - critical) AS critical_line,
             toFloat64(greatest(n, 1)) AS n,
             1.959964 AS z,
             metric IN ('accuracy', 'precision', 'recall', 'f1') AND value BETWEEN 0 AND 1

@@ -393,7 +393,7 @@ class Retrainer:
             save_profile(self.store, profile)
         self.registry.record(record)  # the commit point of the request
         self._finish(record)
-        self._card(record, monitor, training_run(monitor, self.options, report, seconds), dataset)
+        self._card(record, monitor, (self.options, report, seconds), dataset)
         self._status("idle")
         return record
 
@@ -404,17 +404,19 @@ class Retrainer:
         training: Any = None,
         dataset: LabelledDataset | None = None,
     ) -> None:
-        """Write the version's model card beside its artifact (a card that cannot be
+        """Write the version's model card beside its artifact (``training``: the
+        options, report and seconds of the run that made it; a card that cannot be
         written is logged: it never fails a retrain)."""
         from driftline.card_data import refresh_card
 
         try:
+            run = None if training is None else training_run(monitor, *training)
             refresh_card(
                 self.store,
                 record,
                 self.artifacts.root,
                 monitor=monitor,
-                training=training,
+                training=run,
                 label_balance=None if dataset is None else label_balance(dataset, monitor),
             )
         except Exception:

@@ -286,6 +286,15 @@ class QualityConfig(_Frozen):
     critical_rate: float = Field(default=1e-6, gt=0, lt=0.5)
     min_increase: float = Field(default=0.1, ge=0, allow_inf_nan=False)
 
+    @model_validator(mode="after")
+    def _rates_ordered(self) -> QualityConfig:
+        if self.warning_rate < self.critical_rate:
+            raise ValueError(
+                f"warning_rate ({self.warning_rate}) must not be below "
+                f"critical_rate ({self.critical_rate})"
+            )
+        return self
+
 
 class AlertingConfig(_Frozen):
     """Alert policy: bad windows in a row before an alert opens, and its cooldown.
@@ -493,10 +502,10 @@ class TrainingConfig(_Frozen):
     the holdout on which candidate and champion are scored with ``metric`` (left out:
     the monitor's performance metric); the candidate is promoted only when it beats
     the champion by more than ``promotion_margin``. Fewer than ``min_rows`` labelled
-    rows do not train. ``lookback`` (e.g. ``7d``) asks a retrain for the labelled events
-    of ``[end - lookback, end]``, ``end`` the end of the windows that raised it; left out,
-    a retrain reads those windows only (after a concept change older labels teach the
-    old concept).
+    rows do not train. ``lookback`` (e.g. ``7d``) asks a retrain for the labelled
+    events of ``[end - lookback, end]``, ``end`` the end of the windows that raised it
+    (never fewer than those windows); left out, a retrain reads those windows only
+    (after a concept change older labels teach the old concept).
 
     Examples
     --------

@@ -238,6 +238,12 @@ def test_a_lookback_asks_for_that_much_labelled_history(backtest: Backtest) -> N
         events, extra_yaml="training: {lookback: 4h}\nretrain: {min_labelled_rows: 2001}\n"
     )
     assert (out / "retrain_requests.jsonl").read_text() == ""
+    # a lookback shorter than the run of windows that raised it still asks for them all
+    _, out = backtest(
+        events, extra_yaml="training: {lookback: 30m}\nalerting: {consecutive_windows: 2}\n"
+    )
+    (request,) = _lines(out / "retrain_requests.jsonl")
+    assert (request["data_from"], request["data_to"]) == (_at(5), _at(7))
 
 
 def test_retrain_needs_min_labelled_rows(backtest: Backtest) -> None:

@@ -355,3 +355,17 @@ def test_log_loss_rejects_a_challenger_whose_probabilities_are_worse(tmp_path: P
     (tmp_path / "accuracy").mkdir()
     accuracy = _backtest(tmp_path / "accuracy", events, "{mode: shadow}")
     assert all(line["reason"] != "worse" for line in accuracy)
+
+
+def test_log_loss_does_not_judge_a_challenger_on_probabilities_it_never_gave(
+    tmp_path: Path,
+) -> None:
+    """A shadow version logged without probabilities: its events are not evidence (a
+    missing probability would otherwise score as the worst loss and reject it)."""
+    events = rollout_events(
+        [Step("shadow")] * 2, accuracy={"v1": 0.8, "v2": 0.8}, scores=True, seed=12
+    )
+    for event in events:
+        if event["type"] == "prediction" and event["model_version"] == "v2":
+            del event["score"]
+    assert _backtest(tmp_path, events, "{mode: shadow, metric: log_loss, loss_bound: 5}") == []

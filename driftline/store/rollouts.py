@@ -192,7 +192,9 @@ def _bounded_score(error: str, bound: str) -> str:
 def _log_loss_select(
     p: SqlParams, in_time: str, challenger: str, bound: str, positive_label: str
 ) -> str:
-    """:func:`_final_select` for the log loss of the positive class's probability."""
+    """:func:`_final_select` for the log loss of the positive class's probability: an
+    event is labelled for its served version's arm when that version gave a finite
+    probability, and for the pair when the shadow version gave one too."""
     number = _positive_number(positive_label)
     is_positive = f"ifNull(lc = {p.string(positive_label)}, 0)"
     if number is not None:
@@ -205,21 +207,24 @@ def _log_loss_select(
         return _bounded_score(error, bound)
 
     return f"""SELECT
-        served_by, shadowed_by, spc, spv, hpc, hpv, has_label, count() AS n,
+        served_by, shadowed_by, spc, spv, hpc, hpv, has_label, pair_labelled, count() AS n,
         sum(s_served) AS served_sum, sum(greatest(ch - cp, 0)) AS gain,
         sum(greatest(cp - ch, 0)) AS loss
     FROM (
-        SELECT served_by, shadowed_by, spc, spv, hpc, hpv, has_label,
-               {score("ifNull(ssx, nan)")} AS s_served, {score("ifNull(hsx, nan)")} AS s_shadow,
-               if(served_by = {challenger}, s_served, s_shadow) AS ch,
-               if(served_by = {challenger}, s_shadow, s_served) AS cp
+        SELECT served_by, shadowed_by, spc, spv, hpc, hpv, has_label, pair_labelled,
+               {score("ifNull(ssx, nan)")} AS s_served,
+               if(pair_labelled, {score("ifNull(hsx, nan)")}, 0) AS s_shadow,
+               if(pair_labelled, if(served_by = {challenger}, s_served, s_shadow), 0) AS ch,
+               if(pair_labelled, if(served_by = {challenger}, s_shadow, s_served), 0) AS cp
         FROM (
             SELECT x.*, tupleElement(l.label, 1) AS lc, tupleElement(l.label, 2) AS lv,
-                   {in_time} AND (lc IS NOT NULL OR isFinite(ifNull(lv, nan))) AS has_label,
+                   {in_time} AND (lc IS NOT NULL OR isFinite(ifNull(lv, nan)))
+                       AND isFinite(ifNull(x.ssx, nan)) AS has_label,
+                   has_label AND isFinite(ifNull(x.hsx, nan)) AS pair_labelled,
                    {is_positive} AS y
             FROM scored AS x
             LEFT JOIN labels AS l ON l.event_id = x.event_id))
-    GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, has_label"""
+    GROUP BY served_by, shadowed_by, spc, spv, hpc, hpv, has_label, pair_labelled"""
 
 
 def _loss_evidence(
@@ -233,7 +238,7 @@ def _loss_evidence(
         rows, labelled = int(g["n"]), bool(g["has_label"])
         if {served_by, shadowed_by} == {champion, challenger}:
             pairs += rows
-            n += rows if labelled else 0
+            n += rows if bool(g.get("pair_labelled", labelled)) else 0
             gain += int(g["gain"])
             loss += int(g["loss"])
             if "spc" in g:  # classes with probabilities (log loss): they may disagree

@@ -200,3 +200,31 @@ def test_unseen_categories_learned_leaving_one_window_out() -> None:
     fresh = rng.zipf(1.6, (200, 1_000)).astype(str)
     fresh_rate = float(np.mean([[c not in seen for c in row] for row in fresh]))
     assert 0.5 * spread.base_rate < fresh_rate < 1.5 * spread.base_rate
+
+
+def test_review_edge_cases_fall_back_instead_of_misleading() -> None:
+    from driftline.detectors.profiles import quality_windows
+    from driftline.detectors.thresholds import learn_rate_spread
+    from driftline.schemas.monitor import QualityConfig
+
+    # a window whose others hold no values cannot say what is "out of range"
+    values = np.concatenate([np.full(300, np.nan), np.arange(300.0), np.arange(300.0)])
+    starts = np.repeat([0.0, 60.0, 120.0], 300)
+    bad, n = quality_windows(values, "numeric", starts, min_others=200)["out_of_range_rate"]
+    assert bad.tolist() == [0, 0, 0] and n.tolist() == [0, 300, 300]
+    lonely = quality_windows(values[:600], "numeric", starts[:600], min_others=200)
+    spread = learn_rate_spread("out_of_range_rate", *lonely["out_of_range_rate"])
+    assert spread.base_rate == 0.0  # not 1.0: the all-null window's others were empty
+    # a reference without spread (a perfect score): the fixed drops apply
+    perfect = MetricEstimate(
+        metric="roc_auc",
+        value=1.0,
+        ci_low=1.0,
+        ci_high=1.0,
+        n=500,
+        n_labelled=500,
+        n_predicted=500,
+    )
+    assert auto_drops(perfect, None, 500, AutoThresholdRule()) is None
+    with pytest.raises(ValueError, match="warning_rate"):
+        QualityConfig(warning_rate=1e-6, critical_rate=1e-4)
