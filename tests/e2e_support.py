@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 import pytest
 from confluent_kafka import Consumer
 
+from driftline.lifeline import die_with_parent
 from driftline.settings import Settings
 from driftline.store.remote import WorkerReader
 
@@ -60,6 +61,7 @@ class WorkerProcess:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # never outlives the test run
         )
         log.close()
         wait_for(self._health, lambda value: value is not None, 60, "the worker's /health page")

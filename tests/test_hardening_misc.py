@@ -42,6 +42,7 @@ from pydantic import ValidationError
 
 from driftline.broker import EmbeddedBroker, free_port
 from driftline.kafka import create_topics
+from driftline.lifeline import die_with_parent
 from driftline.metrics import OTHER, RetrainerMetrics
 from driftline.settings import Settings
 
@@ -274,6 +275,7 @@ class RetrainerRun:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # never outlives the test run
             )
 
     def metrics(self, host: str = "127.0.0.1") -> str | None:

@@ -24,6 +24,7 @@ from test_monitor import clock_event
 
 from driftline.backtest import reference_profile, run_backtest
 from driftline.broker import free_port
+from driftline.lifeline import die_with_parent
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "prometheus" / "rules.yml"
@@ -145,6 +146,7 @@ class PrometheusServer:
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=die_with_parent(),  # never outlives the test run
         )
         log.close()
 

@@ -32,6 +32,7 @@ from driftline.schemas.events import ModelVersionEvent, RetrainRequestEvent
 from driftline.schemas.monitor import MonitorConfig
 from e2e_support import WorkerProcess, wait_for
 
+from driftline.lifeline import die_with_parent
 from driftline.sdk import ModelSubscriber
 from driftline.store.remote import SharedStore
 
@@ -138,6 +139,7 @@ class RetrainerProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                preexec_fn=die_with_parent(),  # never outlives the test run
             )
         wait_for(self.status, lambda s: s.get("pid") == self._pid(), 60, "the retrainer to start")
         return self
