@@ -12,6 +12,7 @@ import pytest
 from driftline.schemas.monitor import MonitorConfig
 
 from driftline.demo import DemoPlan, monitor_text, synthetic_window
+from driftline.lifeline import die_with_parent
 
 pytestmark = pytest.mark.e2e
 
@@ -22,6 +23,7 @@ def _driftline(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
         capture_output=True,
         text=True,
         timeout=timeout,
+        preexec_fn=die_with_parent(),  # the demo (and its processes) never outlive the run
     )
 
 
