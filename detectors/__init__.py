@@ -110,6 +110,7 @@ from .promotion import (
     start_rollout,
 )
 from .quality import QualityMetric, QualityResult, assess_quality
+from .reference import monitor_profile
 from .rollout import (
     ArmCounts,
     DifferenceSequence,
@@ -299,6 +300,7 @@ __all__ = [
     "learn_spread",
     "micros",
     "model_watermarks",
+    "monitor_profile",
     "paired_sequence",
     "performance_counts",
     "performance_drops",

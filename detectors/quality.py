@@ -115,15 +115,20 @@ def assess_quality(
         one keeps the fixed levels.
     """
     name = profile.name if feature is None else feature
-    rule = AutoThresholdRule(
-        warning_rate=config.warning_rate,
-        critical_rate=config.critical_rate,
-        min_error_increase=config.min_increase,
+    auto = config.threshold == "auto" and bool(learned)
+    rule = (
+        AutoThresholdRule(
+            warning_rate=config.warning_rate,
+            critical_rate=config.critical_rate,
+            min_error_increase=config.min_increase,
+        )
+        if auto
+        else None
     )
 
     def rule_of(metric: str) -> tuple[RateSpread, AutoThresholdRule] | None:
-        spread = (learned or {}).get(metric) if config.threshold == "auto" else None
-        return None if spread is None else (spread, rule)
+        spread = (learned or {}).get(metric) if rule is not None else None
+        return None if spread is None or rule is None else (spread, rule)
 
     ref_total = profile.count + profile.null_count
     ref_null = profile.null_count / ref_total if ref_total else 0.0

@@ -206,6 +206,16 @@ def _unit(reference: MetricEstimate) -> float | None:
     return se * math.sqrt(reference.n) / _error(reference.metric, reference.value, reference.n)
 
 
+def _between_variance(y: np.ndarray, weights: np.ndarray) -> float:
+    """The DerSimonian-Laird moment estimate of the variance of ``y`` beyond its
+    sampling variances ``1 / weights`` (0 when the values vary no more than those)."""
+    total = float(weights.sum())
+    mean = float((weights * y).sum()) / total
+    q = float((weights * (y - mean) ** 2).sum())
+    denominator = total - float((weights * weights).sum()) / total
+    return max(0.0, (q - (y.size - 1)) / denominator) if denominator > 0 else 0.0
+
+
 def learn_spread(
     reference: MetricEstimate, windows: Sequence[MetricEstimate], *, min_labels: int = 100
 ) -> MetricSpread:
@@ -232,12 +242,7 @@ def learn_spread(
             metric=reference.metric, tau=0.0, windows=len(usable), median_n=median_n
         )
     y = np.array([_on_scale(w) for w in usable])
-    weights = np.array([w.n for w in usable], dtype=np.float64) / (unit * unit)
-    total = float(weights.sum())
-    mean = float((weights * y).sum()) / total
-    q = float((weights * (y - mean) ** 2).sum())
-    denominator = total - float((weights * weights).sum()) / total
-    tau2 = max(0.0, (q - (len(usable) - 1)) / denominator) if denominator > 0 else 0.0
+    tau2 = _between_variance(y, np.array([w.n for w in usable], dtype=np.float64) / unit**2)
     return MetricSpread(
         metric=reference.metric, tau=math.sqrt(tau2), windows=len(usable), median_n=median_n
     )
@@ -317,12 +322,7 @@ def learn_rate_spread(
     k = int(np.count_nonzero(usable))
     tau2 = 0.0
     if k >= MIN_WINDOWS:
-        y = np.arcsin(np.sqrt(bad[usable] / n[usable]))
-        weights = 4.0 * n[usable]
-        mean = float((weights * y).sum() / weights.sum())
-        q = float((weights * (y - mean) ** 2).sum())
-        denominator = float(weights.sum() - (weights * weights).sum() / weights.sum())
-        tau2 = max(0.0, (q - (k - 1)) / denominator) if denominator > 0 else 0.0
+        tau2 = _between_variance(np.arcsin(np.sqrt(bad[usable] / n[usable])), 4.0 * n[usable])
     return RateSpread(metric=metric, base_rate=base, n=int(total), tau=math.sqrt(tau2), windows=k)
 
 

@@ -40,6 +40,7 @@ from .cards import (
     card_markdown,
 )
 from .detectors.profiles import ModelProfile
+from .store.params import hex_text
 
 __all__ = [
     "CARD_JSON",
@@ -62,12 +63,6 @@ CARD_MD: Final = "card.md"
 LIVE_WINDOWS: Final = 500
 
 
-def _text(value: str) -> str:
-    """A SQL expression for ``value`` that needs no escaping and no query parameters (the
-    worker's read page, which the CLI reads through while a worker runs, takes none)."""
-    return f"unhex('{value.encode().hex()}')"
-
-
 def _rows(store: Any, sql: str) -> list[dict[str, Any]]:
     return list(store.query(sql))
 
@@ -79,8 +74,8 @@ def _alerts(store: Any, model_id: str, ids: tuple[str, ...]) -> list[AlertSummar
         store,
         "SELECT alert_id, kind, feature, statistic, value, threshold, severity, "
         "toUnixTimestamp64Micro(window_start) AS ws FROM alerts FINAL "
-        f"WHERE model_id = {_text(model_id)} "
-        f"AND alert_id IN ({', '.join(_text(i) for i in ids[:1000])}) "
+        f"WHERE model_id = {hex_text(model_id)} "
+        f"AND alert_id IN ({', '.join(hex_text(i) for i in ids[:1000])}) "
         "ORDER BY window_start, alert_id LIMIT 1000",
     )
     return [
@@ -103,7 +98,7 @@ def _rollout(store: Any, model_id: str, version: str) -> list[RolloutDecisionSum
         store,
         "SELECT toUnixTimestamp64Micro(window_start) AS ws, phase, decision, estimate, "
         "lower, upper, n, reason FROM rollout_windows FINAL "
-        f"WHERE model_id = {_text(model_id)} AND challenger = {_text(version)} "
+        f"WHERE model_id = {hex_text(model_id)} AND challenger = {hex_text(version)} "
         "AND decision != '' ORDER BY window_start LIMIT 1000",
     )
     return [
@@ -124,7 +119,7 @@ def _rollout(store: Any, model_id: str, version: str) -> list[RolloutDecisionSum
 def _live(store: Any, model_id: str, version: str) -> list[WindowStatus]:
     """The version's latest windows, oldest first: its primary performance metric and
     how many features drifted."""
-    where = f"model_id = {_text(model_id)} AND model_version = {_text(version)}"
+    where = f"model_id = {hex_text(model_id)} AND model_version = {hex_text(version)}"
     performance = _rows(
         store,
         f"SELECT toUnixTimestamp64Micro(window_start) AS ws, metric, value, status "
@@ -192,7 +187,8 @@ def card_for(
     stored = _rows(
         store,
         "SELECT profile FROM reference_profiles FINAL "
-        f"WHERE model_id = {_text(record.model_id)} AND model_version = {_text(record.version)} "
+        f"WHERE model_id = {hex_text(record.model_id)} "
+        f"AND model_version = {hex_text(record.version)} "
         "ORDER BY created_at DESC LIMIT 1",
     )
     profile = ModelProfile.from_json(stored[0]["profile"]) if stored else None

@@ -25,6 +25,7 @@ from .report import AlertRow, ReportData, ReportWindow, VersionRow, WindowMetric
 from .report_rollouts import RolloutPoint, load_rollouts
 from .settings import Settings
 from .store.backend import StoreError
+from .store.params import hex_text
 
 __all__ = [
     "DEFAULT_WINDOWS",
@@ -57,11 +58,6 @@ class RowSource(Protocol):
     """Anything that runs read-only SQL and returns rows as dicts."""
 
     def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]: ...
-
-
-def _string(value: str) -> str:
-    """A SQL expression for ``value`` that needs no escaping on any backend."""
-    return f"unhex('{value.encode().hex()}')"
 
 
 def _at(micros: Any) -> datetime:
@@ -273,7 +269,7 @@ def load_report_data(
             f"no data for model id {model_id!r} in the store; known model ids: "
             + (", ".join(repr(m) for m in known) or "none")
         )
-    model = _string(model_id)
+    model = hex_text(model_id)
     starts = _window_starts(source, model, windows)
     shown = _windows(source, model, starts[0], starts[-1]) if starts else []
     return ReportData(

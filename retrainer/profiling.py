@@ -5,9 +5,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from driftline.detectors.drift_spread import drift_methods, with_drift_spreads
-from driftline.detectors.profiles import ModelProfile, build_profile
-from driftline.detectors.windows import assign_windows
+from driftline.detectors.profiles import ModelProfile
+from driftline.detectors.reference import monitor_profile
 from driftline.schemas.monitor import MonitorConfig
 
 from .dataset import LabelledDataset
@@ -49,26 +48,12 @@ def _profile_of(
     scores = None
     if monitor.task == "binary_classification":
         scores = predictions.class_scores(monitor.performance.positive_label)
-    starts = assign_windows(rows.timestamps, monitor.window_seconds)
-    profile = build_profile(
-        monitor.model_id,
+    return monitor_profile(
+        monitor,
         version,
         features=rows.features,
-        kinds=monitor.features,
+        timestamps=rows.timestamps,
         predictions=predictions.labels,
         scores=scores,
         labels=rows.labels,
-        task=monitor.task,
-        bins=monitor.bins,
-        positive_label=monitor.performance.positive_label,
-        window_starts=starts,
-        min_window_labels=monitor.performance.min_labels,
-        min_window_samples=monitor.drift.min_samples,
-    )
-    return with_drift_spreads(
-        profile,
-        rows.features,
-        starts,
-        methods=drift_methods(monitor),
-        min_samples=monitor.drift.min_samples,
     )

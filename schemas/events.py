@@ -28,6 +28,8 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from .vocabulary import AlertKind, Severity
+
 __all__ = [
     "MAX_BATCH_ROWS",
     "MAX_FEATURES",
@@ -298,15 +300,6 @@ class FeedbackBatchEvent(_Event):
         return len(self.event_ids)
 
 
-AlertKind = Literal[
-    "data_drift",
-    "prediction_drift",
-    "performance",
-    "data_quality",
-    "concept_drift",
-    "retrain_budget",
-]
-Severity = Literal["warning", "critical"]
 VersionStatus = Literal["candidate", "champion", "rejected", "rolled_back", "shadow", "canary"]
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import re
 from collections.abc import Mapping
-from typing import Annotated, Final, Literal, TypeAlias
+from typing import Annotated, Final, Literal, TypeAlias, get_args
 
 from pydantic import BeforeValidator
 
@@ -82,14 +82,7 @@ DEFAULT_THRESHOLDS: Final[Mapping[str, tuple[float, float]]] = {
     "ks": (0.1, 0.2),
     "chi2": (0.3, 0.5),
 }
-ALERT_KINDS: Final[tuple[str, ...]] = (
-    "data_drift",
-    "prediction_drift",
-    "performance",
-    "data_quality",
-    "concept_drift",
-    "retrain_budget",
-)
+ALERT_KINDS: Final[tuple[str, ...]] = get_args(AlertKind)
 #: Performance metrics each task computes; the first is the default ``performance.metric``.
 TASK_METRICS: Final[Mapping[str, tuple[str, ...]]] = {
     "binary_classification": ("accuracy", "precision", "recall", "f1", "roc_auc", "log_loss"),

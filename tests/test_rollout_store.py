@@ -13,6 +13,7 @@ from typing import Any
 
 import orjson
 import pytest
+from driftline.detectors.promotion import RolloutEvidence
 from driftline.schemas.monitor import MonitorConfig
 from driftline.streams.ingest import RawMessage, route_messages
 from rollout_streams import START, WINDOW, Step, monitor_yaml, rollout_events
@@ -106,30 +107,41 @@ def loaded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[EmbeddedS
     store.close()
 
 
-@pytest.mark.parametrize(("champion", "challenger"), [("v1", "v2"), ("v2", "v1"), ("v1", "v3")])
-def test_the_store_gives_the_backtests_evidence_in_every_window(
-    loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str
-) -> None:
+def _evidence_both_ways(
+    loaded: tuple[EmbeddedStore, bytes], config: MonitorConfig, champion: str, challenger: str
+) -> tuple[FileWindows, list[RolloutEvidence]]:
+    """The backtest's evidence of every window, checked equal to the store's."""
     store, jsonl = loaded
-    config = MonitorConfig.from_yaml(monitor_yaml("{mode: shadow}"))
     reader = RowReader(config)
     reader.read(jsonl.splitlines())
     windows = FileWindows(config, reader.rows("events"))
-    assert windows.starts.tolist() == [START, START + WINDOW, START + 2 * WINDOW]
     seen = []
     for start in windows.starts.tolist():
         expected = windows.evidence(champion, challenger, start)
         got = window_evidence_sql(
             store,
-            model_id="m",
+            model_id=config.model_id,
             champion=champion,
             challenger=challenger,
             window_start=start,
             window_end=start + WINDOW,
             label_deadline=start + WINDOW + config.allowed_lateness_seconds,
+            loss_bound=config.rollout_loss_bound,
+            loss=config.rollout_metric,
+            positive_label=config.performance.positive_label,
         )
         assert got == expected, start
         seen.append(expected)
+    return windows, seen
+
+
+@pytest.mark.parametrize(("champion", "challenger"), [("v1", "v2"), ("v2", "v1"), ("v1", "v3")])
+def test_the_store_gives_the_backtests_evidence_in_every_window(
+    loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str
+) -> None:
+    config = MonitorConfig.from_yaml(monitor_yaml("{mode: shadow}"))
+    windows, seen = _evidence_both_ways(loaded, config, champion, challenger)
+    assert windows.starts.tolist() == [START, START + WINDOW, START + 2 * WINDOW]
     if challenger != "v3":  # every kind of evidence is there to compare
         assert any(e.paired.n and e.disagreements for e in seen)
         assert any(e.challenger.n and e.champion.n for e in seen)
@@ -141,60 +153,25 @@ def test_the_store_gives_the_backtests_evidence_in_every_window(
 def test_the_store_gives_the_backtests_loss_evidence_in_every_window(
     loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str, loss: str
 ) -> None:
-    store, jsonl = loaded
     rollout = f"{{mode: shadow, metric: {loss}, loss_bound: 2.5}}"
     config = MonitorConfig.from_yaml(monitor_yaml(rollout, model_id="r", task="regression"))
-    reader = RowReader(config)
-    reader.read(jsonl.splitlines())
-    windows = FileWindows(config, reader.rows("events"))
+    windows, seen = _evidence_both_ways(loaded, config, champion, challenger)
     assert windows.loss_bound == 2.5 and len(windows.starts) == 3
-    for start in windows.starts.tolist():
-        expected = windows.evidence(champion, challenger, start)
-        got = window_evidence_sql(
-            store,
-            model_id="r",
-            champion=champion,
-            challenger=challenger,
-            window_start=start,
-            window_end=start + WINDOW,
-            label_deadline=start + WINDOW + config.allowed_lateness_seconds,
-            loss_bound=2.5,
-            loss=loss,
-        )
-        assert got == expected, start
-        assert expected.disagreements == 0
+    assert all(e.disagreements == 0 for e in seen)
     # the last (watch) window: v2 serves, v1 scores in shadow; both gains and losses count
-    assert expected.paired.n and expected.paired.challenger_only and expected.paired.champion_only
+    last = seen[-1]
+    assert last.paired.n and last.paired.challenger_only and last.paired.champion_only
 
 
 @pytest.mark.parametrize(("champion", "challenger"), [("v1", "v2"), ("v2", "v1")])
 def test_the_store_gives_the_backtests_log_loss_evidence_in_every_window(
     loaded: tuple[EmbeddedStore, bytes], champion: str, challenger: str
 ) -> None:
-    store, jsonl = loaded
     config = MonitorConfig.from_yaml(
         monitor_yaml("{mode: shadow, metric: log_loss, loss_bound: 3}")
     )
-    reader = RowReader(config)
-    reader.read(jsonl.splitlines())
-    windows = FileWindows(config, reader.rows("events"))
+    windows, seen = _evidence_both_ways(loaded, config, champion, challenger)
     assert windows.loss_bound == 3.0 and len(windows.starts) == 3
-    seen = []
-    for start in windows.starts.tolist():
-        expected = windows.evidence(champion, challenger, start)
-        got = window_evidence_sql(
-            store,
-            model_id="m",
-            champion=champion,
-            challenger=challenger,
-            window_start=start,
-            window_end=start + WINDOW,
-            label_deadline=start + WINDOW + config.allowed_lateness_seconds,
-            loss_bound=3.0,
-            loss="log_loss",
-        )
-        assert got == expected, start
-        seen.append(expected)
     shadow, canary, watch = seen
     for paired in (shadow, watch):  # predicted classes still disagree; losses, not 0/1
         assert paired.disagreements and paired.paired.n

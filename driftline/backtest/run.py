@@ -23,10 +23,9 @@ from driftline.detectors import (
     PolicyState,
     WindowData,
     aggregate_window,
-    build_profile,
 )
 from driftline.detectors.concept import concept_drift_detectors, concept_drift_step, label_order
-from driftline.detectors.drift_spread import drift_methods, with_drift_spreads
+from driftline.detectors.reference import monitor_profile
 from driftline.detectors.step import Policies, close_window
 from driftline.detectors.verdict import SEVERITY_RANK
 from driftline.detectors.windows import assign_windows
@@ -74,28 +73,14 @@ def _profile(config: MonitorConfig, ref: FileRows) -> ModelProfile:
         name: _with_nulls(values, ref.feature_nulls.get(name))
         for name, values in ref.features.items()
     }
-    starts = assign_windows(ref.timestamps, config.window_seconds)
-    profile = build_profile(
-        config.model_id,
+    return monitor_profile(
+        config,
         version,
         features=features,
-        kinds=config.features,
+        timestamps=ref.timestamps,
         predictions=ref.predictions,
         scores=scores,
         labels=_labels(ref.labels, ref.labelled) if ref.labelled.any() else None,
-        task=config.task,
-        bins=config.bins,
-        positive_label=config.performance.positive_label,
-        window_starts=starts,
-        min_window_labels=config.performance.min_labels,
-        min_window_samples=config.drift.min_samples,
-    )
-    return with_drift_spreads(
-        profile,
-        features,
-        starts,
-        methods=drift_methods(config),
-        min_samples=config.drift.min_samples,
     )
 
 

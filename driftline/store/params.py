@@ -11,7 +11,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-__all__ = ["SqlParams"]
+__all__ = ["SqlParams", "hex_text"]
+
+
+def hex_text(value: str) -> str:
+    """A SQL expression for ``value`` that needs no escaping and no query parameter (for
+    paths that take none, such as a running worker's read page): its UTF-8, hex-encoded.
+
+    Examples
+    --------
+    >>> hex_text("it's")
+    "unhex('69742773')"
+    """
+    return f"unhex('{value.encode().hex()}')"
 
 
 class SqlParams:
