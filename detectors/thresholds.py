@@ -332,6 +332,15 @@ def auto_rate_levels(spread: RateSpread, n: int, rule: AutoThresholdRule) -> tup
     (``critical_rate``) on the arcsine scale (the module's rule, higher is worse), and
     at least ``1 + min_error_increase`` (``1 + 2 min_error_increase``) times the base.
 
+    Guarantee: an unchanged window (its rate binomial around ``base_rate``, moving from
+    window to window as the reference did) passes the warning level with probability
+    at most ``warning_rate``, up to the normal approximation of the arcsine-transformed
+    rate (Anscombe 1948), which holds for small base rates too. The base rate and
+    ``tau`` are estimated, so the realised rate scatters around it;
+    ``tests/detectors/test_thresholds.py`` measures it over many seeds for bases of 0,
+    1% and 20% at 500, 2,000 and 10,000 values, and for a heavy-tailed feature's
+    out-of-range rate.
+
     Examples
     --------
     >>> spread = RateSpread(metric="null_rate", base_rate=0.01, n=50_000, tau=0.0, windows=10)

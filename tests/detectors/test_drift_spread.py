@@ -92,3 +92,26 @@ def test_auto_never_lowers_a_level_and_a_short_reference_keeps_the_fixed_ones() 
         methods={"categorical": "psi"},
     )
     assert short.drift_spread == {}
+
+
+def test_the_learned_levels_keep_their_rate_over_many_references() -> None:
+    """Many seeds: each a reference of 48 windows of a moving mix, and 100 unchanged
+    windows judged against it. The pooled warning rate of the learned levels stays near
+    the stated 0.135% (up to the fit's error from 48 windows: at most 1%), and no
+    unchanged window is critical."""
+    auto = _config("auto")
+    warned = critical = trials = 0
+    for seed in range(12):
+        rng = np.random.default_rng(100 + seed)
+        reference = np.concatenate([_window(rng) for _ in range(48)])
+        starts = np.repeat(np.arange(48) * 3600.0, PER_WINDOW)
+        profile = build_profile("m", "v1", features={"region": reference}, kinds=auto.features)
+        profile = with_drift_spreads(
+            profile, {"region": reference}, starts, methods={"categorical": "psi"}
+        )
+        statuses = _statuses(auto, profile, [_window(rng) for _ in range(100)])
+        warned += sum(s != "ok" for s in statuses)
+        critical += sum(s == "critical" for s in statuses)
+        trials += len(statuses)
+    assert warned / trials <= 0.01, warned / trials
+    assert critical / trials <= 0.002, critical / trials
