@@ -24,6 +24,7 @@ Rows
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Annotated, Any, TypeAlias
 
 import numpy as np
@@ -49,6 +50,7 @@ from .profiles import (
     build_profile,  # noqa: F401 - used by the doctests
 )
 from .quality import assess_quality
+from .segments import segment_slices
 from .statistics import DriftResult, DriftStatistic, _bin_points, get_statistic
 from .thresholds import AutoThresholdRule, auto_drops, drift_levels
 from .verdict import SEVERITY_RANK, Verdict
@@ -86,6 +88,9 @@ class WindowData(BaseModel):
     score: NumericCounts | None = None
     performance: PerformanceCountsField | None = None
     concept_drift: dict[str, int] = {}
+    #: Per segment key, per slice value with rows in the window, the slice's aggregates
+    #: (over the same bins; see :mod:`~driftline.detectors.segments`).
+    segments: dict[str, dict[str, WindowData]] = {}
 
     def __add__(self, other: WindowData) -> WindowData:
         """Merge two partial aggregates of the same window."""
@@ -103,6 +108,11 @@ class WindowData(BaseModel):
         drift = dict(self.concept_drift)
         for name, hits in other.concept_drift.items():
             drift[name] = drift.get(name, 0) + hits
+        segments = {key: dict(values) for key, values in self.segments.items()}
+        for key, values in other.segments.items():
+            mine = segments.setdefault(key, {})
+            for value, data in values.items():
+                mine[value] = add(mine.get(value), data)
         return WindowData(
             n_events=self.n_events + other.n_events,
             features=features,
@@ -110,6 +120,7 @@ class WindowData(BaseModel):
             score=add(self.score, other.score),
             performance=add(self.performance, other.performance),
             concept_drift=drift,
+            segments=segments,
         )
 
 
@@ -129,6 +140,8 @@ class MetricRow(BaseModel):
     kind: AlertKind
     metric: str
     feature: str | None = None
+    #: ``None`` for the whole model, else the slice (``{"country": "de"}``).
+    segment: dict[str, str] | None = None
     value: float | None
     p_value: float | None = None
     q_value: float | None = None
@@ -168,24 +181,37 @@ class WindowReport(BaseModel):
     n_events: int = Field(ge=0)
     rows: tuple[MetricRow, ...]
 
-    def select(self, kind: str | None = None, feature: str | None = None) -> list[MetricRow]:
-        """Rows of a kind (and feature), in report order."""
+    def select(
+        self,
+        kind: str | None = None,
+        feature: str | None = None,
+        segment: Mapping[str, str] | None = None,
+    ) -> list[MetricRow]:
+        """Rows of a kind (and feature) of the whole model, or of one ``segment`` slice,
+        in report order."""
+        wanted = dict(segment) if segment else None
         return [
             r
             for r in self.rows
-            if (kind is None or r.kind == kind) and (feature is None or r.feature == feature)
+            if (kind is None or r.kind == kind)
+            and (feature is None or r.feature == feature)
+            and r.segment == wanted
         ]
 
-    def status(self, kind: str, feature: str | None = None) -> Verdict:
-        """Worst status of the primary rows of a kind (and feature)."""
+    def status(
+        self, kind: str, feature: str | None = None, segment: Mapping[str, str] | None = None
+    ) -> Verdict:
+        """Worst status of the primary rows of a kind (and feature) of the whole model or
+        of one ``segment`` slice."""
         out: Verdict = "insufficient"
-        for row in self.select(kind, feature):
+        for row in self.select(kind, feature, segment):
             if row.primary and SEVERITY_RANK[row.status] > SEVERITY_RANK[out]:
                 out = row.status
         return out
 
     def bad_rows(self) -> list[MetricRow]:
-        """Primary rows with status warning or critical."""
+        """Primary rows with status warning or critical (of the whole model and of every
+        segment slice)."""
         return [r for r in self.rows if r.primary and r.is_bad]
 
 
@@ -198,6 +224,7 @@ def aggregate_window(
     labels: npt.ArrayLike | None = None,
     positive_label: str = "1",
     concept_drift: Mapping[str, int] | None = None,
+    segments: Mapping[str, npt.ArrayLike] | None = None,
 ) -> WindowData:
     """Aggregate a window's raw arrays over the profile's bins.
 
@@ -211,6 +238,10 @@ def aggregate_window(
         Optional arrays aligned with the rows; a null label marks an unlabelled row.
     concept_drift
         Online detector name to drifts it detected in the window.
+    segments
+        Per segment key, each row's value (``""`` where the row has none): with a
+        profile that has segments, each slice with rows is aggregated over its own
+        profile into ``segments`` (:func:`~driftline.detectors.segments.segment_slices`).
     """
     sizes = {np.asarray(v).reshape(-1).size for v in features.values()}
     n_events = max(sizes) if sizes else 0
@@ -227,6 +258,24 @@ def aggregate_window(
             perf = performance_counts(profile.task, predictions, labels, scores, positive_label)
     if scores is not None and profile.score is not None:
         score = profile.score.histogram(scores)
+    nested: dict[str, dict[str, WindowData]] = {}
+    if profile.segments and n_events:
+
+        def part(values: npt.ArrayLike | None, rows: npt.NDArray[np.intp]) -> Any:
+            return None if values is None else np.asarray(values).reshape(-1)[rows]
+
+        for key, value, rows in segment_slices(profile, segments or {}, n_events):
+            own_scores = part(scores, rows)
+            if own_scores is not None and not np.isfinite(own_scores.astype(float)).any():
+                own_scores = None  # as a window without a finite score: no score parts
+            nested.setdefault(key, {})[value] = aggregate_window(
+                profile.segments[key][value],
+                features={name: part(values, rows) for name, values in features.items()},
+                predictions=part(predictions, rows),
+                scores=own_scores,
+                labels=part(labels, rows),
+                positive_label=positive_label,
+            )
     return WindowData(
         n_events=n_events,
         features=counts,
@@ -234,6 +283,7 @@ def aggregate_window(
         score=score,
         performance=perf,
         concept_drift=dict(concept_drift or {}),
+        segments=nested,
     )
 
 
@@ -268,27 +318,53 @@ def drift_result(
     raise TypeError(f"{profile.name}: profile and window aggregate differ in kind")
 
 
+@dataclass(frozen=True)
+class _Slice:
+    """The whole model (``segment`` None) or one segment slice, as evaluated."""
+
+    segment: dict[str, str] | None
+    profile: ModelProfile
+    data: WindowData
+    min_samples: int
+
+
+def _slices(profile: ModelProfile, config: MonitorConfig, data: WindowData) -> list[_Slice]:
+    """The whole model, then each segment slice with rows in the window (profile order)."""
+    out = [_Slice(None, profile, data, config.drift.min_samples)]
+    if config.segments is None:
+        return out
+    for key, profiles in profile.segments.items():
+        found = data.segments.get(key, {})
+        for value, part in profiles.items():
+            if value in found:
+                out.append(_Slice({key: value}, part, found[value], config.segments.min_samples))
+    return out
+
+
 def _gate(
     kind: AlertKind,
-    named: list[tuple[str, DriftResult]],
-    min_samples: int,
+    named: list[tuple[int, str, DriftResult]],
+    slices: list[_Slice],
     fdr: float,
-) -> list[MetricRow]:
-    """Apply min-samples and Benjamini-Hochberg to one family of drift results."""
+) -> list[tuple[int, MetricRow]]:
+    """Apply min-samples and Benjamini-Hochberg to one family of drift results (``named``:
+    slice index, column, result), the family spanning every slice."""
     enough = [
-        r.n_current >= min_samples and r.n_reference >= min_samples and r.verdict != "insufficient"
-        for _, r in named
+        r.n_current >= slices[i].min_samples
+        and r.n_reference >= slices[i].min_samples
+        and r.verdict != "insufficient"
+        for i, _, r in named
     ]
     p = np.array(
         [
             r.p_value if ok and r.p_value is not None else np.nan
-            for (_, r), ok in zip(named, enough, strict=True)
+            for (_, _, r), ok in zip(named, enough, strict=True)
         ],
         dtype=np.float64,
     )
     q = benjamini_hochberg(p)
     rows = []
-    for (name, res), ok, qv in zip(named, enough, q.tolist(), strict=True):
+    for (i, name, res), ok, qv in zip(named, enough, q.tolist(), strict=True):
         status: Verdict
         if not ok:
             status = "insufficient"
@@ -296,21 +372,21 @@ def _gate(
             status = res.verdict
         else:
             status = "ok"
-        rows.append(
-            MetricRow(
-                kind=kind,
-                metric=res.statistic,
-                feature=name,
-                value=res.value,
-                p_value=res.p_value,
-                q_value=None if np.isnan(qv) else qv,
-                warning=res.warning,
-                critical=res.critical,
-                threshold=res.critical if status == "critical" else res.warning,
-                status=status,
-                n=res.n_current,
-            )
+        row = MetricRow(
+            kind=kind,
+            metric=res.statistic,
+            feature=name,
+            segment=slices[i].segment,
+            value=res.value,
+            p_value=res.p_value,
+            q_value=None if np.isnan(qv) else qv,
+            warning=res.warning,
+            critical=res.critical,
+            threshold=res.critical if status == "critical" else res.warning,
+            status=status,
+            n=res.n_current,
         )
+        rows.append((i, row))
     return rows
 
 
@@ -324,6 +400,12 @@ def evaluate_window(
     revision: int = 0,
 ) -> WindowReport:
     """Evaluate one window: data drift, prediction drift, data quality, performance.
+
+    With a ``segments`` section and a profile that has segments, every slice with rows
+    in the window (``data.segments``) is evaluated too, against its own reference; one
+    Benjamini-Hochberg family then spans the features of the whole model and of every
+    slice (another the prediction and score columns), so more slices do not mean more
+    false alarms. The whole model's rows come first, then each slice's.
 
     Parameters
     ----------
@@ -359,54 +441,41 @@ def evaluate_window(
     )
     if mismatched:
         raise ValueError(f"config and profile disagree on the kind of features {mismatched}")
-    rows: list[MetricRow] = []
+    slices = _slices(profile, config, data)
 
-    feature_results: list[tuple[str, DriftResult]] = []
-    for name, fprof in profile.features.items():
-        method = drift.numeric if fprof.kind == "numeric" else drift.categorical
-        warning, critical = method.warning, method.critical
-        spread = profile.drift_spread.get(name, {}).get(method.method)
-        if method.threshold == "auto" and spread is not None:
-            warning, critical = drift_levels(spread, warning, critical)
-        stat = get_statistic(method.method, warning=warning, critical=critical)
-        feature_results.append((name, drift_result(stat, fprof, data.features.get(name))))
-    rows += _gate("data_drift", feature_results, drift.min_samples, drift.fdr)
-
+    feature_results: list[tuple[int, str, DriftResult]] = []
+    pred_results: list[tuple[int, str, DriftResult]] = []
     pm = drift.prediction
-    pred_results: list[tuple[str, DriftResult]] = []
-    if profile.prediction is not None:
-        stat = get_statistic(pm.method, warning=pm.warning, critical=pm.critical)
-        pred_results.append(("prediction", drift_result(stat, profile.prediction, data.prediction)))
-    if profile.score is not None:
-        stat = get_statistic(pm.method, warning=pm.warning, critical=pm.critical)
-        pred_results.append(("score", drift_result(stat, profile.score, data.score)))
-    rows += _gate("prediction_drift", pred_results, drift.min_samples, drift.fdr)
+    for i, part in enumerate(slices):
+        for name, fprof in part.profile.features.items():
+            method = drift.numeric if fprof.kind == "numeric" else drift.categorical
+            warning, critical = method.warning, method.critical
+            spread = part.profile.drift_spread.get(name, {}).get(method.method)
+            if method.threshold == "auto" and spread is not None:
+                warning, critical = drift_levels(spread, warning, critical)
+            stat = get_statistic(method.method, warning=warning, critical=critical)
+            result = drift_result(stat, fprof, part.data.features.get(name))
+            feature_results.append((i, name, result))
+        if part.profile.prediction is not None:
+            stat = get_statistic(pm.method, warning=pm.warning, critical=pm.critical)
+            result = drift_result(stat, part.profile.prediction, part.data.prediction)
+            pred_results.append((i, "prediction", result))
+        if part.profile.score is not None:
+            stat = get_statistic(pm.method, warning=pm.warning, critical=pm.critical)
+            result = drift_result(stat, part.profile.score, part.data.score)
+            pred_results.append((i, "score", result))
+    drift_rows = _gate("data_drift", feature_results, slices, drift.fdr)
+    pred_rows = _gate("prediction_drift", pred_results, slices, drift.fdr)
 
-    for name, fprof in profile.features.items():
-        counts = data.features.get(name) or fprof.empty_counts()
-        for q in assess_quality(
-            fprof,
-            counts,
-            config.quality,
-            min_samples=drift.min_samples,
-            learned=profile.quality_spread.get(name),
-        ):
-            rows.append(
-                MetricRow(
-                    kind="data_quality",
-                    metric=q.metric,
-                    feature=name,
-                    value=q.value,
-                    reference=q.reference,
-                    warning=q.warning,
-                    critical=q.critical,
-                    threshold=q.critical if q.verdict == "critical" else q.warning,
-                    status=q.verdict,
-                    n=q.n,
-                )
-            )
-
-    rows += _performance_rows(profile, config, data)
+    rows: list[MetricRow] = []
+    for i, part in enumerate(slices):
+        rows += [row for at, row in drift_rows if at == i]
+        rows += [row for at, row in pred_rows if at == i]
+        rows += _quality_rows(part, config)
+        performance = _performance_rows(part.profile, config, part.data)
+        if part.segment is not None:
+            performance = [row.model_copy(update={"segment": part.segment}) for row in performance]
+        rows += performance
 
     for name, hits in sorted(data.concept_drift.items()):
         status: Verdict = "critical" if hits > 0 else "ok"
@@ -431,6 +500,35 @@ def evaluate_window(
         n_events=data.n_events,
         rows=tuple(rows),
     )
+
+
+def _quality_rows(part: _Slice, config: MonitorConfig) -> list[MetricRow]:
+    rows = []
+    for name, fprof in part.profile.features.items():
+        counts = part.data.features.get(name) or fprof.empty_counts()
+        for q in assess_quality(
+            fprof,
+            counts,
+            config.quality,
+            min_samples=part.min_samples,
+            learned=part.profile.quality_spread.get(name),
+        ):
+            rows.append(
+                MetricRow(
+                    kind="data_quality",
+                    metric=q.metric,
+                    feature=name,
+                    segment=part.segment,
+                    value=q.value,
+                    reference=q.reference,
+                    warning=q.warning,
+                    critical=q.critical,
+                    threshold=q.critical if q.verdict == "critical" else q.warning,
+                    status=q.verdict,
+                    n=q.n,
+                )
+            )
+    return rows
 
 
 def _performance_rows(

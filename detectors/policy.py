@@ -6,7 +6,7 @@ the decisions back. The state is a frozen pydantic model that serialises to JSON
 restarted worker restores it and carries on.
 
 Alert keys
-    One alert may be open per ``(model_id, kind, feature)``. A key's status in a window
+    One alert may be open per ``(model_id, kind, feature, segment)``. A key's status in a window
     is the worst status of its primary rows (``feature`` is ``None`` for performance and
     concept drift, ``"prediction"``/``"score"`` for prediction drift).
 Opening
@@ -31,7 +31,7 @@ Identifiers
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Final, Literal
 
 from driftline.schemas.events import AlertEvent, RetrainRequestEvent
@@ -39,6 +39,7 @@ from driftline.schemas.monitor import AlertKind, MonitorConfig, Severity
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .evaluate import MetricRow, WindowReport
+from .segments import segment_label
 from .verdict import SEVERITY_RANK, Verdict
 
 __all__ = [
@@ -61,16 +62,34 @@ def _digest(parts: Iterable[str]) -> str:
 
 
 def alert_id(
-    model_id: str, model_version: str, kind: str, feature: str | None, window_start: float
+    model_id: str,
+    model_version: str,
+    kind: str,
+    feature: str | None,
+    window_start: float,
+    segment: Mapping[str, str] | None = None,
 ) -> str:
-    """Deterministic alert id (32 hex digits).
+    """Deterministic alert id (32 hex digits); a segment slice's alert includes its
+    ``key=value`` (the whole model's ids are those it always had).
 
     Examples
     --------
     >>> alert_id("credit", "v1", "data_drift", "income", 3600.0)
     'fb3da1b866e82e1a66a5371a093e9de5'
+    >>> alert_id("credit", "v1", "data_drift", "income", 3600.0, {"country": "de"}) != (
+    ...     alert_id("credit", "v1", "data_drift", "income", 3600.0))
+    True
     """
-    return _digest((model_id, model_version, kind, feature or "", repr(float(window_start))))
+    parts: tuple[str, ...] = (
+        model_id,
+        model_version,
+        kind,
+        feature or "",
+        repr(float(window_start)),
+    )
+    if segment:
+        parts = (*parts, segment_label(segment))
+    return _digest(parts)
 
 
 def request_id(model_id: str, model_version: str, alert_ids: Iterable[str]) -> str:
@@ -118,6 +137,8 @@ class Alert(_Frozen):
     p_value: float | None
     severity: Severity
     opened_at: float
+    #: ``None`` for the whole model, else the segment slice (``{"country": "de"}``).
+    segment: dict[str, str] | None = None
 
     def to_event(self) -> AlertEvent:
         """The ``alert`` event of this alert (a missing value is sent as 0.0).
@@ -146,6 +167,7 @@ class Alert(_Frozen):
             p_value=self.p_value,
             severity=self.severity,
             opened_at=self.opened_at,
+            segment=self.segment,
         )
 
 
@@ -178,6 +200,7 @@ class KeyState(_Frozen):
     model_id: str
     kind: AlertKind
     feature: str | None
+    segment: dict[str, str] | None = None
     history: tuple[tuple[float, Verdict], ...] = ()
     open_alert: Alert | None = None
     last_opened_at: float | None = None
@@ -219,11 +242,11 @@ class PolicyOutcome(_Frozen):
     decisions: tuple[AlertDecision, ...]
 
 
-_Key = tuple[str, str, str | None]
+_Key = tuple[str, str, str | None, str]
 
 
-def _key_sort(k: KeyState) -> tuple[str, str, str]:
-    return (k.model_id, k.kind, k.feature or "")
+def _key_sort(k: KeyState) -> tuple[str, str, str, str]:
+    return (k.model_id, k.kind, k.feature or "", segment_label(k.segment))
 
 
 class AlertPolicy(_Frozen):
@@ -269,15 +292,20 @@ class AlertPolicy(_Frozen):
 
     def apply(self, state: PolicyState, report: WindowReport, now: float) -> PolicyOutcome:
         """Apply one window report; return the new state and the decisions."""
-        keys: dict[_Key, KeyState] = {(k.model_id, k.kind, k.feature): k for k in state.keys}
+        keys: dict[_Key, KeyState] = {
+            (k.model_id, k.kind, k.feature, segment_label(k.segment)): k for k in state.keys
+        }
         grouped: dict[_Key, list[MetricRow]] = {}
         for row in report.rows:
             if row.primary:
-                grouped.setdefault((report.model_id, row.kind, row.feature), []).append(row)
+                key = (report.model_id, row.kind, row.feature, segment_label(row.segment))
+                grouped.setdefault(key, []).append(row)
         decisions: list[AlertDecision] = []
         for key, rows in grouped.items():
             worst_row = max(rows, key=lambda r: SEVERITY_RANK[r.status])
-            ks = keys.get(key) or KeyState(model_id=key[0], kind=key[1], feature=key[2])
+            ks = keys.get(key) or KeyState(
+                model_id=key[0], kind=key[1], feature=key[2], segment=worst_row.segment
+            )
             new_ks, decision = self._step(ks, report, worst_row, now)
             keys[key] = new_ks
             if decision is not None:
@@ -335,7 +363,9 @@ class AlertPolicy(_Frozen):
             return ks, None
         severity: Severity = "critical" if row.status == "critical" else "warning"
         alert = Alert(
-            alert_id=alert_id(report.model_id, report.model_version, ks.kind, ks.feature, start),
+            alert_id=alert_id(
+                report.model_id, report.model_version, ks.kind, ks.feature, start, ks.segment
+            ),
             model_id=report.model_id,
             model_version=report.model_version,
             kind=ks.kind,
@@ -348,6 +378,7 @@ class AlertPolicy(_Frozen):
             p_value=row.p_value,
             severity=severity,
             opened_at=now,
+            segment=ks.segment,
         )
         opened = ks.model_copy(update={"open_alert": alert, "last_opened_at": now})
         return opened, AlertDecision(action="open", alert=alert, at=now)

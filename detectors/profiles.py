@@ -495,6 +495,10 @@ class ModelProfile(_Frozen):
     #: Per feature and drift statistic, its spread over the reference's windows
     #: (:func:`~driftline.detectors.drift_spread.with_drift_spreads`).
     drift_spread: dict[str, dict[str, DriftSpread]] = Field(default_factory=dict)
+    #: Per segment key, per slice value (``_other`` last), the slice's own profile over
+    #: this profile's bins (:mod:`~driftline.detectors.segments`; empty without a
+    #: ``segments`` section).
+    segments: dict[str, dict[str, ModelProfile]] = Field(default_factory=dict)
 
     def to_json(self) -> str:
         """Serialise to JSON (floats round-trip exactly)."""

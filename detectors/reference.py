@@ -8,7 +8,7 @@ monitor, which reads the stored profile, judges windows against the same referen
 Examples
 --------
 >>> import numpy as np
->>> from driftline.schemas.monitor import MonitorConfig
+>>> from driftline.schemas.monitor import OTHER_SEGMENT, MonitorConfig
 >>> config = MonitorConfig(model_id="m", features={"x": "numeric"}, window="1m")
 >>> rng = np.random.default_rng(0)
 >>> profile = monitor_profile(config, "v1", features={"x": rng.normal(size=2_000)},
@@ -20,12 +20,15 @@ Examples
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import Any
 
+import numpy as np
 import numpy.typing as npt
-from driftline.schemas.monitor import MonitorConfig
+from driftline.schemas.monitor import OTHER_SEGMENT, MonitorConfig
 
 from .drift_spread import drift_methods, with_drift_spreads
 from .profiles import ModelProfile, build_profile
+from .segments import slice_rows, top_values, with_whole_bins
 from .windows import assign_windows
 
 __all__ = ["monitor_profile"]
@@ -40,11 +43,60 @@ def monitor_profile(
     predictions: npt.ArrayLike | None = None,
     scores: npt.ArrayLike | None = None,
     labels: npt.ArrayLike | None = None,
+    segments: Mapping[str, npt.ArrayLike] | None = None,
 ) -> ModelProfile:
     """The reference profile of ``version`` for ``config``: :func:`build_profile` over
     the monitor's windows (``timestamps`` in epoch seconds), then each feature's drift
-    spread for the method its kind is monitored with."""
+    spread for the method its kind is monitored with.
+
+    With a ``segments`` section, each key's ``max_values`` most frequent values in
+    ``segments`` (each row's value per key, ``""`` where it has none) and ``_other``
+    get a profile of their own rows over the whole profile's bins, with their own
+    spreads (:mod:`~driftline.detectors.segments`).
+    """
     starts = assign_windows(timestamps, config.window_seconds)
+    whole = _profile(config, version, features, starts, predictions, scores, labels, None)
+    if config.segments is None:
+        return whole
+    n = starts.size
+    nested: dict[str, dict[str, ModelProfile]] = {}
+    for key in config.segments.keys:
+        given = (segments or {}).get(key)
+        values = np.full(n, "") if given is None else np.asarray(given, dtype=str)
+        top = top_values(values, config.segments.max_values)
+        nested[key] = {}
+        found = dict(slice_rows(values, top))
+        for value in (*top, OTHER_SEGMENT):  # _other even when empty: new values go there
+            rows = found.get(value, np.empty(0, dtype=np.intp))
+
+            def part(column: npt.ArrayLike | None, rows: npt.NDArray[np.intp] = rows) -> Any:
+                return None if column is None else np.asarray(column).reshape(-1)[rows]
+
+            own = {name: part(column) for name, column in features.items()}
+            nested[key][value] = _profile(
+                config,
+                version,
+                own,
+                starts[rows],
+                part(predictions),
+                part(scores),
+                part(labels),
+                whole,
+            )
+    return whole.model_copy(update={"segments": nested})
+
+
+def _profile(
+    config: MonitorConfig,
+    version: str,
+    features: Mapping[str, npt.ArrayLike],
+    starts: npt.NDArray[np.float64],
+    predictions: npt.ArrayLike | None,
+    scores: npt.ArrayLike | None,
+    labels: npt.ArrayLike | None,
+    whole: ModelProfile | None,
+) -> ModelProfile:
+    """One profile with its spreads; a slice's (``whole`` given) over ``whole``'s bins."""
     profile = build_profile(
         config.model_id,
         version,
@@ -60,6 +112,10 @@ def monitor_profile(
         min_window_labels=config.performance.min_labels,
         min_window_samples=config.drift.min_samples,
     )
+    if whole is not None:
+        profile = with_whole_bins(
+            profile, whole, features=features, predictions=predictions, scores=scores
+        )
     return with_drift_spreads(
         profile,
         features,

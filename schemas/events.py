@@ -330,6 +330,9 @@ class AlertEvent(_Event):
     p_value: Probability | None
     severity: Severity
     opened_at: Timestamp
+    #: The segment slice the alert is about (``{"country": "de"}``); null for the whole
+    #: model.
+    segment: Segment | None = None
 
 
 class RetrainRequestEvent(_Event):

@@ -75,6 +75,7 @@ __all__ = [
     "DEFAULT_THRESHOLDS",
     "DRIFT_METHODS",
     "ONLINE_DETECTORS",
+    "OTHER_SEGMENT",
     "ROLLOUT_METRICS",
     "TASK_METRICS",
     "AlertKind",
@@ -97,6 +98,7 @@ __all__ = [
     "RetrainConfig",
     "RolloutConfig",
     "RolloutGuardrails",
+    "SegmentsConfig",
     "Severity",
     "Task",
     "TrainingConfig",
@@ -481,6 +483,47 @@ class CardConfig(_Frozen):
     )
 
 
+_SEGMENT_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.-]{0,63}$")
+
+#: The slice of the values of a segment key that the reference did not rank among its
+#: ``max_values`` most frequent (values new since the reference, an empty value and an
+#: event without the key included).
+OTHER_SEGMENT: Final = "_other"
+
+
+class SegmentsConfig(_Frozen):
+    """Which slices of the traffic are monitored on their own (optional ``segments``
+    section): every metric of a window is also computed per value of each key of the
+    events' ``segment`` object.
+
+    ``keys`` are segment keys (each on its own, not crossed); per key the ``max_values``
+    most frequent values of the reference are slices of their own and every other value
+    is pooled as ``_other``. A slice's drift and data-quality rows need ``min_samples``
+    values in the window (its performance rows ``performance.min_labels`` labels).
+
+    Examples
+    --------
+    >>> SegmentsConfig(keys=["country"]).max_values
+    20
+    """
+
+    keys: tuple[str, ...] = Field(min_length=1, max_length=8)
+    max_values: int = Field(default=20, ge=1, le=200)
+    min_samples: int = Field(default=200, ge=1)
+
+    @field_validator("keys")
+    @classmethod
+    def _key_names(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for key in value:
+            if not _SEGMENT_KEY.match(key):
+                raise ValueError(
+                    f"segment key {key!r}: use letters, digits, '_', '.' or '-' (at most 64)"
+                )
+        if len(set(value)) != len(value):
+            raise ValueError("segment keys must be distinct")
+        return value
+
+
 #: The metrics a live rollout compares: means of bounded per-event scores
 #: (:func:`driftline.detectors.comparison.event_scores`).
 ROLLOUT_METRICS: Final = ("accuracy", "log_loss", "mae", "rmse", "mape")
@@ -594,6 +637,7 @@ class MonitorConfig(_Frozen):
     training: TrainingConfig = TrainingConfig()
     rollout: RolloutConfig | None = None
     card: CardConfig | None = None
+    segments: SegmentsConfig | None = None
 
     @field_validator("window")
     @classmethod

@@ -66,6 +66,9 @@ class Stream:
     labelled: np.ndarray
     label_delay: float = 60.0
     kinds: dict[str, str] = field(default_factory=dict)
+    #: Each row's value of segment key ``segment_key`` (``""``: no segment), if any.
+    segments: np.ndarray | None = None
+    segment_key: str = "country"
 
     @property
     def rows(self) -> int:
@@ -90,6 +93,8 @@ def simulate(
     model_id: str = "credit",
     model_version: str = "v1",
     id_prefix: str = "e",
+    segments: Mapping[str, float] | None = None,
+    segment_shift: tuple[str, str, int, float] | None = None,
 ) -> Stream:
     """Draw a stream of ``n_windows`` windows of ``per_window`` predictions.
 
@@ -108,6 +113,11 @@ def simulate(
     id_prefix
         Event ids are ``{id_prefix}{row}``; give reference and monitored streams
         different prefixes.
+    segments
+        Mix of the values of segment key ``country`` (drawn per row; ``""`` for none).
+    segment_shift
+        ``(segment value, numeric feature, first window, shift in standard deviations)``:
+        a mean shift confined to one segment value.
     """
     rng = np.random.default_rng(seed)
     n = n_windows * per_window
@@ -127,6 +137,13 @@ def simulate(
             values = values + np.where(window >= first, delta, 0.0)
         features[name] = np.round(values, 4)
         kinds[name] = "numeric"
+    segment_values = None
+    if segments is not None:
+        segment_values = np.array(list(segments), dtype=object)[_draw(rng, segments, n)]
+        if segment_shift is not None:
+            value, name, first, delta = segment_shift
+            hit = (segment_values == value) & (window >= first)
+            features[name] = np.round(features[name] + np.where(hit, delta, 0.0), 4)
     changes = dict(mix_change or {})
     for name, mix in (categorical or {}).items():
         cats = np.array(list(mix), dtype=object)
@@ -157,6 +174,7 @@ def simulate(
         labels=labels,
         labelled=labelled,
         kinds=kinds,
+        segments=None if segment_values is None else segment_values.astype(str),
     )
 
 
@@ -181,20 +199,19 @@ def _lines(stream: Stream, batch_size: int | None) -> tuple[list[bytes], list[by
             stream.labels.tolist(),
         )
         for i in range(n):
-            preds.append(
-                orjson.dumps(
-                    {
-                        "type": "prediction",
-                        "event_id": stream.event_ids[i],
-                        "model_id": stream.model_id,
-                        "model_version": stream.model_version,
-                        "timestamp": ts_list[i],
-                        "features": {name: col[i] for name, col in cols.items()},
-                        "prediction": p_list[i],
-                        "score": s_list[i],
-                    }
-                )
-            )
+            event = {
+                "type": "prediction",
+                "event_id": stream.event_ids[i],
+                "model_id": stream.model_id,
+                "model_version": stream.model_version,
+                "timestamp": ts_list[i],
+                "features": {name: col[i] for name, col in cols.items()},
+                "prediction": p_list[i],
+                "score": s_list[i],
+            }
+            if stream.segments is not None and stream.segments[i]:
+                event["segment"] = {stream.segment_key: str(stream.segments[i])}
+            preds.append(orjson.dumps(event))
             if stream.labelled[i]:
                 feedback.append(
                     orjson.dumps(
@@ -210,22 +227,30 @@ def _lines(stream: Stream, batch_size: int | None) -> tuple[list[bytes], list[by
         return preds, feedback
     for lo in range(0, n, batch_size):
         hi = min(n, lo + batch_size)
-        preds.append(
-            orjson.dumps(
-                {
-                    "type": "prediction_batch",
-                    "model_id": stream.model_id,
-                    "model_version": stream.model_version,
-                    "event_ids": stream.event_ids[lo:hi],
-                    "timestamps": ts[lo:hi].tolist(),
-                    "features": {
-                        name: col[lo:hi].tolist() for name, col in stream.features.items()
-                    },
-                    "predictions": stream.predictions[lo:hi].tolist(),
-                    "scores": stream.scores[lo:hi].tolist(),
-                }
-            )
+        chunk = np.arange(lo, hi)
+        # a batch's segment is the whole batch's: one batch per segment value of the chunk
+        groups = (
+            [chunk]
+            if stream.segments is None
+            else [
+                chunk[stream.segments[lo:hi] == value]
+                for value in dict.fromkeys(stream.segments[lo:hi].tolist())
+            ]
         )
+        for rows in groups:
+            batch: dict[str, Any] = {
+                "type": "prediction_batch",
+                "model_id": stream.model_id,
+                "model_version": stream.model_version,
+                "event_ids": [stream.event_ids[i] for i in rows.tolist()],
+                "timestamps": ts[rows].tolist(),
+                "features": {name: col[rows].tolist() for name, col in stream.features.items()},
+                "predictions": stream.predictions[rows].tolist(),
+                "scores": stream.scores[rows].tolist(),
+            }
+            if stream.segments is not None and stream.segments[rows[0]]:
+                batch["segment"] = {stream.segment_key: str(stream.segments[rows[0]])}
+            preds.append(orjson.dumps(batch))
         keep = np.flatnonzero(stream.labelled[lo:hi]) + lo
         if keep.size:
             feedback.append(

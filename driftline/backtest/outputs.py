@@ -88,6 +88,8 @@ class MetricLine(_Frozen):
     primary: bool
     warning: float | None = None
     critical: float | None = None
+    #: The segment slice (``{"country": "de"}``), null for the whole model.
+    segment: dict[str, str] | None = None
 
 
 class RolloutLine(_Frozen):
@@ -260,6 +262,7 @@ def metric_line(report: WindowReport, row: MetricRow) -> bytes:
             n=row.n,
             label_coverage=row.label_coverage,
             primary=row.primary,
+            segment=row.segment,
         )
         .model_dump_json()
         .encode()

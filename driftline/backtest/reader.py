@@ -48,6 +48,8 @@ class _Part:
     latency_ms: npt.NDArray[np.float64]
     #: Shadow predictions (scored by a version that did not serve the request).
     shadow: bool | npt.NDArray[np.bool_] = False
+    #: Per configured segment key, each row's value (``""`` where it has none).
+    segments: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
 
     @property
     def size(self) -> int:
@@ -128,6 +130,8 @@ class FileRows:
     row_versions: npt.NDArray[np.str_] = field(default_factory=lambda: np.empty(0, str))
     latency_ms: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
     shadow: ShadowRows = field(default_factory=ShadowRows.empty)
+    #: Per segment key of the config, each row's value (``""`` where it has none).
+    segments: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
 
     @property
     def n(self) -> int:
@@ -159,6 +163,7 @@ class RowReader:
     def __init__(self, config: MonitorConfig) -> None:
         self.config = config
         self.classes = config.task != "regression"
+        self.segment_keys = config.segments.keys if config.segments is not None else ()
         self.parts: list[_Part] = []
         self.feedback: list[_FeedbackPart] = []
         self.wrong_kind = 0
@@ -229,6 +234,7 @@ class RowReader:
             scores=np.full(n, np.nan) if cols.score is None else cols.score,
             latency_ms=np.full(n, np.nan) if cols.latency_ms is None else cols.latency_ms,
             shadow=cols.shadow,
+            segments={key: np.full(n, cols.segment.get(key, "")) for key in self.segment_keys},
         )
 
     def _coerce_numbers(self, values: npt.NDArray[np.float64], kind: str) -> npt.NDArray[Any]:
@@ -314,6 +320,15 @@ class RowReader:
             scores=np.array(scores, dtype=np.float64),
             latency_ms=np.array(run.latency_ms, dtype=np.float64),
             shadow=False if run.shadows is None else np.array(run.shadows, dtype=bool),
+            segments={
+                key: np.array(
+                    ["" if given is None else given.get(key, "") for given in run.segments]
+                    if run.segments is not None
+                    else [""] * n,
+                    dtype=str,
+                ).reshape(n)
+                for key in self.segment_keys
+            },
         )
 
     # -- the file's rows
@@ -438,6 +453,9 @@ class RowReader:
             row_versions=names[codes],
             latency_ms=take([p.latency_ms for p in parts], np.float64),
             shadow=shadow_rows,
+            segments={
+                key: take([p.segments[key] for p in parts], str) for key in self.segment_keys
+            },
         )
 
     def _values(self, arrays: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:

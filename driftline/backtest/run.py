@@ -81,6 +81,7 @@ def _profile(config: MonitorConfig, ref: FileRows) -> ModelProfile:
         predictions=ref.predictions,
         scores=scores,
         labels=_labels(ref.labels, ref.labelled) if ref.labelled.any() else None,
+        segments=ref.segments,
     )
 
 
@@ -131,6 +132,7 @@ def _windows(config: MonitorConfig, profile: ModelProfile, rows: FileRows) -> It
             scores=scores if binary and np.isfinite(scores).any() else None,
             labels=_labels(rows.labels[idx], labelled),
             positive_label=config.performance.positive_label,
+            segments={key: values[idx] for key, values in rows.segments.items()},
         )
         yield _Window(start, start + size, data, int(np.count_nonzero(labelled)))
 

@@ -332,6 +332,18 @@ ORDER BY (model_id, challenger, window_start)""",
             "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS critical Nullable(Float64)",
         ),
     ),
+    # Segment slices: a window's rows per slice (``key=value``; '' for the whole model)
+    # are rows of their own, so the slice joins the sorting (and deduplicating) key; a
+    # column added in the same ALTER (without a DEFAULT: '' is a String's own) may extend it.
+    Migration(
+        12,
+        "segment of each window metric and alert",
+        (
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS segment String,"
+            " MODIFY ORDER BY (model_id, model_version, window_start, metric, feature, segment)",
+            "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS segment String DEFAULT ''",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

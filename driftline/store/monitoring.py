@@ -19,6 +19,7 @@ import pyarrow as pa
 
 from ..detectors.concept import LabelRows
 from ..detectors.evaluate import WindowReport
+from ..detectors.segments import segment_label
 from ..detectors.step import MonitorState
 from ..detectors.windows import MICROS, PartitionMark, micros
 from ..schemas.events import AlertEvent
@@ -41,7 +42,8 @@ __all__ = [
 
 
 def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
-    """The ``window_metrics`` rows of a report (``feature`` is ``''`` where null)."""
+    """The ``window_metrics`` rows of a report (``feature`` is ``''`` where null;
+    ``segment`` is ``key=value`` of a slice, ``''`` for the whole model)."""
     us_type = pa.timestamp("us", tz="UTC")
     rows = report.rows
     n = len(rows)
@@ -67,6 +69,7 @@ def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
             "primary": pa.array([r.primary for r in rows], pa.bool_()),
             "warning": pa.array([r.warning for r in rows], pa.float64()),
             "critical": pa.array([r.critical for r in rows], pa.float64()),
+            "segment": pa.array([segment_label(r.segment) for r in rows], pa.string()),
         }
     )
 
@@ -93,6 +96,7 @@ def alert_table(events: Sequence[AlertEvent]) -> pa.Table:
             "p_value": pa.array([e.p_value for e in events], pa.float64()),
             "severity": pa.array([e.severity for e in events], pa.string()),
             "opened_at": ts([e.opened_at for e in events]),
+            "segment": pa.array([segment_label(e.segment) for e in events], pa.string()),
         }
     )
 

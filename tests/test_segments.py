@@ -1,0 +1,175 @@
+"""Segments through the backtest: slices of the traffic monitored on their own.
+
+The issue's cases: drift confined to one segment value is found at that segment in the
+window it starts and nowhere else; ten segment values over 40 unchanged windows raise
+no critical alert; segment metrics equal a hand-computed split of the same events.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from backtest_streams import START, monitor_yaml, simulate, write_jsonl
+from driftline.detectors.profiles import ModelProfile
+from driftline.detectors.statistics import get_statistic
+from driftline.schemas.monitor import MonitorConfig, MonitorConfigError
+
+from driftline.backtest import run_backtest
+
+HOUR = 3600.0
+TEN = {f"s{i}": 1.0 for i in range(10)}
+SEGMENTS = "segments: {keys: [country], max_values: 8, min_samples: 200}\n"
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines()]
+
+
+def _at(window: int) -> str:
+    stamp = datetime.fromtimestamp(START + window * HOUR, tz=UTC)
+    return stamp.isoformat().replace("+00:00", "Z")
+
+
+def _run(tmp_path: Path, reference: Any, events: Any, extra: str = SEGMENTS) -> Path:
+    monitor = tmp_path / "monitor.yaml"
+    monitor.write_text(monitor_yaml(events, extra=extra))
+    out = tmp_path / "out"
+    run_backtest(
+        monitor,
+        write_jsonl(reference, tmp_path / "reference.jsonl"),
+        write_jsonl(events, tmp_path / "events.jsonl"),
+        out,
+    )
+    return out
+
+
+def test_drift_confined_to_one_segment_is_found_there_in_its_first_window_and_nowhere_else(
+    tmp_path: Path,
+) -> None:
+    reference = simulate(
+        n_windows=4, per_window=5_000, n_numeric=5, seed=1, id_prefix="r", segments=TEN,
+        start=START - 4 * HOUR,
+    )  # fmt: skip
+    events = simulate(
+        n_windows=6, per_window=5_000, n_numeric=5, seed=2, segments=TEN,
+        segment_shift=("s3", "x2", 3, 1.0),
+    )  # fmt: skip
+    out = _run(tmp_path, reference, events)
+    alerts = _lines(out / "alerts.jsonl")
+    assert [(a["kind"], a["feature"], a["segment"], a["window_start"]) for a in alerts] == [
+        ("data_drift", "x2", {"country": "s3"}, _at(3))
+    ]
+    rows = _lines(out / "metrics.jsonl")
+    bad = {
+        (r["window_start"], r["feature"], json.dumps(r["segment"]))
+        for r in rows
+        if r["kind"] == "data_drift" and r["status"] in ("warning", "critical")
+    }
+    assert bad == {(_at(w), "x2", '{"country": "s3"}') for w in range(3, 6)}
+    # the slice is 10% of the traffic: the whole model's x2 is not critical
+    whole = [
+        r
+        for r in rows
+        if r["segment"] is None and r["feature"] == "x2" and r["kind"] == "data_drift"
+    ]
+    assert len(whole) == 6 and all(r["status"] != "critical" for r in whole)
+    # every row of a window is of the whole model or of one slice of the reference's top
+    slices = {json.dumps(r["segment"]) for r in rows}
+    assert len(slices) == 1 + 8 + 1  # whole, 8 values, _other (s8 and s9 pooled)
+
+
+def test_ten_segment_values_over_40_unchanged_windows_raise_no_critical_alert(
+    tmp_path: Path,
+) -> None:
+    reference = simulate(
+        n_windows=8, per_window=4_000, n_numeric=10, seed=3, id_prefix="r", segments=TEN,
+        start=START - 8 * HOUR,
+    )  # fmt: skip
+    events = simulate(n_windows=40, per_window=4_000, n_numeric=10, seed=4, segments=TEN)
+    extra = "segments: {keys: [country], max_values: 10, min_samples: 200}\n"
+    out = _run(tmp_path, reference, events, extra)
+    alerts = _lines(out / "alerts.jsonl")
+    assert [a for a in alerts if a["severity"] == "critical"] == []
+    rows = _lines(out / "metrics.jsonl")
+    segment_rows = [r for r in rows if r["segment"] is not None and r["kind"] == "data_drift"]
+    assert len(segment_rows) == 40 * 10 * 10  # every slice of every window was judged
+    assert all(r["status"] != "insufficient" for r in segment_rows)
+
+
+def test_segment_metrics_equal_a_hand_computed_split_of_the_same_events(
+    tmp_path: Path,
+) -> None:
+    mix = {"de": 0.5, "fr": 0.3, "it": 0.15, "": 0.05}  # some events carry no segment
+    reference = simulate(
+        n_windows=3, per_window=3_000, n_numeric=3, seed=5, id_prefix="r", segments=mix,
+        start=START - 3 * HOUR, categorical={"channel": {"web": 0.6, "app": 0.4}},
+    )  # fmt: skip
+    events = simulate(
+        n_windows=3, per_window=3_000, n_numeric=3, seed=6, segments=mix,
+        segment_shift=("fr", "x1", 1, 0.5), categorical={"channel": {"web": 0.6, "app": 0.4}},
+        accuracy=0.8, label_fraction=0.7,
+    )  # fmt: skip
+    extra = "segments: {keys: [country], max_values: 2, min_samples: 100}\n"
+    out = _run(tmp_path, reference, events, extra)
+    profile = ModelProfile.model_validate_json((out / "profile.json").read_text())
+    assert list(profile.segments["country"]) == ["de", "fr", "_other"]
+    rows = _lines(out / "metrics.jsonl")
+    psi = get_statistic("psi")
+    checked = 0
+    for value in ("de", "fr", "_other"):
+        pooled = {"de": ["de"], "fr": ["fr"], "_other": ["it", ""]}[value]
+        ref_rows = np.isin(reference.segments, pooled)
+        for window in range(3):
+            at = (np.floor((events.timestamps - START) / HOUR) == window) & np.isin(
+                events.segments, pooled
+            )
+            got = {
+                (r["kind"], r["metric"], r["feature"]): r
+                for r in rows
+                if r["segment"] == {"country": value} and r["window_start"] == _at(window)
+            }
+            assert got[("performance", "accuracy", None)]["n"] == int(events.labelled[at].sum())
+            labelled = at & events.labelled
+            accuracy = float(np.mean(events.predictions[labelled] == events.labels[labelled]))
+            assert got[("performance", "accuracy", None)]["value"] == pytest.approx(accuracy)
+            for name in ("x0", "x1"):
+                edges = np.asarray(profile.features[name].edges)  # the whole model's bins
+                bins = len(edges) + 1
+                ref_hist = np.bincount(
+                    np.searchsorted(edges, reference.features[name][ref_rows], side="right"),
+                    minlength=bins,
+                )
+                cur_hist = np.bincount(
+                    np.searchsorted(edges, events.features[name][at], side="right"),
+                    minlength=bins,
+                )
+                want = psi.compare(tuple(ref_hist), tuple(cur_hist)).value
+                row = got[("data_drift", "psi", name)]
+                assert row["value"] == pytest.approx(want, rel=1e-9), (value, window, name)
+                assert row["n"] == int(at.sum())
+                checked += 1
+            channel = got[("data_drift", "psi", "channel")]
+            assert channel["n"] == int(at.sum())
+    assert checked == 3 * 3 * 2
+    fr_shifted = [
+        r
+        for r in rows
+        if r["segment"] == {"country": "fr"} and r["feature"] == "x1" and r["kind"] == "data_drift"
+    ]
+    bad = [r["status"] in ("warning", "critical") for r in fr_shifted]
+    assert bad == [False, True, True]
+
+
+def test_segments_config_rejects_unknown_keys_and_bad_names() -> None:
+    base = {"model_id": "m", "features": {"x": "numeric"}}
+    with pytest.raises(MonitorConfigError, match=r"segments\.colour: unknown key"):
+        MonitorConfig.from_mapping({**base, "segments": {"keys": ["country"], "colour": 1}})
+    with pytest.raises(MonitorConfigError, match="segment key"):
+        MonitorConfig.from_mapping({**base, "segments": {"keys": ["a=b"]}})
+    with pytest.raises(MonitorConfigError, match="keys"):
+        MonitorConfig.from_mapping({**base, "segments": {"keys": []}})
