@@ -164,7 +164,8 @@ class Harness:
         return self.store.query(
             "SELECT toUnixTimestamp64Micro(window_start) AS ws, metric, feature, kind, value, "
             "p_value, q_value, reference, threshold, status, n, label_coverage, primary, revision, "
-            "warning, critical FROM window_metrics FINAL ORDER BY ws, metric, feature"
+            "warning, critical, segment FROM window_metrics FINAL "
+            "ORDER BY ws, metric, feature, segment"
         )
 
 
@@ -191,14 +192,17 @@ def clock_event(at: float, model_id: str = "credit", model_version: str = "v1") 
 EXTRA = "retrain:\n  min_labelled_rows: 100\n"
 
 
-def expected_metrics(out: Path) -> dict[tuple[int, str, str], dict[str, Any]]:
+def expected_metrics(out: Path) -> dict[tuple[int, str, str, str], dict[str, Any]]:
+    """The backtest's metric rows by window start (µs), metric, feature and segment
+    (``key=value``, ``""`` for the whole model, as ``window_metrics`` keeps it)."""
     expected = {}
     for line in (out / "metrics.jsonl").read_bytes().splitlines():
         row = orjson.loads(line)
         from datetime import datetime
 
         ws = round(datetime.fromisoformat(row["window_start"]).timestamp() * 1_000_000)
-        expected[(ws, row["metric"], row["feature"] or "")] = row
+        segment = "".join(f"{k}={v}" for k, v in (row.get("segment") or {}).items())
+        expected[(ws, row["metric"], row["feature"] or "", segment)] = row
     return expected
 
 
@@ -206,7 +210,8 @@ def assert_same_metrics(got: list[dict[str, Any]], out: Path) -> None:
     expected = expected_metrics(out)
     assert len(got) == len(expected)
     for row in got:
-        want = expected[(int(row["ws"]), row["metric"], row["feature"])]
+        key = (int(row["ws"]), row["metric"], row["feature"], row.get("segment", ""))
+        want = expected[key]
         for name in ("status", "n", "kind", "primary"):
             assert row[name] == want[name], (row, want)
         for name in (

@@ -173,3 +173,65 @@ def test_segments_config_rejects_unknown_keys_and_bad_names() -> None:
         MonitorConfig.from_mapping({**base, "segments": {"keys": ["a=b"]}})
     with pytest.raises(MonitorConfigError, match="keys"):
         MonitorConfig.from_mapping({**base, "segments": {"keys": []}})
+
+
+def _stream_case(tmp_path: Path) -> tuple[Path, Path, Path, Path, Any]:
+    """A reference and a stream of 1-minute windows with segments (some events without),
+    drift confined to ``s3`` from window 3, and the backtest's outputs."""
+    mix = {"s0": 6.0, "s1": 5.0, "s2": 4.0, "s3": 3.5, "s4": 1.5, "s5": 1.0, "": 1.0}
+    ref = simulate(
+        n_windows=3, per_window=3_000, n_numeric=3, seed=7, window_seconds=60.0,
+        id_prefix="r", start=START - 3600, segments=mix, accuracy=0.85,
+    )  # fmt: skip
+    stream = simulate(
+        n_windows=6, per_window=3_000, n_numeric=3, seed=8, window_seconds=60.0,
+        segments=mix, segment_shift=("s3", "x1", 3, 1.0), accuracy=0.85,
+        accuracy_change=(4, 0.7),
+    )  # fmt: skip
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    monitor = monitors / "credit.yaml"
+    extra = "segments: {keys: [country], max_values: 4, min_samples: 150}\n"
+    extra += "performance: {min_labels: 150}\nretrain: {min_labelled_rows: 100}\n"
+    monitor.write_text(monitor_yaml(stream, window="1m", allowed_lateness="10s", extra=extra))
+    ref_path = write_jsonl(ref, tmp_path / "ref.jsonl")
+    events = write_jsonl(stream, tmp_path / "events.jsonl", batch_size=500)
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, events, out)
+    return monitor, ref_path, events, out, stream
+
+
+def test_the_stream_gives_the_backtest_segment_rows_and_alerts(tmp_path: Path) -> None:
+    """The store's pushed-down slices through the streaming monitor: every window's
+    rows of the whole model and of each slice, and the alerts, as the backtest has them."""
+    from test_monitor import Harness, assert_same_metrics, clock_event
+
+    from driftline.backtest import reference_profile
+    from driftline.store.profiles import save_profile
+
+    monitor, ref, events, out, stream = _stream_case(tmp_path)
+    want = _lines(out / "alerts.jsonl")
+    segmented = [a for a in want if a["segment"] is not None]
+    assert {(a["kind"], json.dumps(a["segment"])) for a in segmented} >= {
+        ("data_drift", '{"country": "s3"}')
+    }
+    h = Harness(tmp_path, monitor)
+    try:
+        save_profile(h.store, reference_profile(monitor, ref)[1])
+        h.ingest(events.read_bytes().splitlines())
+        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
+        h.tick()
+        got = h.metrics()
+        assert {r["segment"] for r in got} == {"", *(f"country=s{i}" for i in range(4))} | {
+            "country=_other"
+        }
+        assert_same_metrics(got, out)
+        assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in want]
+        assert [a["segment"] for a in h.sent["alerts"]] == [a["segment"] for a in want]
+        stored = h.store.query("SELECT alert_id, segment FROM alerts FINAL ORDER BY alert_id")
+        assert {(r["alert_id"], r["segment"]) for r in stored} == {
+            (a["alert_id"], "".join(f"{k}={v}" for k, v in (a["segment"] or {}).items()))
+            for a in want
+        }
+    finally:
+        h.store.close()

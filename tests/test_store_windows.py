@@ -102,6 +102,7 @@ def _rows(
                     "features": {name: column[i] for name, column in m["features"].items()},
                     "prediction": m["predictions"][i],
                     "score": m["scores"][i] if "scores" in m else None,
+                    "segment": m.get("segment") or {},
                 }
         elif m["type"] == "feedback":
             labels[m["event_id"]] = m["label"]
@@ -172,6 +173,10 @@ def reference(
         dtype=np.float64,
     )
     binary = profile.task == "binary_classification"
+    segments = {
+        key: np.array([(row.get("segment") or {}).get(key, "") for _, row in rows], dtype=str)
+        for key in profile.segments
+    }
     return aggregate_window(
         profile,
         features=features,
@@ -179,6 +184,7 @@ def reference(
         scores=scores if binary and np.isfinite(scores).any() else None,
         labels=labs,
         positive_label=positive_label,
+        segments=segments,
     )
 
 
@@ -237,6 +243,7 @@ def check(
         features={name: f.kind for name, f in profile.features.items()},
         drift={"min_samples": 5},
         performance={"min_labels": 5, "positive_label": positive_label},
+        segments={"keys": list(profile.segments), "min_samples": 5} if profile.segments else None,
     )
     reports = [
         evaluate_window(profile, config, data, window_start=start, window_end=end)
@@ -343,8 +350,10 @@ def random_messages(
     rng: np.random.Generator,
     n: int = 300,
     profile: ModelProfile | None = None,
+    segments: bool = False,
 ) -> list[dict[str, Any]]:
-    """Singles and batches of predictions, then labels (some late, some re-sent)."""
+    """Singles and batches of predictions, then labels (some late, some re-sent); with
+    ``segments``, events carry a random ``segment`` (or none)."""
     profile = profile or PROFILES[task]
     edges = list(profile.features["x"].edges)
     offsets = [0, 1, HOUR * 1e6 - 1, HOUR * 1e6, -1, *rng.integers(0, 3_600_000_000, n).tolist()]
@@ -383,6 +392,8 @@ def random_messages(
                 "features": features,
                 "prediction": prediction(i),
             }
+            if segments and rng.random() < 0.8:
+                event["segment"] = _segment(rng)
             if task == "binary_classification":
                 pick = rng.integers(0, 4)
                 if pick == 0:
@@ -422,6 +433,8 @@ def random_messages(
             "features": columns,
             "predictions": preds,
         }
+        if segments and rng.random() < 0.8:
+            batch["segment"] = _segment(rng)
         if task == "binary_classification" and rng.random() < 0.7:
             batch["scores"] = [
                 float(np.round(rng.random(), int(rng.integers(1, 6)))) for _ in preds
@@ -467,6 +480,18 @@ def random_messages(
     return messages
 
 
+def _segment(rng: np.random.Generator) -> dict[str, str]:
+    """A random segment: some keys, values in and out of the profile's top values."""
+    segment = {}
+    if rng.random() < 0.8:
+        segment["country"] = ["de", "fr", "it", "", "_other", "de\\'x"][rng.integers(0, 6)]
+    if rng.random() < 0.6:
+        segment["device"] = ["ios", "android"][rng.integers(0, 2)]
+    if rng.random() < 0.2:
+        segment["channel"] = "web"
+    return segment
+
+
 # --------------------------------------------------------------------------- tests
 
 
@@ -479,6 +504,32 @@ def test_pushdown_equals_the_raw_array_reference(store: EmbeddedStore, task: str
     assert data.n_events > 100
     assert data.performance is not None and 0 < data.performance.n_labelled < data.n_events
     check(store, PROFILES[task], messages, model_id=model_id, model_version="v2")
+
+
+@pytest.mark.parametrize("task", list(PROFILES))
+def test_segment_slices_pushed_down_equal_the_raw_array_split(
+    store: EmbeddedStore, task: str
+) -> None:
+    """Every slice of every key, aggregated in the same pass as the whole model, equals
+    ``aggregate_window`` on the slice's raw arrays (and so do the reports)."""
+    whole = PROFILES[task]
+    segmented = whole.model_copy(
+        update={
+            "segments": {
+                "country": {"de": whole, "de\\'x": whole, "fr": whole, "_other": whole},
+                "device": {"ios": whole, "_other": whole},
+                "region": {"_other": whole},  # a key without top values: all in _other
+            }
+        }
+    )
+    model_id = _new_model()
+    messages = random_messages(task, model_id, np.random.default_rng(12), segments=True)
+    Loader(store).send(messages)
+    data = check(store, segmented, messages, model_id=model_id)
+    assert set(data.segments) == {"country", "device", "region"}
+    assert set(data.segments["country"]) == {"de", "de\\'x", "fr", "_other"}
+    assert sum(part.n_events for part in data.segments["country"].values()) == data.n_events
+    assert data.segments["region"]["_other"].n_events == data.n_events
 
 
 def test_many_bins_and_a_profile_without_edges(store: EmbeddedStore) -> None:

@@ -439,7 +439,8 @@ class WorkerMetrics:
         seconds: float,
     ) -> None:
         """Record one evaluated window: counters, its duration, and when it is the model's
-        newest window, the drift and performance gauges."""
+        newest window, the drift and performance gauges (of the whole model: segment
+        slices would multiply the series by the slices; their alerts are counted)."""
         model = self.guard.model(report.model_id)
         if report.revision == 0:
             self.windows_closed.labels(model).inc()
@@ -452,7 +453,8 @@ class WorkerMetrics:
         if report.window_start < self._newest.get(report.model_id, -math.inf):
             return  # a revision of an older window: the gauges show the newest one
         self._newest[report.model_id] = report.window_start
-        for row in report.rows:
+        whole = [row for row in report.rows if row.segment is None]  # slices: no gauges
+        for row in whole:
             if row.value is None or not row.primary:
                 continue
             if row.kind in ("data_drift", "prediction_drift") and row.feature is not None:
@@ -463,7 +465,7 @@ class WorkerMetrics:
                 feature = self.guard.feature(report.model_id, name)
                 self.drift.labels(model, feature, statistic).set(row.value)
                 self.drift_threshold.labels(model, feature, statistic).set(row.critical)
-        for row in report.rows:
+        for row in whole:
             if row.kind == "performance" and row.value is not None:
                 metric = row.metric if row.metric in _PERFORMANCE_METRICS else OTHER
                 self.performance.labels(model, metric).set(row.value)

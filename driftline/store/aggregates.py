@@ -67,6 +67,7 @@ from ..detectors.profiles import (
     NumericCounts,
     NumericProfile,
 )
+from ..schemas.monitor import OTHER_SEGMENT
 from .backend import Store
 from .params import SqlParams
 from .window_sql import (
@@ -79,6 +80,7 @@ from .window_sql import (
     _histogram,
     _rows_sql,
     _score_sql,
+    _Slices,
     class_strings,
 )
 
@@ -157,7 +159,12 @@ def _numeric_windows(
 
 
 def _categorical_query(
-    store: Store, grid: _Grid, model_id: str, model_version: str, names: Sequence[str]
+    store: Store,
+    grid: _Grid,
+    model_id: str,
+    model_version: str,
+    names: Sequence[str],
+    slices: _Slices | None = None,
 ) -> dict[int, dict[str, dict[str, int]]]:
     """Category counts of categorical features per window (numbers as canonical text)."""
     p = SqlParams()
@@ -172,7 +179,9 @@ def _categorical_query(
         f" arrayMap((key, v) -> (transform(key, names, {number_codes}, 0), '', v),"
         " mapKeys(p.features_num), mapValues(p.features_num)))) AS items"
     )
-    source = _rows_sql(p, grid, model_id, model_version, [f"{listed} AS names", items])
+    source = _rows_sql(
+        p, grid, model_id, model_version, [f"{listed} AS names", items], slices=slices
+    )
     sql = f"""
     SELECT w, item.1 AS f, item.2 AS text, item.3 AS number, count() AS n
     FROM ({source}
@@ -216,6 +225,7 @@ def _classification_query(
     *,
     binary: bool,
     positive_label: str,
+    slices: _Slices | None = None,
 ) -> list[dict[str, Any]]:
     """Rows per window, prediction and label, with score histograms and log-loss sums,
     and the histograms of ``numeric`` (see :func:`_numeric_parts`) of each such group."""
@@ -249,7 +259,9 @@ def _classification_query(
             f" countResample(0, {SCORE_BINS}, 1)(sbin) AS hist,"
             " sumIf(loss, scored) AS loss_sum, sumIf(loss * loss, scored) AS loss_sq_sum"
         )
-    source = _rows_sql(p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True)
+    source = _rows_sql(
+        p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True, slices=slices
+    )
     extra = "".join(f", {aggregate}" for aggregate in numeric_aggregates)
     sql = f"""
     SELECT w, pc, pv, label_class AS lc, label_value AS lv, has_label, count() AS n,
@@ -266,6 +278,7 @@ def _regression_query(
     model_version: str,
     numeric: dict[str, tuple[str | None, tuple[float, ...]]],
     positive_label: str,
+    slices: _Slices | None = None,
 ) -> list[dict[str, Any]]:
     """Error moment sums and labelled rows per window, and the histograms of ``numeric``."""
     p = SqlParams()
@@ -278,7 +291,9 @@ def _regression_query(
         "ok AND lv != 0 AS pct_ok",
         "abs(err / lv) AS pct",
     ]
-    source = _rows_sql(p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True)
+    source = _rows_sql(
+        p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True, slices=slices
+    )
     extra = "".join(f", {aggregate}" for aggregate in numeric_aggregates)
     sql = f"""
     SELECT w, count() AS n, countIf(ok) AS m, countIf(has_label) AS labelled{extra},
@@ -498,20 +513,24 @@ def windows_aggregates(
     if binary and profile.score is not None:
         numeric["score"] = (None, profile.score.edges)
 
-    found: dict[int, _Window] = {index: _Window() for index in start_of}
+    slices = _slices_of(profile)
+    count = 1 if slices is None else slices.count
+    found: dict[int, _Window] = {index * count: _Window() for index in start_of}
     no_scores: set[int] = set()
     if categorical:
         for index, counts in _categorical_query(
-            store, grid, model_id, model_version, categorical
+            store, grid, model_id, model_version, categorical, slices
         ).items():
-            found[index].categories = counts
+            found.setdefault(index, _Window()).categories = counts
     if chosen == "regression":
-        rows = _regression_query(store, grid, model_id, model_version, numeric, positive_label)
+        rows = _regression_query(
+            store, grid, model_id, model_version, numeric, positive_label, slices
+        )
         for row in rows:
-            index = int(row["w"])
-            found[index].n_events = int(row["n"])
-            found[index].performance = _regression_counts(row)
-            found[index].labelled = int(row["labelled"])
+            window = found.setdefault(int(row["w"]), _Window())
+            window.n_events = int(row["n"])
+            window.performance = _regression_counts(row)
+            window.labelled = int(row["labelled"])
     else:
         rows = _classification_query(
             store,
@@ -521,10 +540,11 @@ def windows_aggregates(
             numeric,
             binary=binary,
             positive_label=positive_label,
+            slices=slices,
         )
         per_window = _classification_windows(rows, binary=binary, positive_label=positive_label)
         for index, (total, n_finite, predicted, nulls, perf, with_label) in per_window.items():
-            window = found[index]
+            window = found.setdefault(index, _Window())
             window.n_events = total
             window.performance = perf
             window.labelled = with_label
@@ -537,14 +557,49 @@ def windows_aggregates(
         if index in no_scores:
             hists.pop("score", None)
         found[index].numeric = hists
-    return {
-        start_of[index]: WindowAggregate(
-            _window_data(profile, chosen, window, positive_label),
-            events=window.n_events,
-            labelled=window.labelled,
+    parts = _slice_profiles(profile)
+    out: dict[float, WindowAggregate] = {}
+    nested: dict[float, dict[str, dict[str, WindowData]]] = {}
+    for index, window in sorted(found.items()):
+        at, code = divmod(index, count)
+        start = start_of[at]
+        if code == 0:
+            data = _window_data(profile, chosen, window, positive_label)
+            out[start] = WindowAggregate(data, events=window.n_events, labelled=window.labelled)
+        elif window.n_events:
+            key, value, part = parts[code - 1]
+            data = _window_data(part, chosen, window, positive_label)
+            nested.setdefault(start, {}).setdefault(key, {})[value] = data
+    for start, segments in nested.items():
+        whole = out[start]
+        out[start] = WindowAggregate(
+            whole.data.model_copy(update={"segments": segments}),
+            events=whole.events,
+            labelled=whole.labelled,
         )
-        for index, window in sorted(found.items())
-    }
+    return out
+
+
+def _slice_profiles(profile: ModelProfile) -> list[tuple[str, str, ModelProfile]]:
+    """The segment slices of ``profile`` in slice order (slice ``i + 1`` is item ``i``)."""
+    return [
+        (key, value, part)
+        for key, values in profile.segments.items()
+        for value, part in values.items()
+    ]
+
+
+def _slices_of(profile: ModelProfile) -> _Slices | None:
+    """The slices of ``profile``'s segments; ``None`` without segments."""
+    if not profile.segments:
+        return None
+    keys = []
+    for key, values in profile.segments.items():
+        names = list(values)
+        if names[-1:] != [OTHER_SEGMENT] or OTHER_SEGMENT in names[:-1]:
+            raise ValueError(f"segment {key!r} of the profile does not end with {OTHER_SEGMENT}")
+        keys.append((key, tuple(names[:-1])))
+    return _Slices(tuple(keys))
 
 
 def _window_data(profile: ModelProfile, task: str, found: _Window, positive: str) -> WindowData:

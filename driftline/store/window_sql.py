@@ -137,6 +137,41 @@ def _labels_sql(p: SqlParams, model_id: str, model_version: str, low: int, high:
     )"""
 
 
+@dataclass(frozen=True)
+class _Slices:
+    """Segment slices aggregated in the same pass as the whole model.
+
+    Each row is counted once for the whole model (slice 0) and once per key, in the
+    slice of its value (:func:`~driftline.detectors.segments.slice_index`: a top value's
+    own, else ``_other``); ``w`` is then ``window index * count + slice``.
+    """
+
+    #: Per key, its top values and ``_other``'s slice, in the profile's order.
+    keys: tuple[tuple[str, tuple[str, ...]], ...]
+
+    @property
+    def count(self) -> int:
+        """Slices, the whole model's included."""
+        return 1 + sum(len(top) + 1 for _, top in self.keys)
+
+    def slice_sql(self, p: SqlParams) -> str:
+        """The array of a row's slices (ARRAY JOINed: one row per slice)."""
+        parts = ["toUInt32(0)"]
+        first = 1
+        for key, top in self.keys:
+            other = first + len(top)
+            value = f"p.segment[{p.string(key)}]"
+            if top:
+                codes = p.integers(list(range(first, other)))
+                parts.append(
+                    f"toUInt32(transform({value}, {p.strings(top)}, {codes}, {p.integer(other)}))"
+                )
+            else:
+                parts.append(f"toUInt32({p.integer(other)})")
+            first = other + 1
+        return "[" + ", ".join(parts) + "]"
+
+
 def _rows_sql(
     p: SqlParams,
     grid: _Grid,
@@ -145,12 +180,14 @@ def _rows_sql(
     columns: Sequence[str],
     *,
     labels: bool = False,
+    slices: _Slices | None = None,
 ) -> str:
     """Rows of the wanted windows (``w``: window index) with ``columns`` computed per row.
 
     The table is ``p`` (the rows ``predictions FINAL`` keeps). With ``labels``, ``label_class``,
     ``label_value`` and ``has_label`` (0 for an unlabelled row) come from the latest
-    label of each event.
+    label of each event. With ``slices``, each row comes once per slice and ``w`` is
+    ``window index * slices.count + slice``.
     """
     join = ""
     if labels:
@@ -163,13 +200,23 @@ def _rows_sql(
             *columns,
         ]
     origin, size = p.integer(grid.origin), p.integer(grid.size)
-    window = f"intDiv(toUnixTimestamp64Micro(p.timestamp) - {origin}, {size}) AS w"
-    select = ",\n           ".join([window, *columns])
+    window = f"intDiv(toUnixTimestamp64Micro(p.timestamp) - {origin}, {size})"
+    if slices is None:
+        heads = [f"{window} AS w"]
+        wanted = "w"
+    else:
+        heads = [
+            f"{window} AS w0",
+            f"arrayJoin({slices.slice_sql(p)}) AS sl",
+            f"w0 * {p.integer(slices.count)} + sl AS w",
+        ]
+        wanted = "w0"
+    select = ",\n           ".join([*heads, *columns])
     where = _range_sql(p, model_id, model_version, grid.low, grid.high, "p")
     return f"""
     SELECT {select}
     FROM {_latest_sql(p, model_id, model_version, grid.low, grid.high)} AS p{join}
-    WHERE {where} AND has({p.integers(grid.wanted)}, w)"""
+    WHERE {where} AND has({p.integers(grid.wanted)}, {wanted})"""
 
 
 def _score_sql(p: SqlParams, positive_label: str, table: str = "p.") -> str:
