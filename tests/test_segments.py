@@ -235,3 +235,42 @@ def test_the_stream_gives_the_backtest_segment_rows_and_alerts(tmp_path: Path) -
         }
     finally:
         h.store.close()
+
+
+@pytest.mark.e2e
+def test_a_real_worker_publishes_and_stores_the_backtest_segment_alerts(
+    worker_factory: Any, producer: Any, tmp_path: Path
+) -> None:
+    """tansu, a worker process and chDB: segmented windows and alerts in ClickHouse and
+    on Kafka equal the backtest."""
+    from e2e_support import consume_all, wait_for
+    from test_monitor import assert_same_metrics, clock_event
+    from test_monitor_e2e import metrics
+
+    from driftline.backtest import reference_profile
+
+    monitor, ref, events, out, stream = _stream_case(tmp_path)
+    want = _lines(out / "alerts.jsonl")
+    worker = worker_factory(monitors_dir=str(monitor.parent), monitor_interval_seconds="0.5")
+    worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
+    topics = worker.settings.topics
+    lines = events.read_bytes().splitlines()
+    lines.append(clock_event(float(stream.timestamps.max()) + 60 + 10 + 60))
+    for line in lines:
+        producer.produce(topics.predictions, line, key=b"credit")
+    assert producer.flush(15) == 0
+    wait_for(
+        lambda: int(worker.scalar("SELECT uniqExact(window_start) FROM window_metrics")),
+        lambda n: n == 6,
+        60,
+        "6 closed windows",
+    )
+    got = [
+        json.loads(m.value())
+        for m in consume_all(worker.bootstrap_servers, topics.alerts, len(want))
+    ]
+    assert [(a["alert_id"], a["segment"]) for a in got] == [
+        (a["alert_id"], a["segment"]) for a in want
+    ]
+    assert any(a["segment"] == {"country": "s3"} for a in got)
+    assert_same_metrics(metrics(worker), out)
