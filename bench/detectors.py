@@ -7,6 +7,10 @@ Prints (best of ``--repeat`` runs, one process, one thread):
 * the time to profile a reference of N rows x K numeric features;
 * the time to aggregate a window of N rows x K features over the frozen bins, and to
   score it (drift statistics with Benjamini-Hochberg, quality, the report);
+* the cost of segments: the same window with 20 values of one segment key, each a
+  slice of its own, next to the unsegmented window, in numpy (aggregate + evaluate) and
+  pushed down to chDB (``windows_aggregates``: every slice in the same pass), with the
+  ratios (aim: under 3x);
 * the per-update cost of each online concept-drift detector.
 """
 
@@ -27,6 +31,7 @@ from driftline.detectors import (
     evaluate_window,
     get_detector,
 )
+from driftline.detectors.reference import monitor_profile
 from driftline.schemas.monitor import MonitorConfig
 
 T = TypeVar("T")
@@ -68,6 +73,108 @@ def bench_window(rows: int, features: int, repeat: int) -> None:
     print(f"  flagged features: {bad}")
 
 
+def bench_segments(rows: int, features: int, values: int, repeat: int) -> None:
+    """Whole model alone, then the whole model and ``values`` slices of one key."""
+    import tempfile
+    from pathlib import Path
+
+    from driftline.schemas.codec import PredictionColumns
+
+    from driftline.store import EmbeddedStore, migrate
+    from driftline.store.aggregates import windows_aggregates
+    from driftline.store.rows import KafkaPosition, PredictionRows
+
+    rng = np.random.default_rng(2)
+    names = [f"f{i:02d}" for i in range(features)]
+    kinds = dict.fromkeys(names, "numeric")
+    ref_rows = 200_000
+    countries = np.array([f"c{i:02d}" for i in range(values)])
+    ref_segments = countries[rng.integers(0, values, ref_rows)]
+    plain = MonitorConfig(model_id="bench", features=kinds)
+    sliced = plain.model_copy(
+        update={"segments": plain.model_validate({"model_id": "b", "features": kinds,
+            "segments": {"keys": ["country"], "max_values": values}}).segments}
+    )  # fmt: skip
+    reference = {n: rng.normal(size=ref_rows) for n in names}
+    ref_predictions = rng.integers(0, 2, ref_rows)
+    stamps = np.linspace(0.0, 3600.0 * 4, ref_rows, endpoint=False) + 1_767_225_600.0
+    profiles = {
+        config_name: monitor_profile(
+            config, "v1", features=reference, timestamps=stamps, predictions=ref_predictions,
+            labels=rng.integers(0, 2, ref_rows), segments={"country": ref_segments},
+        )
+        for config_name, config in (("plain", plain), ("sliced", sliced))
+    }  # fmt: skip
+    window = {n: rng.normal(size=rows) for n in names}
+    segments = countries[rng.integers(0, values, rows)]
+    predictions = rng.integers(0, 2, rows)
+    labels = rng.integers(0, 2, rows).astype(float)
+    times = {}
+    for config_name, config in (("plain", plain), ("sliced", sliced)):
+        profile = profiles[config_name]
+        t_agg, data = _best(
+            lambda profile=profile: aggregate_window(
+                profile, features=window, predictions=predictions, labels=labels,
+                segments={"country": segments},
+            ),
+            repeat,
+        )  # fmt: skip
+        t_eval, _ = _best(
+            lambda profile=profile, config=config, data=data: evaluate_window(
+                profile, config, data, window_start=0.0, window_end=3600.0
+            ),
+            repeat,
+        )
+        times[config_name] = (t_agg, t_eval)
+    with tempfile.TemporaryDirectory() as folder:
+        store = EmbeddedStore(Path(folder) / "db", "bench")
+        migrate(store)
+        order = np.argsort(segments, kind="stable")
+        bounds = np.searchsorted(segments[order], countries)
+        bounds = np.append(bounds, rows)
+        start = 1_767_225_600.0
+        for i, country in enumerate(countries.tolist()):
+            at = order[bounds[i] : bounds[i + 1]]
+            batch = PredictionRows()
+            batch.add(
+                PredictionColumns(
+                    model_id="bench", model_version="v1",
+                    event_ids=np.array([f"e{j}" for j in at.tolist()], dtype=object),
+                    timestamps=start + at * (3600.0 / rows),
+                    numeric={n: window[n][at] for n in names}, categorical={},
+                    prediction_value=predictions[at].astype(float), prediction_class=None,
+                    segment={"country": country},
+                ),
+                KafkaPosition("bench", 0, i),
+            )  # fmt: skip
+            store.insert_arrow("predictions", batch.build())
+        pushed = {}
+        for config_name in ("plain", "sliced"):
+            profile = profiles[config_name]
+            pushed[config_name], _ = _best(
+                lambda profile=profile: windows_aggregates(
+                    store, profile, model_id="bench", model_version="v1", starts=[start],
+                    size=3600.0,
+                ),
+                max(1, repeat - 1),
+            )  # fmt: skip
+        store.close()
+    (pa, pe), (sa, se) = times["plain"], times["sliced"]
+    print(f"segments: {rows:,} rows x {features} numeric features, 1 key x {values} values")
+    pp, ps = pushed["plain"], pushed["sliced"]
+    for label, whole, both in (
+        ("numpy aggregate", pa, sa),
+        ("evaluate", pe, se),
+        ("numpy total", pa + pe, sa + se),
+        ("chDB pushdown", pp, ps),
+    ):
+        print(
+            f"  {label:<17} whole {whole * 1e3:8.1f} ms   + slices {both * 1e3:8.1f} ms"
+            f"   x{both / whole:.2f}"
+        )
+    print("  (aim: under 3x the unsegmented cost)")
+
+
 def bench_online(updates: int, repeat: int) -> None:
     rng = np.random.default_rng(1)
     errors = (rng.random(updates) < 0.2).astype(np.float64)
@@ -85,9 +192,11 @@ def main() -> None:
     parser.add_argument("--features", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--updates", type=int, default=200_000)
+    parser.add_argument("--segment-values", type=int, default=20)
     args = parser.parse_args()
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     bench_window(args.rows, args.features, args.repeat)
+    bench_segments(args.rows, args.features, args.segment_values, args.repeat)
     bench_online(args.updates, args.repeat)
 
 

@@ -124,6 +124,7 @@ def _live(store: Any, model_id: str, version: str) -> list[WindowStatus]:
         store,
         f"SELECT toUnixTimestamp64Micro(window_start) AS ws, metric, value, status "
         f"FROM window_metrics FINAL WHERE {where} AND kind = 'performance' AND primary "
+        "AND segment = '' "
         f"ORDER BY window_start DESC LIMIT {int(LIVE_WINDOWS)}",
     )
     drift = _rows(
@@ -131,7 +132,7 @@ def _live(store: Any, model_id: str, version: str) -> list[WindowStatus]:
         f"SELECT toUnixTimestamp64Micro(window_start) AS ws, max(n) AS n, "
         "countIf(status IN ('warning', 'critical')) AS drifted, "
         "max(status = 'critical') AS critical, max(status = 'warning') AS warning "
-        f"FROM window_metrics FINAL WHERE {where} AND kind = 'data_drift' "
+        f"FROM window_metrics FINAL WHERE {where} AND kind = 'data_drift' AND segment = '' "
         f"GROUP BY window_start ORDER BY window_start DESC LIMIT {int(LIVE_WINDOWS)}",
     )
     by_start: dict[int, dict[str, Any]] = {}

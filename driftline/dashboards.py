@@ -126,6 +126,14 @@ FEATURE_VARIABLE_SQL = """
     SELECT DISTINCT feature FROM window_metrics
     WHERE model_id = '${model_id}' AND kind = 'data_drift' ORDER BY feature
 """
+#: The whole model in the segment selector (its rows have segment '').
+WHOLE_MODEL = "(whole model)"
+SEGMENT_VARIABLE_SQL = f"""
+    SELECT DISTINCT if(segment = '', '{WHOLE_MODEL}', segment) AS segment FROM window_metrics
+    WHERE model_id = '${{model_id}}' AND kind = 'data_drift' ORDER BY segment
+"""
+#: The chosen slice as the ``segment`` column holds it.
+SEGMENT = f"if('${{segment}}' = '{WHOLE_MODEL}', '', '${{segment}}')"
 STATISTIC_VARIABLE_SQL = """
     SELECT DISTINCT metric FROM window_metrics
     WHERE model_id = '${model_id}' AND kind IN ('data_drift', 'prediction_drift') ORDER BY metric
@@ -169,7 +177,7 @@ LATENCY_SQL = """
 LABEL_COVERAGE_SQL = """
     SELECT window_start AS time, label_coverage
     FROM window_metrics FINAL
-    WHERE model_id = '${model_id}' AND kind = 'performance' AND primary
+    WHERE model_id = '${model_id}' AND kind = 'performance' AND primary AND segment = ''
       AND $__timeFilter(window_start)
     ORDER BY time
 """
@@ -197,24 +205,24 @@ PERFORMANCE_SQL = """
                 AS proportion,
             z * sqrt(greatest(value * (1 - value), 0) / n + z * z / (4 * n * n)) AS half
         FROM window_metrics FINAL
-        WHERE model_id = '${model_id}' AND kind = 'performance' AND primary
+        WHERE model_id = '${model_id}' AND kind = 'performance' AND primary AND segment = ''
           AND value IS NOT NULL AND $__timeFilter(window_start)
     )
     ORDER BY time
 """
 OPEN_ALERTS_SQL = """
     SELECT
-        a.opened_at, a.severity, a.kind, a.feature, a.statistic, a.value, a.threshold,
-        a.window_start, latest.status AS latest_status, a.model_version, a.alert_id
+        a.opened_at, a.severity, a.kind, a.feature, a.segment, a.statistic, a.value,
+        a.threshold, a.window_start, latest.status AS latest_status, a.model_version, a.alert_id
     FROM alerts AS a FINAL
     INNER JOIN (
-        SELECT kind, feature, metric, argMax(status, window_start) AS status
+        SELECT kind, feature, segment, metric, argMax(status, window_start) AS status
         FROM window_metrics FINAL
         WHERE model_id = '${model_id}'
-        GROUP BY kind, feature, metric
+        GROUP BY kind, feature, segment, metric
     ) AS latest
         ON a.kind = latest.kind AND ifNull(a.feature, '') = latest.feature
-        AND a.statistic = latest.metric
+        AND a.segment = latest.segment AND a.statistic = latest.metric
     WHERE a.model_id = '${model_id}' AND latest.status IN ('warning', 'critical')
     ORDER BY a.opened_at DESC
 """
@@ -295,17 +303,17 @@ def overview_dashboard() -> gd.Dashboard:
 HEATMAP_SQL = """
     SELECT window_start AS time, feature, value
     FROM window_metrics FINAL
-    WHERE model_id = '${model_id}' AND metric = '${statistic}'
+    WHERE model_id = '${model_id}' AND metric = '${statistic}' AND segment = __SEGMENT__
       AND kind IN ('data_drift', 'prediction_drift') AND $__timeFilter(window_start)
     ORDER BY time, feature
-"""
+""".replace("__SEGMENT__", SEGMENT)
 FEATURE_DRIFT_SQL = """
     SELECT window_start AS time, value, threshold, p_value, q_value
     FROM window_metrics FINAL
     WHERE model_id = '${model_id}' AND feature = '${feature}' AND metric = '${statistic}'
-      AND $__timeFilter(window_start)
+      AND segment = __SEGMENT__ AND $__timeFilter(window_start)
     ORDER BY time
-"""
+""".replace("__SEGMENT__", SEGMENT)
 LATEST_DRIFT_SQL = """
     SELECT
         feature, metric, kind,
@@ -317,10 +325,10 @@ LATEST_DRIFT_SQL = """
         max(window_start) AS latest_window
     FROM window_metrics FINAL
     WHERE model_id = '${model_id}' AND kind IN ('data_drift', 'prediction_drift')
-      AND primary AND $__timeFilter(window_start)
+      AND segment = __SEGMENT__ AND primary AND $__timeFilter(window_start)
     GROUP BY feature, metric, kind
     ORDER BY value DESC
-"""
+""".replace("__SEGMENT__", SEGMENT)
 # Bins are the reference profile's frozen ones (detectors/profiles.py): numeric bin i is
 # the number of edges <= x; categorical bins are the reference categories plus "unseen".
 HISTOGRAM_SQL = """
@@ -387,10 +395,14 @@ def drift_dashboard() -> gd.Dashboard:
         .with_variable(_variable("model_id", "model", MODEL_VARIABLE_SQL))
         .with_variable(_variable("statistic", "statistic", STATISTIC_VARIABLE_SQL))
         .with_variable(_variable("feature", "feature", FEATURE_VARIABLE_SQL))
+        .with_variable(_variable("segment", "segment", SEGMENT_VARIABLE_SQL))
         .with_panel(
             heatmap.Panel()
-            .title("${statistic} per feature and window")
-            .description("Rows are features (__prediction__ for prediction drift).")
+            .title("${statistic} per feature and window (${segment})")
+            .description(
+                "Rows are features (__prediction__ for prediction drift), of the whole model"
+                " or of the segment slice chosen above."
+            )
             .datasource(CLICKHOUSE)
             .with_target(ClickHouseQuery(_sql(HEATMAP_SQL), "timeseries"))
             .calculate(False)

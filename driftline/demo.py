@@ -513,6 +513,7 @@ def _window_accuracy(reader: WorkerReader) -> list[tuple[int, str, float | None,
         "SELECT toUnixTimestamp64Micro(window_start) AS s, model_version AS v, "
         "argMax(value, revision) AS value, argMax(label_coverage, revision) AS coverage "
         f"FROM window_metrics WHERE model_id = '{MODEL_ID}' AND metric = 'accuracy' "
+        "AND segment = '' "
         "GROUP BY s, v ORDER BY s, v"
     )
     return [

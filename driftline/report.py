@@ -98,7 +98,10 @@ class ReportWindow(BaseModel):
     end: datetime
     revision: int = 0
     predictions: int = 0
+    #: The whole model's metrics.
     metrics: tuple[WindowMetric, ...] = ()
+    #: Per segment slice (``key=value``), its metrics (with a ``segments`` section).
+    segments: dict[str, tuple[WindowMetric, ...]] = Field(default_factory=dict)
 
     @property
     def label_coverage(self) -> float | None:
@@ -134,6 +137,8 @@ class AlertRow(BaseModel):
     p_value: float | None = None
     severity: str
     opened_at: datetime
+    #: ``key=value`` of the segment slice the alert is about; ``""``: the whole model.
+    segment: str = ""
 
 
 class VersionRow(BaseModel):
@@ -500,6 +505,77 @@ def _drift_heatmap(windows: Sequence[ReportWindow]) -> str:
     return "".join(parts) + caption
 
 
+def _segment_heatmap(windows: Sequence[ReportWindow]) -> str:
+    """Segment slice x window: each cell the slice's worst drift statistic relative to
+    its threshold, outlined where a feature of the slice was warning or critical."""
+    names = sorted({name for w in windows for name in w.segments})
+    if not names:
+        return _no_data("No segment slices (the monitor has no segments section).")
+    row_height = 22
+    height = _TOP + row_height * len(names) + _BOTTOM
+    left = 180
+    width = _WIDTH - left - _RIGHT
+    slot = width / max(len(windows), 1)
+    parts = [_svg_open("segments", "worst drift per segment slice and window", height)]
+    for row, name in enumerate(names):
+        y = _TOP + row * row_height
+        parts.append(
+            f'<text x="{left - 6}" y="{y + row_height * 0.7:.1f}" class="tick" '
+            f'text-anchor="end">{_text(name)}</text>'
+        )
+        for index, window in enumerate(windows):
+            drift = [
+                m
+                for m in window.segments.get(name, ())
+                if m.kind in ("data_drift", "prediction_drift")
+                and m.primary
+                and m.value is not None
+                and m.threshold
+            ]
+            worst = max(drift, key=lambda m: (m.value or 0.0) / (m.threshold or 1.0), default=None)
+            statuses = [m.status for m in drift]
+            status = next(
+                (s for s in ("critical", "warning", "ok") if s in statuses),
+                "no value",
+            )
+            colour = _heat_colour(
+                worst.value if worst else None, worst.threshold if worst else None
+            )
+            outline = (
+                f' stroke="{_STATUS_COLOURS[status]}" stroke-width="2"'
+                if status in ("warning", "critical")
+                else ' stroke="#ffffff" stroke-width="1"'
+            )
+            bad = sorted({m.feature or "" for m in drift if m.status in ("warning", "critical")})
+            tip = f"{name} {_time(window.start)}: {status}"
+            if worst is not None:
+                tip += f"; worst {worst.feature} {worst.metric} {_number(worst.value)}"
+            if bad:
+                tip += f"; drifted: {', '.join(bad)}"
+            parts.append(
+                f'<rect x="{left + index * slot:.1f}" y="{y}" width="{max(slot - 1, 1):.1f}" '
+                f'height="{row_height - 2}" fill="{colour}"{outline} class="cell" '
+                f'data-segment="{_text(name)}" data-status="{_text(status)}">'
+                f"<title>{_text(tip)}</title></rect>"
+            )
+    bottom = _TOP + row_height * len(names)
+    same_day = len({w.start.astimezone(UTC).date() for w in windows}) <= 1
+    every = max(1, math.ceil(len(windows) / _MAX_TICKS))
+    for index, window in enumerate(windows):
+        if index % every == 0:
+            parts.append(
+                f'<text x="{left + (index + 0.5) * slot:.1f}" y="{bottom + 16}" class="tick" '
+                f'text-anchor="middle">{_text(_tick_label(window.start, same_day))}</text>'
+            )
+    parts.append("</svg>")
+    caption = (
+        '<p class="caption">Each slice is compared with its own reference; colour: its '
+        "worst drift statistic relative to its threshold; outlined cells had a feature "
+        "with a warning or critical status (hover for which).</p>"
+    )
+    return "".join(parts) + caption
+
+
 def _bar_plot(
     name: str,
     title: str,
@@ -575,6 +651,7 @@ def _alerts_table(alerts: Sequence[AlertRow]) -> str:
             _text(f"{_time(a.window_start)} \u2192 {_time(a.window_end)}"),
             _text(a.kind),
             _text(a.feature),
+            _text(a.segment or "whole model"),
             _text(a.statistic),
             _number(a.value),
             _number(a.threshold),
@@ -590,6 +667,7 @@ def _alerts_table(alerts: Sequence[AlertRow]) -> str:
         "window",
         "kind",
         "feature",
+        "segment",
         "statistic",
         "value",
         "threshold",
@@ -750,6 +828,7 @@ def render_report(data: ReportData) -> str:
         plots = (
             ("Performance", _performance_plot(windows)),
             ("Drift per feature", _drift_heatmap(windows)),
+            ("Drift per segment", _segment_heatmap(windows)),
             ("Label coverage", _coverage_plot(windows)),
             ("Volume", _volume_plot(windows)),
         )
@@ -758,6 +837,7 @@ def render_report(data: ReportData) -> str:
         plots = (
             ("Performance", empty),
             ("Drift per feature", empty),
+            ("Drift per segment", empty),
             ("Label coverage", empty),
             ("Volume", empty),
         )

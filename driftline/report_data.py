@@ -109,7 +109,7 @@ def _windows(source: RowSource, model: str, first: int, last: int) -> list[Repor
         "toUnixTimestamp64Micro(window_start) AS ws, toUnixTimestamp64Micro(window_end) AS we, "
         "toString(kind) AS kind, toString(metric) AS metric, feature, value, p_value, "
         "threshold, reference, toString(status) AS status, n, label_coverage, primary, revision, "
-        "warning, critical "
+        "warning, critical, segment "
         "FROM window_metrics FINAL "
         f"WHERE model_id = {model} AND toUnixTimestamp64Micro(window_start) >= {first} "
         f"AND toUnixTimestamp64Micro(window_start) <= {last} "
@@ -131,27 +131,36 @@ def _windows(source: RowSource, model: str, first: int, last: int) -> list[Repor
                 end=_at(end),
                 revision=max(int(r["revision"]) for r in group),
                 predictions=counts.get((version, start, end), 0),
-                metrics=tuple(
-                    WindowMetric(
-                        kind=str(r["kind"]),
-                        metric=str(r["metric"]),
-                        feature=str(r["feature"]) or None,
-                        value=_maybe_float(r["value"]),
-                        p_value=_maybe_float(r["p_value"]),
-                        threshold=_maybe_float(r["threshold"]),
-                        warning=_maybe_float(r["warning"]),
-                        critical=_maybe_float(r["critical"]),
-                        reference=_maybe_float(r["reference"]),
-                        status=str(r["status"]),
-                        n=int(r["n"]),
-                        label_coverage=_maybe_float(r["label_coverage"]),
-                        primary=bool(r["primary"]),
-                    )
-                    for r in group
-                ),
+                metrics=tuple(_metric(r) for r in group if not r["segment"]),
+                segments=_by_segment([r for r in group if r["segment"]]),
             )
         )
     return windows
+
+
+def _by_segment(rows: list[dict[str, Any]]) -> dict[str, tuple[WindowMetric, ...]]:
+    out: dict[str, list[WindowMetric]] = {}
+    for r in rows:
+        out.setdefault(str(r["segment"]), []).append(_metric(r))
+    return {name: tuple(metrics) for name, metrics in sorted(out.items())}
+
+
+def _metric(r: dict[str, Any]) -> WindowMetric:
+    return WindowMetric(
+        kind=str(r["kind"]),
+        metric=str(r["metric"]),
+        feature=str(r["feature"]) or None,
+        value=_maybe_float(r["value"]),
+        p_value=_maybe_float(r["p_value"]),
+        threshold=_maybe_float(r["threshold"]),
+        warning=_maybe_float(r["warning"]),
+        critical=_maybe_float(r["critical"]),
+        reference=_maybe_float(r["reference"]),
+        status=str(r["status"]),
+        n=int(r["n"]),
+        label_coverage=_maybe_float(r["label_coverage"]),
+        primary=bool(r["primary"]),
+    )
 
 
 def _prediction_counts(
@@ -180,7 +189,7 @@ def _alerts(source: RowSource, model: str, since: int | None) -> list[AlertRow]:
         "SELECT alert_id, toString(model_version) AS version, toString(kind) AS kind, feature, "
         "toUnixTimestamp64Micro(window_start) AS ws, toUnixTimestamp64Micro(window_end) AS we, "
         "toString(statistic) AS statistic, value, threshold, p_value, "
-        "toString(severity) AS severity, toUnixTimestamp64Micro(opened_at) AS opened "
+        "toString(severity) AS severity, toUnixTimestamp64Micro(opened_at) AS opened, segment "
         f"FROM alerts FINAL WHERE model_id = {model}{window} "
         f"ORDER BY opened DESC, alert_id LIMIT {MAX_ALERTS}"
     )
@@ -198,6 +207,7 @@ def _alerts(source: RowSource, model: str, since: int | None) -> list[AlertRow]:
             p_value=_maybe_float(r["p_value"]),
             severity=str(r["severity"]),
             opened_at=_at(r["opened"]),
+            segment=str(r["segment"]),
         )
         for r in rows
     ]

@@ -128,7 +128,7 @@ def test_the_four_dashboards_cover_the_issue() -> None:
     drift = boards["driftline-drift.json"]
     assert any(p["type"] == "heatmap" for p in drift["panels"])
     variables = {v["name"] for v in drift["templating"]["list"]}
-    assert variables == {"model_id", "feature", "statistic"}
+    assert variables == {"model_id", "feature", "statistic", "segment"}
     ops = boards["driftline-operations.json"]
     assert {t["datasource"]["uid"] for _, t in targets(ops)} == {CLICKHOUSE_UID, PROMETHEUS_UID}
 
@@ -356,6 +356,7 @@ def pipeline(
         window_seconds=WINDOW,
         id_prefix="r",
         start=1_767_225_600.0 - 3600,
+        segments={"de": 0.7, "fr": 0.3},
     )
     stream = simulate(
         n_windows=8,
@@ -366,11 +367,13 @@ def pipeline(
         window_seconds=WINDOW,
         mean_shift={"x2": (SHIFT_WINDOW, 0.75)},
         accuracy_change=(6, 0.6),
+        segments={"de": 0.7, "fr": 0.3},
     )
     monitors = tmp / "monitors"
     monitors.mkdir()
     monitor = monitors / f"{MODEL}.yaml"
-    monitor.write_text(monitor_yaml(stream, window="1m", allowed_lateness="10s", extra=EXTRA))
+    extra = EXTRA + "segments: {keys: [country], min_samples: 100}\n"
+    monitor.write_text(monitor_yaml(stream, window="1m", allowed_lateness="10s", extra=extra))
     ref_path = write_jsonl(ref, tmp / "ref.jsonl")
     events = write_jsonl(stream, tmp / "events.jsonl", batch_size=250)
     prefix = f"dash{uuid.uuid4().hex[:8]}"
@@ -449,7 +452,14 @@ def _variables(pipeline: Pipeline) -> dict[str, str]:
     assert "x2" in features and "region" in features
     statistics = options("statistic", chosen)
     assert statistics
-    return {"model_id": MODEL, "feature": "x2", "statistic": statistics[0]}
+    segments = options("segment", chosen)
+    assert segments == ["(whole model)", "country=de", "country=fr"]  # _other: no rows
+    return {
+        "model_id": MODEL,
+        "feature": "x2",
+        "statistic": statistics[0],
+        "segment": "(whole model)",
+    }
 
 
 @pytest.mark.e2e

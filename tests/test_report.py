@@ -334,7 +334,7 @@ def test_every_string_from_the_data_is_escaped() -> None:
 def test_empty_sections_say_there_is_no_data() -> None:
     page = render_report(ReportData(model_id="credit", generated_at=T0))
     assert "<svg" not in page
-    assert page.count('class="no-data"') == 7
+    assert page.count('class="no-data"') == 8  # the segment heatmap's too
     assert "No windows closed for this model yet." in page
     assert "No alerts for these windows." in page
     assert "No model versions recorded for this model." in page

@@ -233,6 +233,27 @@ def test_the_stream_gives_the_backtest_segment_rows_and_alerts(tmp_path: Path) -
             (a["alert_id"], "".join(f"{k}={v}" for k, v in (a["segment"] or {}).items()))
             for a in want
         }
+        # report.html: the per-segment heatmap marks s3 from its first drifted window on
+        import re
+
+        from driftline.report import render_report
+        from driftline.report_data import load_report_data
+
+        data = load_report_data(h.store, "credit")
+        for window in data.windows:  # the whole model's rows apart from the slices'
+            assert [m.feature for m in window.metrics if m.kind == "data_drift"] == [
+                "x0",
+                "x1",
+                "x2",
+            ]
+            assert len(window.segments) == 5
+        page = render_report(data)
+        assert 'data-plot="segments"' in page
+        cells = re.findall(r'data-segment="country=s3" data-status="(\w+)"', page)
+        assert cells[:3] == ["ok", "ok", "ok"] and cells[3:] == ["critical"] * 3
+        others = re.findall(r'data-segment="country=s[0124]" data-status="(\w+)"', page)
+        assert others and "critical" not in others
+        assert "country=s3" in page.split('id="alerts"')[1]  # the alert names its slice
     finally:
         h.store.close()
 
