@@ -44,6 +44,7 @@ def monitor_profile(
     scores: npt.ArrayLike | None = None,
     labels: npt.ArrayLike | None = None,
     segments: Mapping[str, npt.ArrayLike] | None = None,
+    segment_values: Mapping[str, tuple[str, ...]] | None = None,
 ) -> ModelProfile:
     """The reference profile of ``version`` for ``config``: :func:`build_profile` over
     the monitor's windows (``timestamps`` in epoch seconds), then each feature's drift
@@ -52,7 +53,8 @@ def monitor_profile(
     With a ``segments`` section, each key's ``max_values`` most frequent values in
     ``segments`` (each row's value per key, ``""`` where it has none) and ``_other``
     get a profile of their own rows over the whole profile's bins, with their own
-    spreads (:mod:`~driftline.detectors.segments`).
+    spreads (:mod:`~driftline.detectors.segments`). ``segment_values`` fixes a key's
+    slices instead (another profile's, so that both slice the same way).
     """
     starts = assign_windows(timestamps, config.window_seconds)
     whole = _profile(config, version, features, starts, predictions, scores, labels, None)
@@ -63,7 +65,10 @@ def monitor_profile(
     for key in config.segments.keys:
         given = (segments or {}).get(key)
         values = np.full(n, "") if given is None else np.asarray(given, dtype=str)
-        top = top_values(values, config.segments.max_values)
+        if segment_values is not None and key in segment_values:
+            top = tuple(v for v in segment_values[key] if v != OTHER_SEGMENT)
+        else:
+            top = top_values(values, config.segments.max_values)
         nested[key] = {}
         found = dict(slice_rows(values, top))
         for value in (*top, OTHER_SEGMENT):  # _other even when empty: new values go there

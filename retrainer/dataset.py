@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -61,6 +61,8 @@ class LabelledDataset:
     labels: np.ndarray
     timestamps: np.ndarray
     event_ids: np.ndarray
+    #: Per segment key of the monitor, each row's value (``""`` where it has none).
+    segments: dict[str, np.ndarray] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Check that every column is 1-D and that all have the same length."""
@@ -104,6 +106,7 @@ class LabelledDataset:
             labels=self.labels[index],
             timestamps=self.timestamps[index],
             event_ids=self.event_ids[index],
+            segments={key: column[index] for key, column in self.segments.items()},
         )
 
     def time_order(self) -> np.ndarray:
@@ -242,6 +245,8 @@ def from_rows(rows: Sequence[Mapping[str, Any]], monitor: MonitorConfig) -> Labe
     labels: list[Any] = []
     times: list[float] = []
     ids: list[str] = []
+    keys = monitor.segments.keys if monitor.segments is not None else ()
+    segments: dict[str, list[str]] = {key: [] for key in keys}
     for position, row in enumerate(rows):
         event_id = row.get("event_id")
         if event_id is None:
@@ -263,6 +268,9 @@ def from_rows(rows: Sequence[Mapping[str, Any]], monitor: MonitorConfig) -> Labe
                 )
         times.append(_epoch_seconds(row.get("timestamp"), event_id))
         ids.append(event_id)
+        segment = row.get("segment") or {}
+        for key in keys:
+            segments[key].append(str(segment.get(key, "")))
         labels.append(label)
     if not labels:
         raise ValueError(
@@ -281,4 +289,5 @@ def from_rows(rows: Sequence[Mapping[str, Any]], monitor: MonitorConfig) -> Labe
         labels=np.asarray(labels, dtype=np.float64 if regression else str),
         timestamps=np.asarray(times, dtype=np.float64),
         event_ids=np.asarray(ids, dtype=str),
+        segments={key: np.asarray(values, dtype=str) for key, values in segments.items()},
     )

@@ -32,17 +32,33 @@ def training_profile(
     profile = _profile_of(model, train, monitor, version)
     if holdout is None or len(holdout) == 0:
         return profile
-    out_of_sample = _profile_of(model, holdout, monitor, version)
-    return profile.model_copy(
-        update={
-            "reference_performance": out_of_sample.reference_performance,
-            "performance_spread": out_of_sample.performance_spread,
+    slices = {key: tuple(values) for key, values in profile.segments.items()}
+    out_of_sample = _profile_of(model, holdout, monitor, version, slices)
+    segments = {
+        key: {
+            value: part.model_copy(update=_performance(out_of_sample.segments[key][value]))
+            if out_of_sample.segments[key][value].reference_performance is not None
+            else part
+            for value, part in values.items()
         }
-    )
+        for key, values in profile.segments.items()
+    }  # the holdout is sliced as the training rows; an empty slice keeps theirs
+    return profile.model_copy(update={**_performance(out_of_sample), "segments": segments})
+
+
+def _performance(profile: ModelProfile) -> dict[str, Any]:
+    return {
+        "reference_performance": profile.reference_performance,
+        "performance_spread": profile.performance_spread,
+    }
 
 
 def _profile_of(
-    model: Any, rows: LabelledDataset, monitor: MonitorConfig, version: str
+    model: Any,
+    rows: LabelledDataset,
+    monitor: MonitorConfig,
+    version: str,
+    slices: dict[str, tuple[str, ...]] | None = None,
 ) -> ModelProfile:
     predictions = model.predict(rows.features)
     scores = None
@@ -56,4 +72,6 @@ def _profile_of(
         predictions=predictions.labels,
         scores=scores,
         labels=rows.labels,
+        segments=rows.segments,
+        segment_values=slices,
     )

@@ -95,9 +95,9 @@ _LABELLED_ROWS = """
 SELECT p.event_id AS event_id,
        toUnixTimestamp64Micro(p.timestamp) / 1000000 AS timestamp,
        p.features_num AS features_num, p.features_cat AS features_cat,
-       f.label_value AS label_value, f.label_class AS label_class
+       p.segment AS segment, f.label_value AS label_value, f.label_class AS label_class
 FROM (
-    SELECT event_id, timestamp, features_num, features_cat FROM predictions FINAL
+    SELECT event_id, timestamp, features_num, features_cat, segment FROM predictions FINAL
     WHERE model_id = {model:String}
       AND timestamp >= fromUnixTimestamp64Micro({start:Int64}, 'UTC')
       AND timestamp < fromUnixTimestamp64Micro({stop:Int64}, 'UTC')

@@ -596,3 +596,59 @@ def test_a_versions_reference_performance_is_its_holdouts_not_its_training_fit()
     assert accuracy.n == 1_000 and abs(accuracy.value - right.mean()) < 1e-12  # type: ignore[operator]
     assert honest.features == fitted.features  # drift is still judged against training data
     assert honest.performance_spread["accuracy"].windows == 3  # 10,000-11,000 s: 3 windows
+
+
+def test_a_retrained_versions_profile_has_the_monitors_segment_slices() -> None:
+    """With a segments section, the store's rows carry each event's segment to the
+    version's profile: slices of the training rows over the version's bins, each
+    slice's reference performance from the holdout rows of that slice."""
+    from driftline.detectors.segments import rebin
+    from driftline.retrainer.dataset import from_rows
+    from driftline.retrainer.worker import training_profile
+
+    rng = np.random.default_rng(5)
+    n = 4_000
+    countries = rng.choice(["de", "fr", "it"], n, p=[0.6, 0.3, 0.1])
+    rows = [
+        {
+            "event_id": f"e{i}",
+            "timestamp": 1_767_225_600.0 + i,
+            "features_num": {"x": float(rng.normal())},
+            "features_cat": {},
+            "segment": {"country": str(countries[i])} if i % 10 else {},
+            "label_value": None,
+            "label_class": str(int(countries[i] == "de")),
+        }
+        for i in range(n)
+    ]
+    monitor = MonitorConfig.from_mapping(
+        {
+            "model_id": "m",
+            "features": {"x": "numeric"},
+            "window": "10m",
+            "segments": {"keys": ["country"], "max_values": 2},
+        }
+    )
+    data = from_rows(rows, monitor)
+    assert data.segments["country"][:3].tolist() == ["", countries[1], countries[2]]
+    train, holdout = data.time_split(0.25)
+
+    class AlwaysOne:
+        def predict(self, features: Mapping[str, Any]) -> Predictions:
+            return Predictions(labels=np.full(len(features["x"]), "1"))
+
+    profile = training_profile(AlwaysOne(), train, monitor, "v2", holdout)
+    slices = profile.segments["country"]
+    assert list(slices) == ["de", "fr", "_other"]  # it and the events without one pooled
+    for value, part in slices.items():
+        mine = train.segments["country"] == value
+        if value == "_other":
+            mine = ~np.isin(train.segments["country"], ["de", "fr"])
+        assert part.features["x"] == rebin(profile.features["x"], train.features["x"][mine])
+        held = holdout.segments["country"] == value
+        if value == "_other":
+            held = ~np.isin(holdout.segments["country"], ["de", "fr"])
+        accuracy = part.reference_performance.metrics["accuracy"]  # type: ignore[union-attr]
+        assert accuracy.n == int(held.sum())
+        assert accuracy.value == pytest.approx(float(np.mean(holdout.labels[held] == "1")))
+    assert slices["de"].reference_performance.metrics["accuracy"].value == 1.0  # type: ignore[union-attr]
