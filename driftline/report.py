@@ -436,6 +436,44 @@ def _heat_colour(value: float | None, threshold: float | None) -> str:
     return "#c62828"  # pragma: no cover - share is at most 1
 
 
+def _cell(
+    x: float,
+    y: float,
+    slot: float,
+    row_height: int,
+    colour: str,
+    status: str,
+    tip: str,
+    segment: str | None = None,
+) -> str:
+    """One heatmap cell, outlined in its status's colour when warning or critical."""
+    outline = (
+        f' stroke="{_STATUS_COLOURS[status]}" stroke-width="2"'
+        if status in ("warning", "critical")
+        else ' stroke="#ffffff" stroke-width="1"'
+    )
+    named = "" if segment is None else f' data-segment="{_text(segment)}"'
+    return (
+        f'<rect x="{x:.1f}" y="{y}" width="{max(slot - 1, 1):.1f}" '
+        f'height="{row_height - 2}" fill="{colour}"{outline} class="cell"{named} '
+        f'data-status="{_text(status)}"><title>{_text(tip)}</title></rect>'
+    )
+
+
+def _window_ticks(
+    windows: Sequence[ReportWindow], left: float, slot: float, bottom: float
+) -> list[str]:
+    """The window-start labels under a heatmap (at most ``_MAX_TICKS``)."""
+    same_day = len({w.start.astimezone(UTC).date() for w in windows}) <= 1
+    every = max(1, math.ceil(len(windows) / _MAX_TICKS))
+    return [
+        f'<text x="{left + (index + 0.5) * slot:.1f}" y="{bottom + 16}" class="tick" '
+        f'text-anchor="middle">{_text(_tick_label(window.start, same_day))}</text>'
+        for index, window in enumerate(windows)
+        if index % every == 0
+    ]
+
+
 def _drift_heatmap(windows: Sequence[ReportWindow]) -> str:
     keys: list[tuple[str, str, str]] = []
     cells: dict[tuple[int, tuple[str, str, str]], WindowMetric] = {}
@@ -469,30 +507,14 @@ def _drift_heatmap(windows: Sequence[ReportWindow]) -> str:
             x = left + index * slot
             colour = _heat_colour(cell.value if cell else None, cell.threshold if cell else None)
             status = cell.status if cell else "no value"
-            outline = (
-                f' stroke="{_STATUS_COLOURS[cell.status]}" stroke-width="2"'
-                if cell is not None and cell.status in ("warning", "critical")
-                else ' stroke="#ffffff" stroke-width="1"'
-            )
             tip = (
                 f"{feature} {metric} {_time(window.start)}: "
                 f"{_number(cell.value if cell else None)} "
                 f"(threshold {_number(cell.threshold if cell else None)}, {status})"
             )
-            parts.append(
-                f'<rect x="{x:.1f}" y="{y}" width="{max(slot - 1, 1):.1f}" '
-                f'height="{row_height - 2}" fill="{colour}"{outline} class="cell" '
-                f'data-status="{_text(status)}"><title>{_text(tip)}</title></rect>'
-            )
+            parts.append(_cell(x, y, slot, row_height, colour, status, tip))
     bottom = _TOP + row_height * len(keys)
-    same_day = len({w.start.astimezone(UTC).date() for w in windows}) <= 1
-    every = max(1, math.ceil(len(windows) / _MAX_TICKS))
-    for index, window in enumerate(windows):
-        if index % every == 0:
-            parts.append(
-                f'<text x="{left + (index + 0.5) * slot:.1f}" y="{bottom + 16}" class="tick" '
-                f'text-anchor="middle">{_text(_tick_label(window.start, same_day))}</text>'
-            )
+    parts += _window_ticks(windows, left, slot, bottom)
     parts.append(
         f'<text x="{left + width / 2:.1f}" y="{height - 6}" class="tick" '
         'text-anchor="middle">window start (UTC)</text></svg>'
@@ -541,32 +563,15 @@ def _segment_heatmap(windows: Sequence[ReportWindow]) -> str:
             colour = _heat_colour(
                 worst.value if worst else None, worst.threshold if worst else None
             )
-            outline = (
-                f' stroke="{_STATUS_COLOURS[status]}" stroke-width="2"'
-                if status in ("warning", "critical")
-                else ' stroke="#ffffff" stroke-width="1"'
-            )
             bad = sorted({m.feature or "" for m in drift if m.status in ("warning", "critical")})
             tip = f"{name} {_time(window.start)}: {status}"
             if worst is not None:
                 tip += f"; worst {worst.feature} {worst.metric} {_number(worst.value)}"
             if bad:
                 tip += f"; drifted: {', '.join(bad)}"
-            parts.append(
-                f'<rect x="{left + index * slot:.1f}" y="{y}" width="{max(slot - 1, 1):.1f}" '
-                f'height="{row_height - 2}" fill="{colour}"{outline} class="cell" '
-                f'data-segment="{_text(name)}" data-status="{_text(status)}">'
-                f"<title>{_text(tip)}</title></rect>"
-            )
+            parts.append(_cell(left + index * slot, y, slot, row_height, colour, status, tip, name))
     bottom = _TOP + row_height * len(names)
-    same_day = len({w.start.astimezone(UTC).date() for w in windows}) <= 1
-    every = max(1, math.ceil(len(windows) / _MAX_TICKS))
-    for index, window in enumerate(windows):
-        if index % every == 0:
-            parts.append(
-                f'<text x="{left + (index + 0.5) * slot:.1f}" y="{bottom + 16}" class="tick" '
-                f'text-anchor="middle">{_text(_tick_label(window.start, same_day))}</text>'
-            )
+    parts += _window_ticks(windows, left, slot, bottom)
     parts.append("</svg>")
     caption = (
         '<p class="caption">Each slice is compared with its own reference; colour: its '
