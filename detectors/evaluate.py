@@ -33,6 +33,7 @@ from driftline.schemas.monitor import AlertKind, MonitorConfig
 from pydantic import BaseModel, ConfigDict, Field
 
 from .fdr import benjamini_hochberg
+from .multivariate import MULTIVARIATE_METRIC, MultivariateSums, multivariate_sums
 from .performance import (
     BinaryCounts,
     MulticlassCounts,
@@ -88,6 +89,8 @@ class WindowData(BaseModel):
     score: NumericCounts | None = None
     performance: PerformanceCountsField | None = None
     concept_drift: dict[str, int] = {}
+    #: Rows and summed reconstruction errors (with a multivariate model in the profile).
+    multivariate: MultivariateSums | None = None
     #: Per segment key, per slice value with rows in the window, the slice's aggregates
     #: (over the same bins; see :mod:`~driftline.detectors.segments`).
     segments: dict[str, dict[str, WindowData]] = {}
@@ -120,6 +123,7 @@ class WindowData(BaseModel):
             score=add(self.score, other.score),
             performance=add(self.performance, other.performance),
             concept_drift=drift,
+            multivariate=add(self.multivariate, other.multivariate),
             segments=segments,
         )
 
@@ -258,6 +262,9 @@ def aggregate_window(
             perf = performance_counts(profile.task, predictions, labels, scores, positive_label)
     if scores is not None and profile.score is not None:
         score = profile.score.histogram(scores)
+    multivariate = None
+    if profile.multivariate is not None:
+        multivariate = multivariate_sums(profile.multivariate, features)
     nested: dict[str, dict[str, WindowData]] = {}
     if profile.segments and n_events:
 
@@ -283,6 +290,7 @@ def aggregate_window(
         score=score,
         performance=perf,
         concept_drift=dict(concept_drift or {}),
+        multivariate=multivariate,
         segments=nested,
     )
 
@@ -471,6 +479,8 @@ def evaluate_window(
     for i, part in enumerate(slices):
         rows += [row for at, row in drift_rows if at == i]
         rows += [row for at, row in pred_rows if at == i]
+        if config.drift.multivariate is not None:
+            rows += _multivariate_rows(part)
         rows += _quality_rows(part, config)
         performance = _performance_rows(part.profile, config, part.data)
         if part.segment is not None:
@@ -500,6 +510,39 @@ def evaluate_window(
         n_events=data.n_events,
         rows=tuple(rows),
     )
+
+
+def _multivariate_rows(part: _Slice) -> list[MetricRow]:
+    """The slice's PCA reconstruction error against its reference's levels (none
+    without a multivariate model; ``insufficient`` below ``min_samples`` rows)."""
+    model = part.profile.multivariate
+    if model is None:
+        return []
+    sums = part.data.multivariate or MultivariateSums(n=0, error_sum=0.0)
+    warning, critical = model.levels(max(sums.n, 1))
+    status: Verdict
+    if sums.n < part.min_samples or model.n < part.min_samples:
+        status = "insufficient"
+    elif sums.mean is not None and sums.mean > critical:
+        status = "critical"
+    elif sums.mean is not None and sums.mean > warning:
+        status = "warning"
+    else:
+        status = "ok"
+    return [
+        MetricRow(
+            kind="multivariate_drift",
+            metric=MULTIVARIATE_METRIC,
+            segment=part.segment,
+            value=sums.mean,
+            reference=model.error_mean,
+            warning=warning,
+            critical=critical,
+            threshold=critical if status == "critical" else warning,
+            status=status,
+            n=sums.n,
+        )
+    ]
 
 
 def _quality_rows(part: _Slice, config: MonitorConfig) -> list[MetricRow]:

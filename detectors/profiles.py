@@ -30,6 +30,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .coerce import as_category_strings, as_float_array, category_array
+from .multivariate import MultivariateModel
 from .performance import MetricEstimate, ReferencePerformance, performance_counts
 from .thresholds import DriftSpread, MetricSpread, RateSpread, learn_rate_spread, learn_spread
 
@@ -499,6 +500,9 @@ class ModelProfile(_Frozen):
     #: this profile's bins (:mod:`~driftline.detectors.segments`; empty without a
     #: ``segments`` section).
     segments: dict[str, dict[str, ModelProfile]] = Field(default_factory=dict)
+    #: The reference's encoding and principal components, and its reconstruction-error
+    #: spread (with ``drift.multivariate``; :mod:`~driftline.detectors.multivariate`).
+    multivariate: MultivariateModel | None = None
 
     def to_json(self) -> str:
         """Serialise to JSON (floats round-trip exactly)."""

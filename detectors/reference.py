@@ -27,6 +27,7 @@ import numpy.typing as npt
 from driftline.schemas.monitor import OTHER_SEGMENT, MonitorConfig
 
 from .drift_spread import drift_methods, with_drift_spreads
+from .multivariate import fit_multivariate
 from .profiles import ModelProfile, build_profile
 from .segments import slice_rows, top_values, with_whole_bins
 from .windows import assign_windows
@@ -58,6 +59,18 @@ def monitor_profile(
     """
     starts = assign_windows(timestamps, config.window_seconds)
     whole = _profile(config, version, features, starts, predictions, scores, labels, None)
+    if config.drift.multivariate is not None:
+        whole = whole.model_copy(
+            update={
+                "multivariate": fit_multivariate(
+                    features,
+                    config.features,
+                    variance=config.drift.multivariate.variance,
+                    window_starts=starts,
+                    min_samples=config.drift.min_samples,
+                )
+            }
+        )
     if config.segments is None:
         return whole
     n = starts.size
@@ -121,6 +134,9 @@ def _profile(
         profile = with_whole_bins(
             profile, whole, features=features, predictions=predictions, scores=scores
         )
+        if whole.multivariate is not None:  # the model's components, the slice's errors
+            own = whole.multivariate.with_reference(features, starts, config.drift.min_samples)
+            profile = profile.model_copy(update={"multivariate": own})
     return with_drift_spreads(
         profile,
         features,

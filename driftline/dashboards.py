@@ -329,6 +329,14 @@ LATEST_DRIFT_SQL = """
     GROUP BY feature, metric, kind
     ORDER BY value DESC
 """.replace("__SEGMENT__", SEGMENT)
+MULTIVARIATE_SQL = """
+    SELECT window_start AS time, value AS reconstruction_error, reference,
+           warning AS warning_level, critical AS critical_level
+    FROM window_metrics FINAL
+    WHERE model_id = '${model_id}' AND kind = 'multivariate_drift'
+      AND segment = __SEGMENT__ AND $__timeFilter(window_start)
+    ORDER BY time
+""".replace("__SEGMENT__", SEGMENT)
 # Bins are the reference profile's frozen ones (detectors/profiles.py): numeric bin i is
 # the number of edges <= x; categorical bins are the reference categories plus "unseen".
 HISTOGRAM_SQL = """
@@ -437,6 +445,19 @@ def drift_dashboard() -> gd.Dashboard:
             .title("Latest window per feature")
             .datasource(CLICKHOUSE)
             .with_target(ClickHouseQuery(_sql(LATEST_DRIFT_SQL)))
+            .span(24)
+            .height(8)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Multivariate drift: PCA reconstruction error (${segment})")
+            .description(
+                "Mean squared error of reconstructing each row from the reference's "
+                "principal components, against the reference's own value and the warning "
+                "and critical levels the window was judged by (drift.multivariate)."
+            )
+            .datasource(CLICKHOUSE)
+            .with_target(ClickHouseQuery(_sql(MULTIVARIATE_SQL), "timeseries"))
             .span(24)
             .height(8)
         )

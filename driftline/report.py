@@ -421,6 +421,10 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
     return "".join(parts) + caption
 
 
+#: The kinds of drift rows the heatmaps show, in their order.
+_DRIFT_KINDS: Final = ("data_drift", "multivariate_drift", "prediction_drift")
+
+
 def _heat_colour(value: float | None, threshold: float | None) -> str:
     """Green below half the threshold, yellow at the threshold, red at twice it."""
     if value is None or not math.isfinite(value):
@@ -479,7 +483,7 @@ def _drift_heatmap(windows: Sequence[ReportWindow]) -> str:
     cells: dict[tuple[int, tuple[str, str, str]], WindowMetric] = {}
     for index, window in enumerate(windows):
         for m in window.metrics:
-            if m.kind not in ("data_drift", "prediction_drift") or not m.primary:
+            if m.kind not in _DRIFT_KINDS or not m.primary:
                 continue
             key = (m.kind, m.feature or "", m.metric)
             if key not in keys:
@@ -487,7 +491,7 @@ def _drift_heatmap(windows: Sequence[ReportWindow]) -> str:
             cells[(index, key)] = m
     if not keys:
         return _no_data("No drift statistic in these windows.")
-    keys.sort(key=lambda k: (k[0] != "data_drift", k[1], k[2]))
+    keys.sort(key=lambda k: (_DRIFT_KINDS.index(k[0]), k[1], k[2]))
     row_height = 22
     height = _TOP + row_height * len(keys) + _BOTTOM
     left = 180
@@ -497,7 +501,11 @@ def _drift_heatmap(windows: Sequence[ReportWindow]) -> str:
     for row, key in enumerate(keys):
         kind, feature, metric = key
         y = _TOP + row * row_height
-        label = f"{feature} ({metric})" if kind == "data_drift" else f"{feature} ({metric}, output)"
+        label = {
+            "data_drift": f"{feature} ({metric})",
+            "prediction_drift": f"{feature} ({metric}, output)",
+            "multivariate_drift": "all features (PCA)",
+        }[kind]
         parts.append(
             f'<text x="{left - 6}" y="{y + row_height * 0.7:.1f}" class="tick" '
             f'text-anchor="end">{_text(label)}</text>'
@@ -549,10 +557,7 @@ def _segment_heatmap(windows: Sequence[ReportWindow]) -> str:
             drift = [
                 m
                 for m in window.segments.get(name, ())
-                if m.kind in ("data_drift", "prediction_drift")
-                and m.primary
-                and m.value is not None
-                and m.threshold
+                if m.kind in _DRIFT_KINDS and m.primary and m.value is not None and m.threshold
             ]
             worst = max(drift, key=lambda m: (m.value or 0.0) / (m.threshold or 1.0), default=None)
             statuses = [m.status for m in drift]

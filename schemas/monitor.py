@@ -89,6 +89,7 @@ __all__ = [
     "FeatureKind",
     "MonitorConfig",
     "MonitorConfigError",
+    "MultivariateConfig",
     "OnlineDetectorName",
     "PerformanceConfig",
     "PerformanceMetric",
@@ -147,6 +148,22 @@ class DriftMethodConfig(_Frozen):
         return self
 
 
+class MultivariateConfig(_Frozen):
+    """Multivariate drift (optional ``drift.multivariate``): the PCA reconstruction
+    error of each window against the reference's components
+    (:mod:`~driftline.detectors.multivariate`).
+
+    Examples
+    --------
+    >>> MultivariateConfig().variance
+    0.65
+    """
+
+    method: Literal["pca"] = "pca"
+    #: Share of the reference's variance the kept components explain.
+    variance: float = Field(default=0.65, gt=0, lt=1)
+
+
 class DriftConfig(_Frozen):
     """Drift methods per column kind, minimum samples and the false-discovery rate.
 
@@ -161,6 +178,7 @@ class DriftConfig(_Frozen):
     prediction: DriftMethodConfig = DriftMethodConfig()
     min_samples: int = Field(default=200, ge=1)
     fdr: float = Field(default=0.05, gt=0, lt=1)
+    multivariate: MultivariateConfig | None = None
 
 
 class PerformanceConfig(_Frozen):

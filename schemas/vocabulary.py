@@ -43,6 +43,7 @@ AlertKind: TypeAlias = Literal[
     "data_quality",
     "concept_drift",
     "retrain_budget",
+    "multivariate_drift",
 ]
 Severity: TypeAlias = Literal["warning", "critical"]
 OnlineDetectorName: TypeAlias = Literal["adwin", "page_hinkley", "kswin", "ddm"]

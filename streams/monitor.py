@@ -429,8 +429,13 @@ class Monitor:
         profiles = version_profiles(self.store, model, versions)
         if not profiles:
             return []
-        if config.segments is None:  # a profile's slices are monitored only when asked
-            profiles = {v: p.model_copy(update={"segments": {}}) for v, p in profiles.items()}
+        unasked: dict[str, Any] = {}  # a profile's slices and components, used when asked
+        if config.segments is None:
+            unasked["segments"] = {}
+        if config.drift.multivariate is None:
+            unasked["multivariate"] = None
+        if unasked:
+            profiles = {v: p.model_copy(update=unasked) for v, p in profiles.items()}
         states = self._load_states(model)
         size, lateness = config.window_seconds, config.allowed_lateness_seconds
         high = watermark - lateness  # windows ending by then close

@@ -20,6 +20,7 @@ import pytest
 from driftline.detectors import ModelProfile, aggregate_window, build_profile, evaluate_window
 from driftline.detectors.coerce import category_string
 from driftline.detectors.evaluate import WindowData
+from driftline.detectors.multivariate import fit_multivariate
 from driftline.detectors.performance import BinaryCounts
 from driftline.detectors.profiles import CategoricalCounts
 from driftline.schemas.codec import PredictionColumns, decode_ingest
@@ -241,7 +242,7 @@ def check(
         model_id=model_id,
         task=profile.task,
         features={name: f.kind for name, f in profile.features.items()},
-        drift={"min_samples": 5},
+        drift={"min_samples": 5, "multivariate": {} if profile.multivariate else None},
         performance={"min_labels": 5, "positive_label": positive_label},
         segments={"keys": list(profile.segments), "min_samples": 5} if profile.segments else None,
     )
@@ -530,6 +531,39 @@ def test_segment_slices_pushed_down_equal_the_raw_array_split(
     assert set(data.segments["country"]) == {"de", "de\\'x", "fr", "_other"}
     assert sum(part.n_events for part in data.segments["country"].values()) == data.n_events
     assert data.segments["region"]["_other"].n_events == data.n_events
+
+
+@pytest.mark.parametrize("task", list(PROFILES))
+def test_pca_reconstruction_errors_pushed_down_equal_the_raw_arrays(
+    store: EmbeddedStore, task: str
+) -> None:
+    """The rows' squared reconstruction errors summed in ClickHouse (per window and per
+    slice) equal the numpy sums: numbers sent for a categorical feature, unseen and
+    missing values, strings sent for a numeric one, names that look like SQL."""
+    whole = PROFILES[task]
+    rng = np.random.default_rng(21)
+    n = 3_000
+    base = rng.normal(size=n)
+    reference = {
+        name: (base + rng.normal(0, 0.5, n)) * 10
+        if fprof.kind == "numeric"
+        else rng.choice(["a", "b", "3", "2.5", "x' OR 1=1 --"], n)
+        for name, fprof in whole.features.items()
+    }
+    kinds = {name: fprof.kind for name, fprof in whole.features.items()}
+    model = fit_multivariate(reference, kinds, variance=0.5)
+    assert model is not None and 0 < len(model.components) < len(model.columns)
+    with_model = whole.model_copy(update={"multivariate": model})
+    profile = with_model.model_copy(
+        update={"segments": {"country": {"de": with_model, "_other": with_model}}}
+    )
+    model_id = _new_model()
+    messages = random_messages(task, model_id, np.random.default_rng(22), segments=True)
+    Loader(store).send(messages)
+    data = check(store, profile, messages, model_id=model_id)
+    assert data.multivariate is not None and data.multivariate.n == data.n_events
+    assert data.multivariate.error_sum > 0
+    assert data.segments["country"]["de"].multivariate is not None
 
 
 def test_many_bins_and_a_profile_without_edges(store: EmbeddedStore) -> None:

@@ -19,6 +19,7 @@ from prometheus_client.utils import floatToGoString
 from driftline.schemas.monitor import MonitorConfig
 
 __all__ = [
+    "MULTIVARIATE_FEATURE",
     "OTHER",
     "PREDICTION_FEATURE",
     "SCORE_FEATURE",
@@ -32,6 +33,9 @@ PREDICTION_FEATURE = "__prediction__"
 
 #: ``feature`` label of the score column's drift (binary classifiers with a score).
 SCORE_FEATURE = "__score__"
+
+#: ``feature`` label of the multivariate (PCA reconstruction) drift of all features.
+MULTIVARIATE_FEATURE = "__multivariate__"
 
 
 #: The label value that stands for every value outside the configured set.
@@ -76,7 +80,7 @@ class LabelGuard:
         names = self._features.get(model_id)
         if names is None:
             return OTHER
-        if feature in names or feature in (PREDICTION_FEATURE, SCORE_FEATURE):
+        if feature in names or feature in (PREDICTION_FEATURE, SCORE_FEATURE, MULTIVARIATE_FEATURE):
             return feature
         return OTHER
 

@@ -19,6 +19,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from driftline.detectors.evaluate import MetricRow, WindowReport
+from driftline.detectors.multivariate import MULTIVARIATE_METRIC
 from driftline.detectors.performance import HIGHER_IS_BETTER
 from driftline.detectors.promotion import RolloutState
 from driftline.detectors.rollout import DifferenceSequence
@@ -26,7 +27,15 @@ from driftline.schemas.codec import REASONS
 from driftline.schemas.events import AlertEvent
 from driftline.schemas.monitor import ALERT_KINDS, DEFAULT_THRESHOLDS, TASK_METRICS, MonitorConfig
 
-from .common import OTHER, PREDICTION_FEATURE, SCORE_FEATURE, LabelGuard, VectorHistogram, _codes
+from .common import (
+    MULTIVARIATE_FEATURE,
+    OTHER,
+    PREDICTION_FEATURE,
+    SCORE_FEATURE,
+    LabelGuard,
+    VectorHistogram,
+    _codes,
+)
 
 __all__ = [
     "CLOSE_BUCKETS",
@@ -69,7 +78,7 @@ ROLLOUT_DECISIONS = ("promote", "step", "reject", "rollback")
 _PHASES = ("shadow", "canary", "watch")
 
 
-_STATISTICS = frozenset(DEFAULT_THRESHOLDS)
+_STATISTICS = frozenset({*DEFAULT_THRESHOLDS, MULTIVARIATE_METRIC})
 
 
 _PERFORMANCE_METRICS = frozenset(m for metrics in TASK_METRICS.values() for m in metrics)
@@ -457,10 +466,12 @@ class WorkerMetrics:
         for row in whole:
             if row.value is None or not row.primary:
                 continue
-            if row.kind in ("data_drift", "prediction_drift") and row.feature is not None:
-                name = row.feature
+            if row.kind == "multivariate_drift" or (
+                row.kind in ("data_drift", "prediction_drift") and row.feature is not None
+            ):
+                name = row.feature or MULTIVARIATE_FEATURE
                 if row.kind == "prediction_drift":
-                    name = _COLUMN_FEATURES.get(row.feature, row.feature)
+                    name = _COLUMN_FEATURES.get(name, name)
                 statistic = row.metric if row.metric in _STATISTICS else OTHER
                 feature = self.guard.feature(report.model_id, name)
                 self.drift.labels(model, feature, statistic).set(row.value)

@@ -52,6 +52,7 @@ import numpy as np
 
 from ..detectors.coerce import category_string
 from ..detectors.evaluate import WindowData
+from ..detectors.multivariate import CLIP, MultivariateModel, MultivariateSums
 from ..detectors.performance import (
     LOG_EPS,
     SCORE_BINS,
@@ -101,6 +102,8 @@ class _Window:
     categories: dict[str, dict[str, int]] = field(default_factory=dict)
     prediction: CategoricalCounts | None = None
     performance: PerformanceCounts | None = None
+    #: Summed squared PCA reconstruction errors of the rows.
+    mv_sum: float = 0.0
 
 
 def _numeric_parts(
@@ -133,6 +136,62 @@ def _numeric_parts(
         aggregates.append(f"countResample(0, {bins}, 1)(b{t}) AS c{t}")
         aggregates.append(f"sumResample(0, {bins}, 1)({x}, b{t}) AS s{t}")
     return inner, aggregates
+
+
+def _multivariate_parts(
+    p: SqlParams, model: MultivariateModel | None
+) -> tuple[list[str], list[str]]:
+    """Row expressions and the aggregate of the rows' squared PCA reconstruction errors
+    (:mod:`~driftline.detectors.multivariate`: the same encoding, imputation and
+    components as ``MultivariateModel.errors``), summed as ``mv_sum``."""
+    if model is None:
+        return [], []
+    inner: list[str] = []
+    for j, (name, kind) in enumerate(zip(model.columns, model.kinds, strict=True)):
+        key = p.string(name)
+        num = f"mapValues(p.features_num)[indexOf(mapKeys(p.features_num), {key})]"
+        has_num = f"(indexOf(mapKeys(p.features_num), {key}) > 0 AND isFinite({num}))"
+        if kind == "numeric":
+            raw = f"if({has_num}, {num}, nan)"
+        else:
+            shares = model.frequencies.get(name, {})
+            texts = [text for text in shares]
+            numbers = [
+                (value, shares[text])
+                for text in texts
+                if (value := _positive_number(text)) is not None
+            ]
+            by_text = "nan"
+            if texts:
+                by_text = (
+                    f"transform(p.features_cat[{key}], {p.strings(texts)},"
+                    f" {p.numbers([shares[t] for t in texts])}, toFloat64(0))"
+                )
+            by_number = "toFloat64(0)"
+            if numbers:
+                by_number = (
+                    f"transform({num}, {p.numbers([v for v, _ in numbers])},"
+                    f" {p.numbers([share for _, share in numbers])}, toFloat64(0))"
+                )
+            raw = (
+                f"if(mapContains(p.features_cat, {key}), {by_text if texts else 'toFloat64(0)'},"
+                f" if({has_num}, {by_number}, nan))"
+            )
+        center, scale = p.number(model.centers[j]), p.number(model.scales[j])
+        inner.append(f"{raw} AS mvr{j}")
+        clip = p.number(CLIP)
+        inner.append(
+            f"if(isFinite(mvr{j}), least(greatest((mvr{j} - {center}) / {scale}, -{clip}),"
+            f" {clip}), 0.) AS mvz{j}"
+        )
+    squares = " + ".join(f"mvz{j} * mvz{j}" for j in range(len(model.columns)))
+    projections = []
+    for k, axis in enumerate(model.components):
+        dot = " + ".join(f"{p.number(w)} * mvz{j}" for j, w in enumerate(axis))
+        inner.append(f"({dot}) AS mvp{k}")
+        projections.append(f"mvp{k} * mvp{k}")
+    inner.append(f"greatest(({squares}) - ({' + '.join(projections)}), 0.) AS mv_e")
+    return inner, ["sum(mv_e) AS mv_sum"]
 
 
 def _numeric_windows(
@@ -226,11 +285,14 @@ def _classification_query(
     binary: bool,
     positive_label: str,
     slices: _Slices | None = None,
+    multivariate: MultivariateModel | None = None,
 ) -> list[dict[str, Any]]:
     """Rows per window, prediction and label, with score histograms and log-loss sums,
     and the histograms of ``numeric`` (see :func:`_numeric_parts`) of each such group."""
     p = SqlParams()
     numeric_inner, numeric_aggregates = _numeric_parts(p, numeric, positive_label)
+    mv_inner, mv_aggregates = _multivariate_parts(p, multivariate)
+    numeric_inner, numeric_aggregates = numeric_inner + mv_inner, numeric_aggregates + mv_aggregates
     columns = [
         "p.prediction_class AS pc",
         "p.prediction_value AS pv",
@@ -279,10 +341,13 @@ def _regression_query(
     numeric: dict[str, tuple[str | None, tuple[float, ...]]],
     positive_label: str,
     slices: _Slices | None = None,
+    multivariate: MultivariateModel | None = None,
 ) -> list[dict[str, Any]]:
     """Error moment sums and labelled rows per window, and the histograms of ``numeric``."""
     p = SqlParams()
     numeric_inner, numeric_aggregates = _numeric_parts(p, numeric, positive_label)
+    mv_inner, mv_aggregates = _multivariate_parts(p, multivariate)
+    numeric_inner, numeric_aggregates = numeric_inner + mv_inner, numeric_aggregates + mv_aggregates
     columns = [
         "ifNull(p.prediction_value, nan) AS pv",
         "ifNull(label_value, nan) AS lv",
@@ -524,7 +589,14 @@ def windows_aggregates(
             found.setdefault(index, _Window()).categories = counts
     if chosen == "regression":
         rows = _regression_query(
-            store, grid, model_id, model_version, numeric, positive_label, slices
+            store,
+            grid,
+            model_id,
+            model_version,
+            numeric,
+            positive_label,
+            slices,
+            profile.multivariate,
         )
         for row in rows:
             window = found.setdefault(int(row["w"]), _Window())
@@ -541,6 +613,7 @@ def windows_aggregates(
             binary=binary,
             positive_label=positive_label,
             slices=slices,
+            multivariate=profile.multivariate,
         )
         per_window = _classification_windows(rows, binary=binary, positive_label=positive_label)
         for index, (total, n_finite, predicted, nulls, perf, with_label) in per_window.items():
@@ -552,6 +625,10 @@ def windows_aggregates(
                 window.prediction = CategoricalCounts(counts=predicted, null_count=nulls)
             if not n_finite:  # no finite score: no score histogram, as in the backtest
                 no_scores.add(index)
+    if profile.multivariate is not None:
+        for row in rows:
+            window = found[int(row["w"])]
+            window.mv_sum += _total(row["mv_sum"])
     totals = {index: window.n_events for index, window in found.items()}
     for index, hists in _numeric_windows(rows, list(numeric), totals).items():
         if index in no_scores:
@@ -628,12 +705,16 @@ def _window_data(profile: ModelProfile, task: str, found: _Window, positive: str
             "multiclass": MulticlassCounts(n_predicted=0),
             "regression": RegressionCounts(n_predicted=0, n=0),
         }[task]
+    multivariate = None
+    if profile.multivariate is not None:
+        multivariate = MultivariateSums(n=n, error_sum=found.mv_sum if n else 0.0)
     return WindowData(
         n_events=n,
         features=features,
         prediction=prediction,
         score=found.numeric.get("score"),
         performance=performance,
+        multivariate=multivariate,
     )
 
 
