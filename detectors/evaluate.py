@@ -29,9 +29,12 @@ from typing import Annotated, Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
-from driftline.schemas.monitor import AlertKind, MonitorConfig
+from driftline.schemas.monitor import TASK_METRICS, AlertKind, MonitorConfig
 from pydantic import BaseModel, ConfigDict, Field
 
+from .coerce import category_array
+from .estimation import ESTIMATED_METRICS, ScoreBlocks, score_blocks
+from .estimation import estimate as estimate_metrics
 from .fdr import benjamini_hochberg
 from .multivariate import MULTIVARIATE_METRIC, MultivariateSums, multivariate_sums
 from .performance import (
@@ -91,6 +94,9 @@ class WindowData(BaseModel):
     concept_drift: dict[str, int] = {}
     #: Rows and summed reconstruction errors (with a multivariate model in the profile).
     multivariate: MultivariateSums | None = None
+    #: Predictions with a finite score per predicted class and calibration block (with a
+    #: calibration in the profile; label-free estimation).
+    estimation: ScoreBlocks | None = None
     #: Per segment key, per slice value with rows in the window, the slice's aggregates
     #: (over the same bins; see :mod:`~driftline.detectors.segments`).
     segments: dict[str, dict[str, WindowData]] = {}
@@ -124,6 +130,7 @@ class WindowData(BaseModel):
             performance=add(self.performance, other.performance),
             concept_drift=drift,
             multivariate=add(self.multivariate, other.multivariate),
+            estimation=add(self.estimation, other.estimation),
             segments=segments,
         )
 
@@ -157,6 +164,9 @@ class MetricRow(BaseModel):
     n: int = Field(ge=0)
     label_coverage: float | None = None
     primary: bool = True
+    #: A 95% interval of the value where one is stated (estimated performance).
+    lower: float | None = None
+    upper: float | None = None
 
     @property
     def is_bad(self) -> bool:
@@ -265,6 +275,10 @@ def aggregate_window(
     multivariate = None
     if profile.multivariate is not None:
         multivariate = multivariate_sums(profile.multivariate, features)
+    blocks = None
+    if profile.calibration is not None and scores is not None and predictions is not None:
+        predicted, _ = category_array(predictions)
+        blocks = score_blocks(profile.calibration, scores, predicted == positive_label)
     nested: dict[str, dict[str, WindowData]] = {}
     if profile.segments and n_events:
 
@@ -291,6 +305,7 @@ def aggregate_window(
         performance=perf,
         concept_drift=dict(concept_drift or {}),
         multivariate=multivariate,
+        estimation=blocks,
         segments=nested,
     )
 
@@ -483,6 +498,7 @@ def evaluate_window(
             rows += _multivariate_rows(part)
         rows += _quality_rows(part, config)
         performance = _performance_rows(part.profile, config, part.data)
+        performance += _estimated_rows(part.profile, config, part.data)
         if part.segment is not None:
             performance = [row.model_copy(update={"segment": part.segment}) for row in performance]
         rows += performance
@@ -625,6 +641,59 @@ def _performance_rows(
         )
     if not any(r.primary for r in rows):
         rows.append(missing)
+    return rows
+
+
+def _estimated_rows(
+    profile: ModelProfile, config: MonitorConfig, data: WindowData
+) -> list[MetricRow]:
+    """CBPE's ``estimated_<metric>`` rows against the reference's realized metrics and
+    the performance section's drops; primary (alerting) only while the window's label
+    coverage is below ``performance.estimation.max_label_coverage``."""
+    settings = config.performance.estimation
+    if settings is None or profile.calibration is None:
+        return []
+    pc = config.performance
+    ref = profile.reference_performance
+    coverage = _coverage(data.performance)
+    blocks = data.estimation
+    estimates = estimate_metrics(blocks) if blocks is not None else {}
+    rows = []
+    for name in ESTIMATED_METRICS:
+        if name not in TASK_METRICS[config.task]:
+            continue
+        est = estimates.get(name)
+        n = est.n if est is not None else 0
+        value = est.value if est is not None else None
+        reference = ref.metrics[name].value if ref is not None and name in ref.metrics else None
+        warning, critical = performance_drops(profile, config, name, max(n, pc.min_labels))
+        status: Verdict
+        if value is None or reference is None or n < pc.min_labels:
+            status = "insufficient"
+        elif reference - value > critical:
+            status = "critical"
+        elif reference - value > warning:
+            status = "warning"
+        else:
+            status = "ok"
+        rows.append(
+            MetricRow(
+                kind="estimated_performance",
+                metric=f"estimated_{name}",
+                value=value,
+                reference=reference,
+                warning=warning,
+                critical=critical,
+                threshold=critical if status == "critical" else warning,
+                status=status,
+                n=n,
+                label_coverage=coverage,
+                primary=name == config.performance_metric
+                and coverage < settings.max_label_coverage,
+                lower=est.lower if est is not None else None,
+                upper=est.upper if est is not None else None,
+            )
+        )
     return rows
 
 

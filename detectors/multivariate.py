@@ -126,6 +126,14 @@ class MultivariateModel(_Frozen):
     ``columns`` are the features in encoding order; ``frequencies`` maps each
     categorical feature's categories to their reference share; ``components`` are the
     kept principal axes (orthonormal rows over the standardised columns).
+
+    Examples
+    --------
+    >>> model = MultivariateModel(columns=("a", "b"), kinds=("numeric", "numeric"),
+    ...     centers=(0.0, 0.0), scales=(1.0, 1.0), components=((0.6, 0.8),),
+    ...     explained=0.9, error_mean=0.1, error_var=0.01, n=10_000)
+    >>> model.errors({"a": np.array([0.6, 0.8]), "b": np.array([0.8, -0.6])}, 2).round(6)
+    array([0., 1.])
     """
 
     method: Literal["pca"] = "pca"

@@ -30,6 +30,7 @@ import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from .coerce import as_category_strings, as_float_array, category_array
+from .estimation import Calibration
 from .multivariate import MultivariateModel
 from .performance import MetricEstimate, ReferencePerformance, performance_counts
 from .thresholds import DriftSpread, MetricSpread, RateSpread, learn_rate_spread, learn_spread
@@ -503,6 +504,9 @@ class ModelProfile(_Frozen):
     #: The reference's encoding and principal components, and its reconstruction-error
     #: spread (with ``drift.multivariate``; :mod:`~driftline.detectors.multivariate`).
     multivariate: MultivariateModel | None = None
+    #: Scores to probabilities for label-free estimation (with
+    #: ``performance.estimation``; :mod:`~driftline.detectors.estimation`).
+    calibration: Calibration | None = None
 
     def to_json(self) -> str:
         """Serialise to JSON (floats round-trip exactly)."""

@@ -26,7 +26,9 @@ import numpy as np
 import numpy.typing as npt
 from driftline.schemas.monitor import OTHER_SEGMENT, MonitorConfig
 
+from .coerce import category_array
 from .drift_spread import drift_methods, with_drift_spreads
+from .estimation import Calibration, fit_calibration
 from .multivariate import fit_multivariate
 from .profiles import ModelProfile, build_profile
 from .segments import slice_rows, top_values, with_whole_bins
@@ -114,7 +116,8 @@ def _profile(
     labels: npt.ArrayLike | None,
     whole: ModelProfile | None,
 ) -> ModelProfile:
-    """One profile with its spreads; a slice's (``whole`` given) over ``whole``'s bins."""
+    """One profile with its spreads and calibration; a slice's (``whole`` given) over
+    ``whole``'s bins."""
     profile = build_profile(
         config.model_id,
         version,
@@ -137,6 +140,10 @@ def _profile(
         if whole.multivariate is not None:  # the model's components, the slice's errors
             own = whole.multivariate.with_reference(features, starts, config.drift.min_samples)
             profile = profile.model_copy(update={"multivariate": own})
+    if config.performance.estimation is not None and scores is not None and labels is not None:
+        profile = profile.model_copy(
+            update={"calibration": _calibration(scores, labels, config.performance.positive_label)}
+        )
     return with_drift_spreads(
         profile,
         features,
@@ -144,3 +151,11 @@ def _profile(
         methods=drift_methods(config),
         min_samples=config.drift.min_samples,
     )
+
+
+def _calibration(scores: npt.ArrayLike, labels: npt.ArrayLike, positive: str) -> Calibration:
+    """The calibration of the labelled rows' scores (labels as class strings)."""
+    strings, null = category_array(labels)
+    keep = ~null
+    y = (strings[keep] == positive).astype(np.float64)
+    return fit_calibration(np.asarray(scores, dtype=np.float64).reshape(-1)[keep], y)

@@ -210,6 +210,21 @@ PERFORMANCE_SQL = """
     )
     ORDER BY time
 """
+ESTIMATED_SQL = """
+    SELECT window_start AS time,
+           maxIf(value, kind = 'estimated_performance') AS estimated,
+           maxIf(lower, kind = 'estimated_performance') AS estimate_lower,
+           maxIf(upper, kind = 'estimated_performance') AS estimate_upper,
+           maxIf(value, kind = 'performance') AS realized
+    FROM window_metrics FINAL
+    WHERE model_id = '${model_id}' AND segment = ''
+      AND ((kind = 'estimated_performance' AND metric = 'estimated_accuracy')
+           OR (kind = 'performance' AND metric = 'accuracy'))
+      AND $__timeFilter(window_start)
+    GROUP BY time
+    HAVING estimated IS NOT NULL
+    ORDER BY time
+"""
 OPEN_ALERTS_SQL = """
     SELECT
         a.opened_at, a.severity, a.kind, a.feature, a.segment, a.statistic, a.value,
@@ -281,6 +296,19 @@ def overview_dashboard() -> gd.Dashboard:
             .datasource(CLICKHOUSE)
             .with_target(ClickHouseQuery(_sql(PERFORMANCE_SQL), "timeseries"))
             .span(16)
+            .height(8)
+        )
+        .with_panel(
+            timeseries.Panel()
+            .title("Estimated vs realized accuracy")
+            .description(
+                "Label-free estimate (CBPE, performance.estimation) with its 95% interval, "
+                "next to the accuracy realized once labels arrived: their gap is the "
+                "estimation error (Prometheus: driftline_estimation_error)."
+            )
+            .datasource(CLICKHOUSE)
+            .with_target(ClickHouseQuery(_sql(ESTIMATED_SQL), "timeseries"))
+            .span(24)
             .height(8)
         )
         .with_panel(

@@ -358,7 +358,18 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
         next((m for m in w.metrics if m.kind == "performance" and m.metric == name), None)
         for w in windows
     ]
-    values = [r.value for r in rows if r is not None and r.value is not None]
+    estimated = [
+        next(
+            (
+                m
+                for m in w.metrics
+                if m.kind == "estimated_performance" and m.metric == f"estimated_{name}"
+            ),
+            None,
+        )
+        for w in windows
+    ]
+    values = [r.value for r in rows + estimated if r is not None and r.value is not None]
     if not values:
         return _no_data(f"No labelled window yet: {name} has no value in these windows.")
     lines = {
@@ -367,6 +378,7 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
             (i, _alert_level(name, r, "critical")) for i, r in enumerate(rows) if r is not None
         ],
         "reference": [(i, r.reference) for i, r in enumerate(rows) if r is not None],
+        "estimated": [(i, e.value) for i, e in enumerate(estimated) if e is not None],
     }
     guides = [v for points in lines.values() for _, v in points if v is not None]
     finite = [v for v in values + guides if math.isfinite(v)]
@@ -383,7 +395,11 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
             for i, v in known
         )
         last = known[-1][1]
-        label = {"threshold": "warning level", "critical": "critical level"}.get(css, css)
+        label = {
+            "threshold": "warning level",
+            "critical": "critical level",
+            "estimated": "estimated (no labels needed)",
+        }.get(css, css)
         parts.append(
             f'<polyline points="{path}" class="{css}"/>'
             f'<text x="{_WIDTH - _RIGHT - 4}" y="{frame.y(last) - 4:.1f}" class="{css}-label" '
@@ -416,7 +432,8 @@ def _performance_plot(windows: Sequence[ReportWindow]) -> str:
         f'<p class="caption">{_text(name)} per window; dotted grey: the reference; dashed red: '
         "the warning level, dotted purple: the critical level (the reference less the drop "
         "each window was judged by, or plus the relative increase for error metrics; "
-        "learned thresholds move with a window's label count); point colour: status.</p>"
+        "learned thresholds move with a window's label count); point colour: status; "
+        "dashed blue, where estimation is on: the estimate from the scores alone (CBPE).</p>"
     )
     return "".join(parts) + caption
 
@@ -749,6 +766,8 @@ h2 { font-size: 17px; margin-top: 28px; border-bottom: 1px solid #ddd; padding-b
 .critical { fill: none; stroke: #6a1b9a; stroke-width: 1.5; stroke-dasharray: 2 3; }
 .critical-label { font-size: 11px; fill: #6a1b9a; }
 .reference-label { font-size: 11px; fill: #757575; }
+.estimated { fill: none; stroke: #1565c0; stroke-width: 1.5; stroke-dasharray: 6 3; }
+.estimated-label { font-size: 11px; fill: #1565c0; }
 .caption { color: #616161; font-size: 12px; margin: 4px 0 0 0; }
 .no-data { color: #757575; font-style: italic; background: #f0f0f0; padding: 12px; }
 table { border-collapse: collapse; font-size: 12px; background: #fff; }

@@ -86,6 +86,7 @@ __all__ = [
     "DriftMethod",
     "DriftMethodConfig",
     "Duration",
+    "EstimationConfig",
     "FeatureKind",
     "MonitorConfig",
     "MonitorConfigError",
@@ -181,6 +182,22 @@ class DriftConfig(_Frozen):
     multivariate: MultivariateConfig | None = None
 
 
+class EstimationConfig(_Frozen):
+    """Label-free performance estimation (optional ``performance.estimation``; binary
+    classifiers with scores): CBPE (:mod:`~driftline.detectors.estimation`). A
+    window's ``estimated_<metric>`` rows are always recorded; they raise
+    ``estimated_performance`` alerts while the window's label coverage is below
+    ``max_label_coverage`` (after that the realized metric decides).
+
+    Examples
+    --------
+    >>> EstimationConfig().max_label_coverage
+    0.5
+    """
+
+    max_label_coverage: float = Field(default=0.5, gt=0, le=1)
+
+
 class PerformanceConfig(_Frozen):
     """The performance metric that alerts, and its degradation rules.
 
@@ -216,6 +233,7 @@ class PerformanceConfig(_Frozen):
     min_labels: int = Field(default=100, ge=1)
     significance: float = Field(default=0.05, gt=0, lt=1)
     positive_label: str = "1"
+    estimation: EstimationConfig | None = None
 
     @model_validator(mode="before")
     @classmethod
@@ -690,6 +708,12 @@ class MonitorConfig(_Frozen):
                 f"drift.prediction.method: {self.drift.prediction.method!r} needs ordered "
                 f"values, but {self.task} predictions are classes; choose one of "
                 f"{sorted(CATEGORICAL_METHODS)}"
+            )
+        if self.performance.estimation is not None and self.task != "binary_classification":
+            raise ValueError(
+                "performance.estimation: label-free estimation (CBPE) needs a binary "
+                f"classifier with scores; a {self.task} model's performance is not "
+                "estimated (remove the section)"
             )
         training_metric = self.training.metric
         if training_metric is not None and training_metric not in TASK_METRICS[self.task]:

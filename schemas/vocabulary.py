@@ -44,6 +44,7 @@ AlertKind: TypeAlias = Literal[
     "concept_drift",
     "retrain_budget",
     "multivariate_drift",
+    "estimated_performance",
 ]
 Severity: TypeAlias = Literal["warning", "critical"]
 OnlineDetectorName: TypeAlias = Literal["adwin", "page_hinkley", "kswin", "ddm"]

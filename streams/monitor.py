@@ -434,6 +434,8 @@ class Monitor:
             unasked["segments"] = {}
         if config.drift.multivariate is None:
             unasked["multivariate"] = None
+        if config.performance.estimation is None:
+            unasked["calibration"] = None
         if unasked:
             profiles = {v: p.model_copy(update=unasked) for v, p in profiles.items()}
         states = self._load_states(model)

@@ -31,7 +31,7 @@ def driftline(*args: str, env: dict[str, str] | None = None, timeout: float = 12
 def test_db_migrate_is_idempotent_and_query_prints_json_lines(tmp_path: Path) -> None:
     first = driftline("db", "migrate", "--data-dir", str(tmp_path))
     assert first.returncode == 0, first.stderr
-    assert "applied migrations: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]" in first.stdout
+    assert "applied migrations: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13]" in first.stdout
     again = driftline("db", "migrate", "--data-dir", str(tmp_path))
     assert again.returncode == 0 and "up to date" in again.stdout
     query = driftline(

@@ -374,6 +374,7 @@ def pipeline(
     monitor = monitors / f"{MODEL}.yaml"
     extra = EXTRA + "segments: {keys: [country], min_samples: 100}\n"
     extra += "drift: {multivariate: {variance: 0.65}}\n"
+    extra += "performance: {estimation: {max_label_coverage: 0.5}}\n"
     monitor.write_text(monitor_yaml(stream, window="1m", allowed_lateness="10s", extra=extra))
     ref_path = write_jsonl(ref, tmp / "ref.jsonl")
     events = write_jsonl(stream, tmp / "events.jsonl", batch_size=250)

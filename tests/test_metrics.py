@@ -53,6 +53,7 @@ WORKER_CONTRACT = {
     "driftline_performance_value": ("gauge", {"model_id", "metric"}),
     "driftline_drift_critical_threshold": ("gauge", {"model_id", "feature", "statistic"}),
     "driftline_performance_critical_level": ("gauge", {"model_id", "metric"}),
+    "driftline_estimation_error": ("gauge", {"model_id", "metric"}),
     "driftline_rollout_decisions": ("counter", {"model_id", "decision"}),
     "driftline_rollout_traffic": ("gauge", {"model_id", "phase"}),
     "driftline_rollout_difference": ("gauge", {"model_id", "bound"}),
@@ -499,3 +500,28 @@ def test_critical_level_matches_how_the_detector_judges_a_drop(
         row("performance", metric, None, 1.0, reference=reference, critical=critical)
     )
     assert got == (None if level is None else pytest.approx(level))
+
+
+def test_estimation_error_and_multivariate_drift_gauges_follow_the_whole_models_rows() -> None:
+    """The estimate minus the realized primary metric, and the PCA statistic under the
+    ``__multivariate__`` feature; a segment slice's rows set no gauge."""
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+    base = report(0.0, auc=0.8)
+    slice_row = row("performance", "roc_auc", None, 0.1, segment={"country": "de"})
+    rows = (
+        *base.rows,
+        row("estimated_performance", "estimated_roc_auc", None, 0.85, primary=False),
+        row("multivariate_drift", "pca_reconstruction_error", None, 2.5, critical=1.3),
+        slice_row,
+        row("estimated_performance", "estimated_roc_auc", None, 0.1, segment={"country": "de"}),
+    )
+    metrics.window_evaluated(base.model_copy(update={"rows": rows}), [], False, 0.1)
+    error = samples(registry, "driftline_estimation_error")
+    assert error == {(("metric", "roc_auc"), ("model_id", "credit")): pytest.approx(0.05)}
+    drift = samples(registry, "driftline_drift_value")
+    key = (("feature", "__multivariate__"), ("model_id", "credit"))
+    assert drift[(*key, ("statistic", "pca_reconstruction_error"))] == 2.5
+    assert samples(registry, "driftline_performance_value")[
+        (("metric", "roc_auc"), ("model_id", "credit"))
+    ] == pytest.approx(0.8)  # not the slice's 0.1

@@ -164,7 +164,7 @@ class Harness:
         return self.store.query(
             "SELECT toUnixTimestamp64Micro(window_start) AS ws, metric, feature, kind, value, "
             "p_value, q_value, reference, threshold, status, n, label_coverage, primary, revision, "
-            "warning, critical, segment FROM window_metrics FINAL "
+            "warning, critical, segment, lower, upper FROM window_metrics FINAL "
             "ORDER BY ws, metric, feature, segment"
         )
 
@@ -223,8 +223,10 @@ def assert_same_metrics(got: list[dict[str, Any]], out: Path) -> None:
             "label_coverage",
             "warning",
             "critical",
+            "lower",
+            "upper",
         ):
-            a, b = row[name], want[name]
+            a, b = row.get(name), want.get(name)
             if b is None or a is None:
                 assert a is None and b is None, (name, row, want)
             else:

@@ -111,7 +111,7 @@ def metrics(worker: WorkerProcess) -> list[dict[str, Any]]:
     return worker.query(
         "SELECT toUnixTimestamp64Micro(window_start) AS ws, metric, feature, kind, value, "
         "p_value, q_value, reference, threshold, status, n, label_coverage, primary, revision, "
-        "warning, critical, segment FROM window_metrics FINAL "
+        "warning, critical, segment, lower, upper FROM window_metrics FINAL "
         "ORDER BY ws, metric, feature, segment"
     )
 

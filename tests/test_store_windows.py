@@ -19,6 +19,7 @@ import orjson
 import pytest
 from driftline.detectors import ModelProfile, aggregate_window, build_profile, evaluate_window
 from driftline.detectors.coerce import category_string
+from driftline.detectors.estimation import fit_calibration
 from driftline.detectors.evaluate import WindowData
 from driftline.detectors.multivariate import fit_multivariate
 from driftline.detectors.performance import BinaryCounts
@@ -243,7 +244,11 @@ def check(
         task=profile.task,
         features={name: f.kind for name, f in profile.features.items()},
         drift={"min_samples": 5, "multivariate": {} if profile.multivariate else None},
-        performance={"min_labels": 5, "positive_label": positive_label},
+        performance={
+            "min_labels": 5,
+            "positive_label": positive_label,
+            "estimation": {} if profile.calibration else None,
+        },
         segments={"keys": list(profile.segments), "min_samples": 5} if profile.segments else None,
     )
     reports = [
@@ -564,6 +569,32 @@ def test_pca_reconstruction_errors_pushed_down_equal_the_raw_arrays(
     assert data.multivariate is not None and data.multivariate.n == data.n_events
     assert data.multivariate.error_sum > 0
     assert data.segments["country"]["de"].multivariate is not None
+
+
+@pytest.mark.parametrize("kept", [True, False])
+def test_estimation_blocks_pushed_down_equal_the_raw_arrays(
+    store: EmbeddedStore, kept: bool
+) -> None:
+    """Every prediction with a finite score (labelled or not, score or class score)
+    counted in its calibration block per predicted class, with the sums of its
+    probability, per window and slice, as the numpy path counts them."""
+    rng = np.random.default_rng(31)
+    scores = rng.random(5_000)
+    sharp = 1 / (1 + np.exp(-4 * (scores - 0.5)))  # over-confident: calibration kept
+    calibration = fit_calibration(sharp if kept else scores, rng.random(5_000) < scores)
+    assert calibration.kept == kept
+    with_calibration = BINARY.model_copy(update={"calibration": calibration})
+    profile = with_calibration.model_copy(
+        update={"segments": {"country": {"de": with_calibration, "_other": with_calibration}}}
+    )
+    model_id = _new_model()
+    messages = random_messages(
+        "binary_classification", model_id, np.random.default_rng(32), segments=True
+    )
+    Loader(store).send(messages)
+    data = check(store, profile, messages, model_id=model_id)
+    assert data.estimation is not None and 0 < data.estimation.total < data.n_events
+    assert data.segments["country"]["de"].estimation is not None
 
 
 def test_many_bins_and_a_profile_without_edges(store: EmbeddedStore) -> None:

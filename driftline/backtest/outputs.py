@@ -90,6 +90,9 @@ class MetricLine(_Frozen):
     critical: float | None = None
     #: The segment slice (``{"country": "de"}``), null for the whole model.
     segment: dict[str, str] | None = None
+    #: A 95% interval of the value where one is stated (estimated performance).
+    lower: float | None = None
+    upper: float | None = None
 
 
 class RolloutLine(_Frozen):
@@ -263,6 +266,8 @@ def metric_line(report: WindowReport, row: MetricRow) -> bytes:
             label_coverage=row.label_coverage,
             primary=row.primary,
             segment=row.segment,
+            lower=row.lower,
+            upper=row.upper,
         )
         .model_dump_json()
         .encode()

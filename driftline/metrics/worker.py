@@ -258,6 +258,13 @@ class WorkerMetrics:
             ["model_id", "metric"],
             registry=registry,
         )
+        self.estimation_error = Gauge(
+            "driftline_estimation_error",
+            "Estimated minus realized value of the primary metric in the newest window that "
+            "has both (label-free estimation).",
+            ["model_id", "metric"],
+            registry=registry,
+        )
         self.performance_level = Gauge(
             "driftline_performance_critical_level",
             "Value of driftline_performance_value past which the window is critical "
@@ -476,6 +483,14 @@ class WorkerMetrics:
                 feature = self.guard.feature(report.model_id, name)
                 self.drift.labels(model, feature, statistic).set(row.value)
                 self.drift_threshold.labels(model, feature, statistic).set(row.critical)
+        realized = {r.metric: r for r in whole if r.kind == "performance" and r.value is not None}
+        for row in whole:
+            if row.kind == "estimated_performance" and row.value is not None:
+                name = row.metric.removeprefix("estimated_")
+                known = realized.get(name)
+                if known is not None and known.primary and known.status != "insufficient":
+                    metric = name if name in _PERFORMANCE_METRICS else OTHER
+                    self.estimation_error.labels(model, metric).set(row.value - known.value)
         for row in whole:
             if row.kind == "performance" and row.value is not None:
                 metric = row.metric if row.metric in _PERFORMANCE_METRICS else OTHER

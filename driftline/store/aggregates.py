@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 
 from ..detectors.coerce import category_string
+from ..detectors.estimation import Calibration, ScoreBlocks
 from ..detectors.evaluate import WindowData
 from ..detectors.multivariate import CLIP, MultivariateModel, MultivariateSums
 from ..detectors.performance import (
@@ -104,6 +105,8 @@ class _Window:
     performance: PerformanceCounts | None = None
     #: Summed squared PCA reconstruction errors of the rows.
     mv_sum: float = 0.0
+    #: Predictions with a finite score per predicted class and calibration block.
+    estimation: ScoreBlocks | None = None
 
 
 def _numeric_parts(
@@ -286,6 +289,7 @@ def _classification_query(
     positive_label: str,
     slices: _Slices | None = None,
     multivariate: MultivariateModel | None = None,
+    calibration: Calibration | None = None,
 ) -> list[dict[str, Any]]:
     """Rows per window, prediction and label, with score histograms and log-loss sums,
     and the histograms of ``numeric`` (see :func:`_numeric_parts`) of each such group."""
@@ -321,6 +325,21 @@ def _classification_query(
             f" countResample(0, {SCORE_BINS}, 1)(sbin) AS hist,"
             " sumIf(loss, scored) AS loss_sum, sumIf(loss * loss, scored) AS loss_sq_sum"
         )
+        if calibration is not None:  # every prediction with a finite score, labelled or not
+            k = len(calibration.edges) + 1
+            if calibration.kept:
+                probability = f"arrayElement({p.numbers(calibration.probabilities)}, ebk + 1)"
+            else:
+                probability = "greatest(least(sx, 1.), 0.)"
+            columns += [
+                f"if(isFinite(sx), {_bin_sql(p, 'sx', calibration.edges)}, {k}) AS ebk",
+                f"if(ebk < {k}, {probability}, 0.) AS ep",
+            ]
+            scored += (
+                f", countResample(0, {k}, 1)(ebk) AS eb_n,"
+                f" sumResample(0, {k}, 1)(ep, ebk) AS eb_p,"
+                f" sumResample(0, {k}, 1)(ep * ep, ebk) AS eb_p2"
+            )
     source = _rows_sql(
         p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True, slices=slices
     )
@@ -457,6 +476,31 @@ def _classification_windows(
             )
         with_label = int(n[mine & has_label].sum())
         out[window] = (total, n_finite, predicted.get(window, {}), nulls, perf, with_label)
+    return out
+
+
+def _estimation_windows(rows: list[dict[str, Any]], positive_label: str) -> dict[int, ScoreBlocks]:
+    """Per window, the calibration-block counts and probability sums of its rows, split
+    by whether the prediction is the positive class."""
+    out: dict[int, ScoreBlocks] = {}
+    if not rows:
+        return out
+    w = _counts([r["w"] for r in rows])
+    pred, _ = class_strings([r["pc"] for r in rows], [r["pv"] for r in rows])
+    positive = pred == positive_label
+    n = np.array([r["eb_n"] for r in rows], dtype=np.int64).reshape(len(rows), -1)
+    sums = _floats([r["eb_p"] for r in rows]).reshape(len(rows), -1)
+    squares = _floats([r["eb_p2"] for r in rows]).reshape(len(rows), -1)
+    for window in np.unique(w).tolist():
+        parts = []
+        for side in (False, True):
+            mine = (w == window) & (positive == side)
+            parts.append((n[mine].sum(axis=0), sums[mine].sum(axis=0), squares[mine].sum(axis=0)))
+        out[window] = ScoreBlocks(
+            n=(tuple(parts[0][0].tolist()), tuple(parts[1][0].tolist())),
+            p=(tuple(parts[0][1].tolist()), tuple(parts[1][1].tolist())),
+            p2=(tuple(parts[0][2].tolist()), tuple(parts[1][2].tolist())),
+        )
     return out
 
 
@@ -614,6 +658,7 @@ def windows_aggregates(
             positive_label=positive_label,
             slices=slices,
             multivariate=profile.multivariate,
+            calibration=profile.calibration if binary else None,
         )
         per_window = _classification_windows(rows, binary=binary, positive_label=positive_label)
         for index, (total, n_finite, predicted, nulls, perf, with_label) in per_window.items():
@@ -629,6 +674,10 @@ def windows_aggregates(
         for row in rows:
             window = found[int(row["w"])]
             window.mv_sum += _total(row["mv_sum"])
+    if binary and profile.calibration is not None:
+        for index, blocks in _estimation_windows(rows, positive_label).items():
+            if index not in no_scores:  # no finite score: nothing to estimate from
+                found[index].estimation = blocks
     totals = {index: window.n_events for index, window in found.items()}
     for index, hists in _numeric_windows(rows, list(numeric), totals).items():
         if index in no_scores:
@@ -708,6 +757,7 @@ def _window_data(profile: ModelProfile, task: str, found: _Window, positive: str
     multivariate = None
     if profile.multivariate is not None:
         multivariate = MultivariateSums(n=n, error_sum=found.mv_sum if n else 0.0)
+    estimation = found.estimation if profile.calibration is not None else None
     return WindowData(
         n_events=n,
         features=features,
@@ -715,6 +765,7 @@ def _window_data(profile: ModelProfile, task: str, found: _Window, positive: str
         score=found.numeric.get("score"),
         performance=performance,
         multivariate=multivariate,
+        estimation=estimation,
     )
 
 

@@ -344,6 +344,15 @@ ORDER BY (model_id, challenger, window_start)""",
             "ALTER TABLE alerts ADD COLUMN IF NOT EXISTS segment String DEFAULT ''",
         ),
     ),
+    # Estimated performance states a 95% interval around its value.
+    Migration(
+        13,
+        "interval of each window metric",
+        (
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS lower Nullable(Float64)",
+            "ALTER TABLE window_metrics ADD COLUMN IF NOT EXISTS upper Nullable(Float64)",
+        ),
+    ),
 )
 
 _LEDGER = """CREATE TABLE IF NOT EXISTS schema_migrations (

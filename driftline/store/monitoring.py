@@ -70,6 +70,8 @@ def metric_table(report: WindowReport, computed_at: float) -> pa.Table:
             "warning": pa.array([r.warning for r in rows], pa.float64()),
             "critical": pa.array([r.critical for r in rows], pa.float64()),
             "segment": pa.array([segment_label(r.segment) for r in rows], pa.string()),
+            "lower": pa.array([r.lower for r in rows], pa.float64()),
+            "upper": pa.array([r.upper for r in rows], pa.float64()),
         }
     )
 
