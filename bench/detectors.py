@@ -11,6 +11,8 @@ Prints (best of ``--repeat`` runs, one process, one thread):
   slice of its own, next to the unsegmented window, in numpy (aggregate + evaluate) and
   pushed down to chDB (``windows_aggregates``: every slice in the same pass), with the
   ratios (aim: under 3x);
+* the added cost of label-free estimation (CBPE) and of multivariate (PCA) drift on the
+  same window, in numpy and pushed down to chDB, next to the window without them;
 * the per-update cost of each online concept-drift detector.
 """
 
@@ -20,6 +22,7 @@ import argparse
 import platform
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import TypeVar
 
 import numpy as np
@@ -113,16 +116,12 @@ def bench_segments(rows: int, features: int, values: int, repeat: int) -> None:
     for config_name, config in (("plain", plain), ("sliced", sliced)):
         profile = profiles[config_name]
         t_agg, data = _best(
-            lambda profile=profile: aggregate_window(
-                profile, features=window, predictions=predictions, labels=labels,
-                segments={"country": segments},
-            ),
+            partial(aggregate_window, profile, features=window, predictions=predictions,
+                    labels=labels, segments={"country": segments}),
             repeat,
         )  # fmt: skip
         t_eval, _ = _best(
-            lambda profile=profile, config=config, data=data: evaluate_window(
-                profile, config, data, window_start=0.0, window_end=3600.0
-            ),
+            partial(evaluate_window, profile, config, data, window_start=0.0, window_end=3600.0),
             repeat,
         )
         times[config_name] = (t_agg, t_eval)
@@ -152,10 +151,8 @@ def bench_segments(rows: int, features: int, values: int, repeat: int) -> None:
         for config_name in ("plain", "sliced"):
             profile = profiles[config_name]
             pushed[config_name], _ = _best(
-                lambda profile=profile: windows_aggregates(
-                    store, profile, model_id="bench", model_version="v1", starts=[start],
-                    size=3600.0,
-                ),
+                partial(windows_aggregates, store, profile, model_id="bench",
+                        model_version="v1", starts=[start], size=3600.0),
                 max(1, repeat - 1),
             )  # fmt: skip
         store.close()
@@ -173,6 +170,92 @@ def bench_segments(rows: int, features: int, values: int, repeat: int) -> None:
             f"   x{both / whole:.2f}"
         )
     print("  (aim: under 3x the unsegmented cost)")
+
+
+def bench_label_free(rows: int, features: int, repeat: int) -> None:
+    """The window's aggregation with and without estimation and PCA drift."""
+    import tempfile
+    from pathlib import Path
+
+    from driftline.schemas.codec import PredictionColumns
+
+    from driftline.store import EmbeddedStore, migrate
+    from driftline.store.aggregates import windows_aggregates
+    from driftline.store.rows import KafkaPosition, PredictionRows
+
+    rng = np.random.default_rng(3)
+    names = [f"f{i:02d}" for i in range(features)]
+    kinds = dict.fromkeys(names, "numeric")
+    ref_rows = 100_000
+    base = rng.normal(size=ref_rows)
+    reference = {n: base * 0.7 + rng.normal(size=ref_rows) for n in names}
+    ref_scores = 1 / (1 + np.exp(-2 * reference[names[0]]))
+    ref_labels = (rng.random(ref_rows) < ref_scores).astype(int)
+    stamps = np.linspace(0.0, 3600.0 * 4, ref_rows, endpoint=False) + 1_767_225_600.0
+    plain = MonitorConfig(model_id="bench", features=kinds)
+    both = MonitorConfig.model_validate(
+        {"model_id": "bench", "features": kinds, "drift": {"multivariate": {}},
+         "performance": {"estimation": {}}}
+    )  # fmt: skip
+    profiles = {
+        name: monitor_profile(
+            config, "v1", features=reference, timestamps=stamps,
+            predictions=(ref_scores >= 0.5).astype(int), scores=ref_scores, labels=ref_labels,
+        )
+        for name, config in (("plain", plain), ("both", both))
+    }  # fmt: skip
+    wbase = rng.normal(size=rows)
+    window = {n: wbase * 0.7 + rng.normal(size=rows) for n in names}
+    scores = 1 / (1 + np.exp(-2 * window[names[0]]))
+    predictions = (scores >= 0.5).astype(int)
+    numpy_times = {}
+    for name, profile in profiles.items():
+        numpy_times[name], _ = _best(
+            partial(aggregate_window, profile, features=window, predictions=predictions,
+                    scores=scores),
+            repeat,
+        )  # fmt: skip
+    with tempfile.TemporaryDirectory() as folder:
+        store = EmbeddedStore(Path(folder) / "db", "bench")
+        migrate(store)
+        start = 1_767_225_600.0
+        step = 100_000
+        for lo in range(0, rows, step):
+            at = np.arange(lo, min(rows, lo + step))
+            batch = PredictionRows()
+            batch.add(
+                PredictionColumns(
+                    model_id="bench", model_version="v1",
+                    event_ids=np.array([f"e{j}" for j in at.tolist()], dtype=object),
+                    timestamps=start + at * (3600.0 / rows),
+                    numeric={n: window[n][at] for n in names}, categorical={},
+                    prediction_value=predictions[at].astype(float), prediction_class=None,
+                    score=scores[at],
+                ),
+                KafkaPosition("bench", 0, lo),
+            )  # fmt: skip
+            store.insert_arrow("predictions", batch.build())
+        pushed = {}
+        for name, profile in profiles.items():
+            pushed[name], _ = _best(
+                partial(windows_aggregates, store, profile, model_id="bench",
+                        model_version="v1", starts=[start], size=3600.0),
+                max(1, repeat - 1),
+            )  # fmt: skip
+        store.close()
+    model = profiles["both"].multivariate
+    kept = len(model.components) if model is not None else 0
+    print(
+        f"label-free: {rows:,} rows x {features} numeric features, CBPE + PCA drift"
+        f" ({kept} of {features} components)"
+    )
+    for label, times in (("numpy aggregate", numpy_times), ("chDB pushdown", pushed)):
+        added = times["both"] - times["plain"]
+        print(
+            f"  {label:<17} without {times['plain'] * 1e3:8.1f} ms   with"
+            f" {times['both'] * 1e3:8.1f} ms   added {added * 1e3:8.1f} ms"
+            f"   x{times['both'] / times['plain']:.2f}"
+        )
 
 
 def bench_online(updates: int, repeat: int) -> None:
@@ -197,6 +280,7 @@ def main() -> None:
     print(f"python {platform.python_version()}, numpy {np.__version__}, {platform.machine()}")
     bench_window(args.rows, args.features, args.repeat)
     bench_segments(args.rows, args.features, args.segment_values, args.repeat)
+    bench_label_free(args.rows, args.features, args.repeat)
     bench_online(args.updates, args.repeat)
 
 

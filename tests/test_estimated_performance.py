@@ -149,3 +149,64 @@ def test_estimation_is_refused_for_tasks_it_cannot_estimate() -> None:
                 "performance": {"estimation": {}},
             }
         )
+
+
+@pytest.mark.e2e
+def test_a_real_worker_gives_the_backtests_estimates_and_multivariate_drift(
+    worker_factory: Any, producer: Any, tmp_path: Path
+) -> None:
+    """tansu, a worker process and chDB: both label-free metrics, in ClickHouse and as
+    alerts on Kafka, equal the backtest's."""
+    from e2e_support import consume_all, wait_for
+    from test_monitor import assert_same_metrics, clock_event
+    from test_monitor_e2e import metrics
+    from test_multivariate_drift import correlated
+
+    reference = correlated(
+        calibrated(
+            simulate(n_windows=3, per_window=3_000, n_numeric=4, seed=7, id_prefix="r",
+                     window_seconds=60.0, start=START - 3600),
+            seed=17, size=60.0,
+        ),
+        seed=18, flip_from=None, size=60.0,
+    )  # fmt: skip
+    events = correlated(
+        calibrated(
+            simulate(n_windows=5, per_window=2_000, n_numeric=4, seed=8, window_seconds=60.0,
+                     label_fraction=0.0),
+            seed=19, shift_from=3, size=60.0,
+        ),
+        seed=20, flip_from=2, size=60.0,
+    )  # fmt: skip
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    monitor = monitors / "credit.yaml"
+    extra = ESTIMATION + "drift: {multivariate: {variance: 0.65}}\n"
+    monitor.write_text(monitor_yaml(events, window="1m", allowed_lateness="10s", extra=extra))
+    ref_path = write_jsonl(reference, tmp_path / "ref.jsonl")
+    events_path = write_jsonl(events, tmp_path / "events.jsonl", batch_size=500)
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, events_path, out)
+    want = _lines(out / "alerts.jsonl")
+    assert {a["kind"] for a in want} >= {"estimated_performance", "multivariate_drift"}
+
+    worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
+    worker.reader.save_profile(reference_profile(monitor, ref_path)[1].to_json())
+    topics = worker.settings.topics
+    lines = events_path.read_bytes().splitlines()
+    lines.append(clock_event(float(events.timestamps.max()) + 60 + 10 + 60))
+    for line in lines:
+        producer.produce(topics.predictions, line, key=b"credit")
+    assert producer.flush(15) == 0
+    wait_for(
+        lambda: int(worker.scalar("SELECT uniqExact(window_start) FROM window_metrics")),
+        lambda n: n == 5,
+        60,
+        "5 closed windows",
+    )
+    got = [
+        json.loads(m.value())
+        for m in consume_all(worker.bootstrap_servers, topics.alerts, len(want))
+    ]
+    assert [a["alert_id"] for a in got] == [a["alert_id"] for a in want]
+    assert_same_metrics(metrics(worker), out)

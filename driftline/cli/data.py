@@ -22,6 +22,7 @@ __all__ = [
     "cmd_db_query",
     "cmd_reference_load",
     "cmd_report",
+    "reference_lines",
     "register",
     "threshold_lines",
 ]
@@ -109,9 +110,54 @@ def cmd_reference_load(args: argparse.Namespace) -> int:
         f"stored the reference profile of {profile.model_id} {profile.model_version} "
         f"({len(profile.features)} features)"
     )
-    for line in threshold_lines(config, profile):
+    for line in threshold_lines(config, profile) + reference_lines(profile):
         print(line)
     return 0
+
+
+def reference_lines(profile: ModelProfile) -> list[str]:
+    """What else the reference set up: segment slices, the multivariate model and the
+    calibration of label-free estimation (nothing for a profile without them).
+
+    Examples
+    --------
+    >>> from driftline.detectors import build_profile, fit_calibration
+    >>> import numpy as np
+    >>> profile = build_profile("m", "v1", features={"x": [0.0]}, kinds={"x": "numeric"})
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.random(2000)
+    >>> cal = fit_calibration(s, rng.random(2000) < s)
+    >>> reference_lines(profile.model_copy(update={"calibration": cal}))[0][:43]
+    'estimation: calibration skipped (raw scores'
+    """
+    lines = []
+    for key, values in profile.segments.items():
+        shown = ", ".join(f"{v} ({part.n_rows} rows)" for v, part in values.items())
+        lines.append(f"segments of {key}: {shown}")
+    model = profile.multivariate
+    if model is not None:
+        warning, critical = model.levels(1_000)
+        lines.append(
+            f"multivariate drift: {len(model.components)} of {len(model.columns)} components "
+            f"explain {model.explained:.0%} of the variance; reference error "
+            f"{model.error_mean:.4g}; at 1,000 rows warning above {warning:.4g}, "
+            f"critical above {critical:.4g}"
+        )
+    calibration = profile.calibration
+    if calibration is not None:
+        brier = ""
+        if calibration.brier_isotonic is not None and calibration.brier_raw is not None:
+            brier = (
+                f"; cross-fitted Brier {calibration.brier_isotonic:.4f} isotonic vs"
+                f" {calibration.brier_raw:.4f} raw"
+            )
+        how = (
+            f"calibration kept (isotonic, {len(calibration.probabilities)} blocks"
+            if calibration.kept
+            else "calibration skipped (raw scores stand as probabilities"
+        )
+        lines.append(f"estimation: {how}, {calibration.n} labelled rows{brier})")
+    return lines
 
 
 def threshold_lines(config: MonitorConfig, profile: ModelProfile) -> list[str]:
