@@ -1,5 +1,5 @@
 """Performance before the labels arrive: confidence-based performance estimation (CBPE)
-for binary classifiers with scores.
+for classifiers with scores.
 
 After Sec. 3 of NannyML's CBPE (and the expected confusion matrix of calibrated
 probabilities): if ``p_i = P(y_i = 1 | score_i)`` is known for every prediction of a
@@ -39,6 +39,12 @@ Interval and its guarantee
     realized performance, once labels arrive, is the check. ROC AUC is estimated from
     the expected positives and negatives per block (ties within a block count one
     half), without an interval. Measured in ``tests/detectors/test_estimation.py``.
+Multiclass
+    ``p_i`` is the chance that prediction ``i`` is right, given its own class's score
+    (``class_scores[prediction]``, or the row's ``score``), calibrated the same way
+    against being right on the reference; all predictions are one side of
+    :class:`ScoreBlocks`, and only accuracy (``Σ p_i / n``, the same interval) is
+    estimated: the per-class confusion needs every class's probability.
 Regression
     Not estimated: the expected error of a regression model needs a model of its
     residuals given the inputs, which a point prediction does not carry.

@@ -239,6 +239,7 @@ def aggregate_window(
     positive_label: str = "1",
     concept_drift: Mapping[str, int] | None = None,
     segments: Mapping[str, npt.ArrayLike] | None = None,
+    confidences: npt.ArrayLike | None = None,
 ) -> WindowData:
     """Aggregate a window's raw arrays over the profile's bins.
 
@@ -256,6 +257,9 @@ def aggregate_window(
         Per segment key, each row's value (``""`` where the row has none): with a
         profile that has segments, each slice with rows is aggregated over its own
         profile into ``segments`` (:func:`~driftline.detectors.segments.segment_slices`).
+    confidences
+        Each row's score of its own predicted class: a multiclass profile's calibration
+        counts them for label-free estimation (a binary one counts ``scores``).
     """
     sizes = {np.asarray(v).reshape(-1).size for v in features.values()}
     n_events = max(sizes) if sizes else 0
@@ -276,9 +280,13 @@ def aggregate_window(
     if profile.multivariate is not None:
         multivariate = multivariate_sums(profile.multivariate, features)
     blocks = None
-    if profile.calibration is not None and scores is not None and predictions is not None:
-        predicted, _ = category_array(predictions)
-        blocks = score_blocks(profile.calibration, scores, predicted == positive_label)
+    if profile.calibration is not None and predictions is not None:
+        if profile.task == "multiclass" and confidences is not None:
+            # one side: p is the chance that the prediction is right
+            blocks = score_blocks(profile.calibration, confidences, np.ones(n_events, bool))
+        elif profile.task == "binary_classification" and scores is not None:
+            predicted, _ = category_array(predictions)
+            blocks = score_blocks(profile.calibration, scores, predicted == positive_label)
     nested: dict[str, dict[str, WindowData]] = {}
     if profile.segments and n_events:
 
@@ -289,6 +297,9 @@ def aggregate_window(
             own_scores = part(scores, rows)
             if own_scores is not None and not np.isfinite(own_scores.astype(float)).any():
                 own_scores = None  # as a window without a finite score: no score parts
+            own_confidences = part(confidences, rows)
+            if own_confidences is not None and not np.isfinite(own_confidences).any():
+                own_confidences = None
             nested.setdefault(key, {})[value] = aggregate_window(
                 profile.segments[key][value],
                 features={name: part(values, rows) for name, values in features.items()},
@@ -296,6 +307,7 @@ def aggregate_window(
                 scores=own_scores,
                 labels=part(labels, rows),
                 positive_label=positive_label,
+                confidences=own_confidences,
             )
     return WindowData(
         n_events=n_events,
@@ -659,7 +671,9 @@ def _estimated_rows(
     blocks = data.estimation
     estimates = estimate_metrics(blocks) if blocks is not None else {}
     rows = []
-    for name in ESTIMATED_METRICS:
+    # a multiclass model's p is the chance its prediction is right: accuracy only
+    names = ESTIMATED_METRICS if config.task == "binary_classification" else ("accuracy",)
+    for name in names:
         if name not in TASK_METRICS[config.task]:
             continue
         est = estimates.get(name)

@@ -48,6 +48,7 @@ def monitor_profile(
     labels: npt.ArrayLike | None = None,
     segments: Mapping[str, npt.ArrayLike] | None = None,
     segment_values: Mapping[str, tuple[str, ...]] | None = None,
+    confidences: npt.ArrayLike | None = None,
 ) -> ModelProfile:
     """The reference profile of ``version`` for ``config``: :func:`build_profile` over
     the monitor's windows (``timestamps`` in epoch seconds), then each feature's drift
@@ -58,9 +59,12 @@ def monitor_profile(
     get a profile of their own rows over the whole profile's bins, with their own
     spreads (:mod:`~driftline.detectors.segments`). ``segment_values`` fixes a key's
     slices instead (another profile's, so that both slice the same way).
+    ``confidences`` (each row's score of its own predicted class) calibrate a
+    multiclass model's label-free estimation.
     """
     starts = assign_windows(timestamps, config.window_seconds)
-    whole = _profile(config, version, features, starts, predictions, scores, labels, None)
+    own_scores = confidences if config.task == "multiclass" else scores
+    whole = _profile(config, version, features, starts, predictions, own_scores, labels, None)
     if config.drift.multivariate is not None:
         whole = whole.model_copy(
             update={
@@ -99,7 +103,7 @@ def monitor_profile(
                 own,
                 starts[rows],
                 part(predictions),
-                part(scores),
+                part(own_scores),
                 part(labels),
                 whole,
             )
@@ -118,13 +122,14 @@ def _profile(
 ) -> ModelProfile:
     """One profile with its spreads and calibration; a slice's (``whole`` given) over
     ``whole``'s bins."""
+    multiclass = config.task == "multiclass"  # ``scores``: the predicted class's own
     profile = build_profile(
         config.model_id,
         version,
         features=features,
         kinds=config.features,
         predictions=predictions,
-        scores=scores,
+        scores=None if multiclass else scores,
         labels=labels,
         task=config.task,
         bins=config.bins,
@@ -135,15 +140,21 @@ def _profile(
     )
     if whole is not None:
         profile = with_whole_bins(
-            profile, whole, features=features, predictions=predictions, scores=scores
+            profile,
+            whole,
+            features=features,
+            predictions=predictions,
+            scores=None if multiclass else scores,
         )
         if whole.multivariate is not None:  # the model's components, the slice's errors
             own = whole.multivariate.with_reference(features, starts, config.drift.min_samples)
             profile = profile.model_copy(update={"multivariate": own})
     if config.performance.estimation is not None and scores is not None and labels is not None:
-        profile = profile.model_copy(
-            update={"calibration": _calibration(scores, labels, config.performance.positive_label)}
-        )
+        if multiclass:  # P(the prediction is right | its own class score)
+            calibration = _confidence_calibration(scores, predictions, labels)
+        else:
+            calibration = _calibration(scores, labels, config.performance.positive_label)
+        profile = profile.model_copy(update={"calibration": calibration})
     return with_drift_spreads(
         profile,
         features,
@@ -151,6 +162,17 @@ def _profile(
         methods=drift_methods(config),
         min_samples=config.drift.min_samples,
     )
+
+
+def _confidence_calibration(
+    confidences: npt.ArrayLike, predictions: npt.ArrayLike | None, labels: npt.ArrayLike
+) -> Calibration:
+    """The calibration of the labelled rows' own-class scores against being right."""
+    strings, null = category_array(labels)
+    predicted, _ = category_array(predictions if predictions is not None else labels)
+    right = (strings == predicted).astype(np.float64)
+    right[null] = np.nan  # unlabelled rows are left out
+    return fit_calibration(np.asarray(confidences, dtype=np.float64).reshape(-1), right)
 
 
 def _calibration(scores: npt.ArrayLike, labels: npt.ArrayLike, positive: str) -> Calibration:

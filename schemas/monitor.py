@@ -183,7 +183,7 @@ class DriftConfig(_Frozen):
 
 
 class EstimationConfig(_Frozen):
-    """Label-free performance estimation (optional ``performance.estimation``; binary
+    """Label-free performance estimation (optional ``performance.estimation``;
     classifiers with scores): CBPE (:mod:`~driftline.detectors.estimation`). A
     window's ``estimated_<metric>`` rows are always recorded; they raise
     ``estimated_performance`` alerts while the window's label coverage is below
@@ -709,11 +709,11 @@ class MonitorConfig(_Frozen):
                 f"values, but {self.task} predictions are classes; choose one of "
                 f"{sorted(CATEGORICAL_METHODS)}"
             )
-        if self.performance.estimation is not None and self.task != "binary_classification":
+        if self.performance.estimation is not None and self.task == "regression":
             raise ValueError(
-                "performance.estimation: label-free estimation (CBPE) needs a binary "
-                f"classifier with scores; a {self.task} model's performance is not "
-                "estimated (remove the section)"
+                "performance.estimation: label-free estimation (CBPE) needs a classifier "
+                "with scores; a regression model's error is not estimated (it would need "
+                "a model of its residuals; remove the section)"
             )
         training_metric = self.training.metric
         if training_metric is not None and training_metric not in TASK_METRICS[self.task]:

@@ -140,7 +140,7 @@ def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> 
 def test_estimation_is_refused_for_tasks_it_cannot_estimate() -> None:
     from driftline.schemas.monitor import MonitorConfig, MonitorConfigError
 
-    with pytest.raises(MonitorConfigError, match="needs a binary classifier"):
+    with pytest.raises(MonitorConfigError, match="needs a classifier"):
         MonitorConfig.from_mapping(
             {
                 "model_id": "m",
@@ -210,3 +210,113 @@ def test_a_real_worker_gives_the_backtests_estimates_and_multivariate_drift(
     ]
     assert [a["alert_id"] for a in got] == [a["alert_id"] for a in want]
     assert_same_metrics(metrics(worker), out)
+
+
+def multiclass_lines(
+    seed: int,
+    windows: int,
+    per_window: int,
+    start: float,
+    prefix: str,
+    shift_from: int | None,
+    label_fraction: float,
+    numeric_classes: bool = False,
+) -> tuple[list[bytes], np.ndarray]:
+    """A calibrated 3-class model of ``x`` (softmax of ``2x``, ``0``, ``-2x``): singles
+    and batches with ``scores`` per class, labels drawn from them; from window
+    ``shift_from`` on ``|x|`` shrinks (covariate shift toward the boundaries)."""
+    import orjson
+
+    rng = np.random.default_rng(seed)
+    n = windows * per_window
+    window = np.repeat(np.arange(windows), per_window)
+    times = start + window * 60.0 + np.tile(np.arange(per_window), windows) * (60.0 / per_window)
+    x = rng.normal(0.0, 1.5, n)
+    if shift_from is not None:
+        x = np.where(window >= shift_from, x * 0.35, x)
+    logits = np.stack([2 * x, np.zeros(n), -2 * x], axis=1)
+    probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
+    classes = np.array([1, 2, 3]) if numeric_classes else np.array(["hi", "mid", "lo"])
+    predicted = classes[probs.argmax(axis=1)]
+    labels = classes[(rng.random(n)[:, None] > np.cumsum(probs, axis=1)).sum(axis=1)]
+    names = [str(c) for c in classes]
+    lines = []
+    for lo in range(0, n, 250):
+        rows = range(lo, min(n, lo + 250))
+        if (lo // 250) % 2:  # a batch
+            lines.append(orjson.dumps({
+                "type": "prediction_batch", "model_id": "credit", "model_version": "v1",
+                "event_ids": [f"{prefix}{i}" for i in rows],
+                "timestamps": times[list(rows)].tolist(),
+                "features": {"x0": np.round(x[list(rows)], 4).tolist()},
+                "predictions": predicted[list(rows)].tolist(),
+                # a multiclass batch's scores: each prediction's own class's
+                "scores": np.round(probs[list(rows)].max(axis=1), 6).tolist(),
+            }))  # fmt: skip
+        else:
+            for i in rows:
+                lines.append(orjson.dumps({
+                    "type": "prediction", "event_id": f"{prefix}{i}", "model_id": "credit",
+                    "model_version": "v1", "timestamp": float(times[i]),
+                    "features": {"x0": round(float(x[i]), 4)},
+                    "prediction": predicted[i].item(),
+                    "scores": dict(zip(names, np.round(probs[i], 6).tolist(), strict=True)),
+                }))  # fmt: skip
+    labelled = np.flatnonzero(rng.random(n) < label_fraction)
+    for lo in range(0, labelled.size, 500):
+        at = labelled[lo : lo + 500]
+        lines.append(orjson.dumps({
+            "type": "feedback_batch", "model_id": "credit",
+            "event_ids": [f"{prefix}{i}" for i in at.tolist()],
+            "timestamps": (times[at] + 1.0).tolist(), "labels": labels[at].tolist(),
+        }))  # fmt: skip
+    realized = np.array(
+        [np.mean(predicted[window == w] == labels[window == w]) for w in range(windows)]
+    )
+    return lines, realized
+
+
+@pytest.mark.parametrize("numeric_classes", [False, True])
+def test_a_multiclass_models_accuracy_is_estimated_alike_in_the_stream_and_the_backtest(
+    tmp_path: Path, numeric_classes: bool
+) -> None:
+    """The predicted class's own score, calibrated on the reference against being
+    right: the estimate follows the realized accuracy, alerts under covariate shift
+    with few labels, and the store's pushed-down blocks give the backtest's rows."""
+    from test_monitor import Harness, assert_same_metrics, clock_event
+
+    from driftline.store.profiles import save_profile
+
+    ref_lines, _ = multiclass_lines(1, 4, 2_000, START - 3600, "r", None, 1.0, numeric_classes)
+    lines, realized = multiclass_lines(2, 5, 2_000, START, "e", 3, 0.1, numeric_classes)
+    monitors = tmp_path / "monitors"
+    monitors.mkdir()
+    monitor = monitors / "credit.yaml"
+    monitor.write_text(
+        "model_id: credit\ntask: multiclass\nfeatures: {x0: numeric}\nwindow: 1m\n"
+        "allowed_lateness: 10s\nperformance: {estimation: {}, min_labels: 100}\n"
+    )
+    ref_path, events_path = tmp_path / "ref.jsonl", tmp_path / "events.jsonl"
+    ref_path.write_bytes(b"\n".join(ref_lines) + b"\n")
+    events_path.write_bytes(b"\n".join(lines) + b"\n")
+    out = tmp_path / "out"
+    run_backtest(monitor, ref_path, events_path, out)
+    rows = _lines(out / "metrics.jsonl")
+    estimated = [r for r in rows if r["metric"] == "estimated_accuracy"]
+    assert len(estimated) == 5 and not [r for r in rows if r["metric"] == "estimated_f1"]
+    errors = np.abs(np.array([r["value"] for r in estimated]) - realized)
+    assert float(errors.mean()) <= 0.03, errors
+    alerts = _lines(out / "alerts.jsonl")
+    assert {a["window_start"] for a in alerts if a["kind"] == "estimated_performance"} == {
+        _at(3, 60.0)
+    }
+    h = Harness(tmp_path, monitor)
+    try:
+        save_profile(h.store, reference_profile(monitor, ref_path)[1])
+        h.ingest(lines)
+        h.ingest([clock_event(START + 5 * 60.0 + 60 + 10 + 60)])
+        h.tick()
+        assert_same_metrics(h.metrics(), out)
+        assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in alerts]
+    finally:
+        h.store.close()

@@ -10,7 +10,7 @@ the monitor's model, deduplicates event ids and joins the labels (see
 from __future__ import annotations
 
 import gc
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -50,6 +50,8 @@ class _Part:
     shadow: bool | npt.NDArray[np.bool_] = False
     #: Per configured segment key, each row's value (``""`` where it has none).
     segments: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
+    #: The predicted class's own score (multiclass estimation; NaN where not given).
+    confidence: npt.NDArray[np.float64] | None = None
 
     @property
     def size(self) -> int:
@@ -132,6 +134,9 @@ class FileRows:
     shadow: ShadowRows = field(default_factory=ShadowRows.empty)
     #: Per segment key of the config, each row's value (``""`` where it has none).
     segments: dict[str, npt.NDArray[np.str_]] = field(default_factory=dict)
+    #: The predicted class's own score, ``class_scores[prediction]`` (multiclass
+    #: models with ``performance.estimation``; NaN where not given).
+    confidence: npt.NDArray[np.float64] = field(default_factory=lambda: np.empty(0))
 
     @property
     def n(self) -> int:
@@ -164,6 +169,8 @@ class RowReader:
         self.config = config
         self.classes = config.task != "regression"
         self.segment_keys = config.segments.keys if config.segments is not None else ()
+        #: Whether each row's predicted-class score is read (multiclass estimation).
+        self.confidences = config.task == "multiclass" and config.performance.estimation is not None
         self.parts: list[_Part] = []
         self.feedback: list[_FeedbackPart] = []
         self.wrong_kind = 0
@@ -235,6 +242,13 @@ class RowReader:
             latency_ms=np.full(n, np.nan) if cols.latency_ms is None else cols.latency_ms,
             shadow=cols.shadow,
             segments={key: np.full(n, cols.segment.get(key, "")) for key in self.segment_keys},
+            confidence=self._confidence(
+                cols.prediction_class
+                if cols.prediction_class is not None
+                else cols.prediction_value,
+                cols.class_scores,
+                cols.score,
+            ),
         )
 
     def _coerce_numbers(self, values: npt.NDArray[np.float64], kind: str) -> npt.NDArray[Any]:
@@ -329,7 +343,30 @@ class RowReader:
                 ).reshape(n)
                 for key in self.segment_keys
             },
+            confidence=self._confidence(run.predictions, run.class_scores, run.scores),
         )
+
+    def _confidence(
+        self,
+        predictions: Any,
+        class_scores: Sequence[Mapping[str, float] | None] | None,
+        scores: Any,
+    ) -> npt.NDArray[np.float64] | None:
+        """Each row's score of its own predicted class: its entry of the class scores
+        (canonical class text), else the row's ``score`` (a multiclass model's score is
+        its predicted class's), NaN where neither is given."""
+        if not self.confidences:
+            return None
+        n = len(predictions)
+        out = np.array([np.nan] * n if scores is None else list(scores), dtype=np.float64)
+        if class_scores is not None:
+            for i, (prediction, given) in enumerate(
+                zip(list(predictions), class_scores, strict=True)
+            ):
+                value = given.get(category_string(prediction) or "") if given else None
+                if value is not None:
+                    out[i] = float(value)
+        return out
 
     # -- the file's rows
 
@@ -456,6 +493,17 @@ class RowReader:
             segments={
                 key: take([p.segments[key] for p in parts], str) for key in self.segment_keys
             },
+            confidence=(
+                take(
+                    [
+                        p.confidence if p.confidence is not None else np.full(p.size, np.nan)
+                        for p in parts
+                    ],
+                    np.float64,
+                )
+                if self.confidences
+                else np.empty(0)
+            ),
         )
 
     def _values(self, arrays: list[npt.NDArray[Any]]) -> npt.NDArray[Any]:

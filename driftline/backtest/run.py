@@ -82,6 +82,7 @@ def _profile(config: MonitorConfig, ref: FileRows) -> ModelProfile:
         scores=scores,
         labels=_labels(ref.labels, ref.labelled) if ref.labelled.any() else None,
         segments=ref.segments,
+        confidences=ref.confidence if ref.confidence.size else None,
     )
 
 
@@ -133,8 +134,14 @@ def _windows(config: MonitorConfig, profile: ModelProfile, rows: FileRows) -> It
             labels=_labels(rows.labels[idx], labelled),
             positive_label=config.performance.positive_label,
             segments={key: values[idx] for key, values in rows.segments.items()},
+            confidences=_finite(rows.confidence[idx]) if rows.confidence.size else None,
         )
         yield _Window(start, start + size, data, int(np.count_nonzero(labelled)))
+
+
+def _finite(values: npt.NDArray[np.float64]) -> npt.NDArray[np.float64] | None:
+    """``values``, or ``None`` when none is finite (a window without a score)."""
+    return values if np.isfinite(values).any() else None
 
 
 def _part(mask: npt.NDArray[np.bool_] | None, idx: npt.NDArray[np.intp]) -> Any:

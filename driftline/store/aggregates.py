@@ -325,21 +325,31 @@ def _classification_query(
             f" countResample(0, {SCORE_BINS}, 1)(sbin) AS hist,"
             " sumIf(loss, scored) AS loss_sum, sumIf(loss * loss, scored) AS loss_sq_sum"
         )
-        if calibration is not None:  # every prediction with a finite score, labelled or not
-            k = len(calibration.edges) + 1
-            if calibration.kept:
-                probability = f"arrayElement({p.numbers(calibration.probabilities)}, ebk + 1)"
-            else:
-                probability = "greatest(least(sx, 1.), 0.)"
+    if calibration is not None:  # every prediction with a finite score, labelled or not
+        # binary: the positive class's score; multiclass: the predicted class's own
+        x = "sx"
+        if not binary:
+            x = "cx"
             columns += [
-                f"if(isFinite(sx), {_bin_sql(p, 'sx', calibration.edges)}, {k}) AS ebk",
-                f"if(ebk < {k}, {probability}, 0.) AS ep",
+                "ifNull(p.prediction_class, toString(p.prediction_value)) AS pcs",
+                "if(mapContains(p.class_scores, pcs), p.class_scores[pcs],"
+                " ifNull(p.score, nan)) AS cx",
             ]
-            scored += (
-                f", countResample(0, {k}, 1)(ebk) AS eb_n,"
-                f" sumResample(0, {k}, 1)(ep, ebk) AS eb_p,"
-                f" sumResample(0, {k}, 1)(ep * ep, ebk) AS eb_p2"
-            )
+        k = len(calibration.edges) + 1
+        if calibration.kept:
+            probability = f"arrayElement({p.numbers(calibration.probabilities)}, ebk + 1)"
+        else:
+            probability = f"greatest(least({x}, 1.), 0.)"
+        columns += [
+            f"if(isFinite({x}), {_bin_sql(p, x, calibration.edges)}, {k}) AS ebk",
+            f"if(ebk < {k}, {probability}, 0.) AS ep",
+        ]
+        scored += (
+            f", countIf(isFinite({x})) AS eb_finite,"
+            f" countResample(0, {k}, 1)(ebk) AS eb_n,"
+            f" sumResample(0, {k}, 1)(ep, ebk) AS eb_p,"
+            f" sumResample(0, {k}, 1)(ep * ep, ebk) AS eb_p2"
+        )
     source = _rows_sql(
         p, grid, model_id, model_version, [*columns, *numeric_inner], labels=True, slices=slices
     )
@@ -479,19 +489,29 @@ def _classification_windows(
     return out
 
 
-def _estimation_windows(rows: list[dict[str, Any]], positive_label: str) -> dict[int, ScoreBlocks]:
-    """Per window, the calibration-block counts and probability sums of its rows, split
-    by whether the prediction is the positive class."""
+def _estimation_windows(
+    rows: list[dict[str, Any]], positive_label: str, binary: bool
+) -> dict[int, ScoreBlocks]:
+    """Per window with a finite score (binary: the positive class's; multiclass: the
+    predicted class's own), the calibration-block counts and probability sums of its
+    rows, split by whether the prediction is the positive class (multiclass: one side,
+    the chance of being right)."""
     out: dict[int, ScoreBlocks] = {}
     if not rows:
         return out
     w = _counts([r["w"] for r in rows])
-    pred, _ = class_strings([r["pc"] for r in rows], [r["pv"] for r in rows])
-    positive = pred == positive_label
+    if binary:
+        pred, _ = class_strings([r["pc"] for r in rows], [r["pv"] for r in rows])
+        positive = pred == positive_label
+    else:
+        positive = np.ones(len(rows), dtype=bool)
+    finite = _counts([r["eb_finite"] for r in rows])
     n = np.array([r["eb_n"] for r in rows], dtype=np.int64).reshape(len(rows), -1)
     sums = _floats([r["eb_p"] for r in rows]).reshape(len(rows), -1)
     squares = _floats([r["eb_p2"] for r in rows]).reshape(len(rows), -1)
     for window in np.unique(w).tolist():
+        if not finite[w == window].sum():
+            continue  # no finite score: nothing to estimate from, as in the backtest
         parts = []
         for side in (False, True):
             mine = (w == window) & (positive == side)
@@ -658,7 +678,7 @@ def windows_aggregates(
             positive_label=positive_label,
             slices=slices,
             multivariate=profile.multivariate,
-            calibration=profile.calibration if binary else None,
+            calibration=profile.calibration,
         )
         per_window = _classification_windows(rows, binary=binary, positive_label=positive_label)
         for index, (total, n_finite, predicted, nulls, perf, with_label) in per_window.items():
@@ -674,10 +694,9 @@ def windows_aggregates(
         for row in rows:
             window = found[int(row["w"])]
             window.mv_sum += _total(row["mv_sum"])
-    if binary and profile.calibration is not None:
-        for index, blocks in _estimation_windows(rows, positive_label).items():
-            if index not in no_scores:  # no finite score: nothing to estimate from
-                found[index].estimation = blocks
+    if chosen != "regression" and profile.calibration is not None:
+        for index, blocks in _estimation_windows(rows, positive_label, binary).items():
+            found[index].estimation = blocks
     totals = {index: window.n_events for index, window in found.items()}
     for index, hists in _numeric_windows(rows, list(numeric), totals).items():
         if index in no_scores:
