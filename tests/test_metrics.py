@@ -522,6 +522,7 @@ def test_estimation_error_and_multivariate_drift_gauges_follow_the_whole_models_
     drift = samples(registry, "driftline_drift_value")
     key = (("feature", "__multivariate__"), ("model_id", "credit"))
     assert drift[(*key, ("statistic", "pca_reconstruction_error"))] == 2.5
-    assert samples(registry, "driftline_performance_value")[
-        (("metric", "roc_auc"), ("model_id", "credit"))
-    ] == pytest.approx(0.8)  # not the slice's 0.1
+    performance = samples(registry, "driftline_performance_value")
+    assert performance[(("metric", "roc_auc"), ("model_id", "credit"))] == pytest.approx(0.8)
+    assert performance[(("metric", "estimated_roc_auc"), ("model_id", "credit"))] == 0.85
+    assert len(performance) == 3  # accuracy, roc_auc, estimated_roc_auc: no slice's

@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from driftline.detectors.estimation import ESTIMATED_METRICS
 from driftline.detectors.evaluate import MetricRow, WindowReport
 from driftline.detectors.multivariate import MULTIVARIATE_METRIC
 from driftline.detectors.performance import HIGHER_IS_BETTER
@@ -82,6 +83,8 @@ _STATISTICS = frozenset({*DEFAULT_THRESHOLDS, MULTIVARIATE_METRIC})
 
 
 _PERFORMANCE_METRICS = frozenset(m for metrics in TASK_METRICS.values() for m in metrics)
+#: Label-free estimates share the performance gauge as ``estimated_<metric>``.
+_ESTIMATED_METRICS = frozenset(f"estimated_{m}" for m in ESTIMATED_METRICS)
 
 
 _COLUMN_FEATURES = {"prediction": PREDICTION_FEATURE, "score": SCORE_FEATURE}
@@ -491,6 +494,8 @@ class WorkerMetrics:
                 if known is not None and known.primary and known.status != "insufficient":
                     metric = name if name in _PERFORMANCE_METRICS else OTHER
                     self.estimation_error.labels(model, metric).set(row.value - known.value)
+                estimated = row.metric if row.metric in _ESTIMATED_METRICS else OTHER
+                self.performance.labels(model, estimated).set(row.value)
         for row in whole:
             if row.kind == "performance" and row.value is not None:
                 metric = row.metric if row.metric in _PERFORMANCE_METRICS else OTHER
