@@ -23,7 +23,7 @@ import platform
 import time
 from collections.abc import Callable
 from functools import partial
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import numpy as np
 from driftline.detectors import (
@@ -76,16 +76,48 @@ def bench_window(rows: int, features: int, repeat: int) -> None:
     print(f"  flagged features: {bad}")
 
 
+#: The bench window's start (2026-01-01T00:00:00Z); its rows spread over one hour.
+START = 1_767_225_600.0
+
+
+def _store_rows(
+    store: Any,
+    at: np.ndarray,
+    rows: int,
+    window: dict[str, np.ndarray],
+    predictions: np.ndarray,
+    **extra: Any,
+) -> None:
+    """Insert rows ``at`` of a one-hour window of ``rows`` rows as one batch."""
+    from driftline.schemas.codec import PredictionColumns
+
+    from driftline.store.rows import KafkaPosition, PredictionRows
+
+    batch = PredictionRows()
+    batch.add(
+        PredictionColumns(
+            model_id="bench",
+            model_version="v1",
+            event_ids=np.array([f"e{j}" for j in at.tolist()], dtype=object),
+            timestamps=START + at * (3600.0 / rows),
+            numeric={n: values[at] for n, values in window.items()},
+            categorical={},
+            prediction_value=predictions[at].astype(float),
+            prediction_class=None,
+            **extra,
+        ),
+        KafkaPosition("bench", 0, int(at[0]) if at.size else 0),
+    )
+    store.insert_arrow("predictions", batch.build())
+
+
 def bench_segments(rows: int, features: int, values: int, repeat: int) -> None:
     """Whole model alone, then the whole model and ``values`` slices of one key."""
     import tempfile
     from pathlib import Path
 
-    from driftline.schemas.codec import PredictionColumns
-
     from driftline.store import EmbeddedStore, migrate
     from driftline.store.aggregates import windows_aggregates
-    from driftline.store.rows import KafkaPosition, PredictionRows
 
     rng = np.random.default_rng(2)
     names = [f"f{i:02d}" for i in range(features)]
@@ -131,22 +163,10 @@ def bench_segments(rows: int, features: int, values: int, repeat: int) -> None:
         order = np.argsort(segments, kind="stable")
         bounds = np.searchsorted(segments[order], countries)
         bounds = np.append(bounds, rows)
-        start = 1_767_225_600.0
+        start = START
         for i, country in enumerate(countries.tolist()):
             at = order[bounds[i] : bounds[i + 1]]
-            batch = PredictionRows()
-            batch.add(
-                PredictionColumns(
-                    model_id="bench", model_version="v1",
-                    event_ids=np.array([f"e{j}" for j in at.tolist()], dtype=object),
-                    timestamps=start + at * (3600.0 / rows),
-                    numeric={n: window[n][at] for n in names}, categorical={},
-                    prediction_value=predictions[at].astype(float), prediction_class=None,
-                    segment={"country": country},
-                ),
-                KafkaPosition("bench", 0, i),
-            )  # fmt: skip
-            store.insert_arrow("predictions", batch.build())
+            _store_rows(store, at, rows, window, predictions, segment={"country": country})
         pushed = {}
         for config_name in ("plain", "sliced"):
             profile = profiles[config_name]
@@ -177,11 +197,8 @@ def bench_label_free(rows: int, features: int, repeat: int) -> None:
     import tempfile
     from pathlib import Path
 
-    from driftline.schemas.codec import PredictionColumns
-
     from driftline.store import EmbeddedStore, migrate
     from driftline.store.aggregates import windows_aggregates
-    from driftline.store.rows import KafkaPosition, PredictionRows
 
     rng = np.random.default_rng(3)
     names = [f"f{i:02d}" for i in range(features)]
@@ -218,23 +235,11 @@ def bench_label_free(rows: int, features: int, repeat: int) -> None:
     with tempfile.TemporaryDirectory() as folder:
         store = EmbeddedStore(Path(folder) / "db", "bench")
         migrate(store)
-        start = 1_767_225_600.0
+        start = START
         step = 100_000
         for lo in range(0, rows, step):
             at = np.arange(lo, min(rows, lo + step))
-            batch = PredictionRows()
-            batch.add(
-                PredictionColumns(
-                    model_id="bench", model_version="v1",
-                    event_ids=np.array([f"e{j}" for j in at.tolist()], dtype=object),
-                    timestamps=start + at * (3600.0 / rows),
-                    numeric={n: window[n][at] for n in names}, categorical={},
-                    prediction_value=predictions[at].astype(float), prediction_class=None,
-                    score=scores[at],
-                ),
-                KafkaPosition("bench", 0, lo),
-            )  # fmt: skip
-            store.insert_arrow("predictions", batch.build())
+            _store_rows(store, at, rows, window, predictions, score=scores[at])
         pushed = {}
         for name, profile in profiles.items():
             pushed[name], _ = _best(

@@ -40,6 +40,8 @@ __all__ = [
     "DEFAULT_MIX",
     "START",
     "Stream",
+    "iso_at",
+    "json_lines",
     "monitor_yaml",
     "simulate",
     "write_jsonl",
@@ -335,3 +337,16 @@ def monitor_yaml(
         f"allowed_lateness: {allowed_lateness}\n"
     )
     return text + extra
+
+
+def json_lines(path: Path) -> list[dict[str, Any]]:
+    """The JSON objects of a JSONL output file (``metrics.jsonl``, ``alerts.jsonl``)."""
+    return [orjson.loads(line) for line in Path(path).read_bytes().splitlines()]
+
+
+def iso_at(window: int, size: float = 3600.0) -> str:
+    """``window_start`` as the backtest writes it, of window ``window`` after START."""
+    from datetime import UTC, datetime
+
+    stamp = datetime.fromtimestamp(START + window * size, tz=UTC)
+    return stamp.isoformat().replace("+00:00", "Z")

@@ -10,27 +10,17 @@ the stream equals the backtest.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from backtest_streams import START, Stream, monitor_yaml, simulate, write_jsonl
+from backtest_streams import START, Stream, iso_at, json_lines, monitor_yaml, simulate, write_jsonl
 
 from driftline.backtest import reference_profile, run_backtest
 
 HOUR = 3600.0
 ESTIMATION = "performance: {estimation: {max_label_coverage: 0.5}}\n"
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _at(window: int, size: float = HOUR) -> str:
-    stamp = datetime.fromtimestamp(START + window * size, tz=UTC)
-    return stamp.isoformat().replace("+00:00", "Z")
 
 
 def calibrated(
@@ -70,28 +60,28 @@ def test_under_covariate_shift_the_estimate_follows_the_drop_and_alerts_before_l
     ref = write_jsonl(reference, tmp_path / "reference.jsonl")
     unlabelled = events.__class__(**{**events.__dict__, "labelled": np.zeros(events.rows, bool)})
     run_backtest(monitor, ref, write_jsonl(unlabelled, tmp_path / "none.jsonl"), tmp_path / "a")
-    rows = _lines(tmp_path / "a" / "metrics.jsonl")
+    rows = json_lines(tmp_path / "a" / "metrics.jsonl")
     estimated = [r for r in rows if r["metric"] == "estimated_accuracy"]
     assert len(estimated) == 8 and all(r["primary"] and r["label_coverage"] == 0 for r in estimated)
     assert all(r["lower"] < r["value"] < r["upper"] for r in estimated)
     # no label anywhere, yet the estimated accuracy alerts in the first shifted window
-    alerts = _lines(tmp_path / "a" / "alerts.jsonl")
+    alerts = json_lines(tmp_path / "a" / "alerts.jsonl")
     first = min(a["window_start"] for a in alerts if a["kind"] == "estimated_performance")
-    assert first == _at(4)
+    assert first == iso_at(4)
     assert all(r["status"] == "ok" for r in estimated[:4])
     assert not [r for r in rows if r["kind"] == "performance" and r["value"] is not None]
 
     # the same events with every label: the estimate tracks the realized accuracy
     run_backtest(monitor, ref, write_jsonl(events, tmp_path / "all.jsonl"), tmp_path / "b")
-    rows = _lines(tmp_path / "b" / "metrics.jsonl")
+    rows = json_lines(tmp_path / "b" / "metrics.jsonl")
     realized = {r["window_start"]: r["value"] for r in rows if r["metric"] == "accuracy"}
     estimate = {r["window_start"]: r for r in rows if r["metric"] == "estimated_accuracy"}
     errors = [abs(estimate[w]["value"] - realized[w]) for w in realized]
     assert float(np.mean(errors)) <= 0.03
-    assert realized[_at(0)] - realized[_at(7)] > 0.05  # the shift costs accuracy
+    assert realized[iso_at(0)] - realized[iso_at(7)] > 0.05  # the shift costs accuracy
     # labelled windows: the estimate is recorded but no longer alerts
     assert all(not r["primary"] and r["label_coverage"] == 1.0 for r in estimate.values())
-    kinds = {a["kind"] for a in _lines(tmp_path / "b" / "alerts.jsonl")}
+    kinds = {a["kind"] for a in json_lines(tmp_path / "b" / "alerts.jsonl")}
     assert "estimated_performance" not in kinds
 
 
@@ -119,7 +109,7 @@ def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> 
     events_path = write_jsonl(events, tmp_path / "events.jsonl", batch_size=500)
     out = tmp_path / "out"
     run_backtest(monitor, ref_path, events_path, out)
-    want = _lines(out / "alerts.jsonl")
+    want = json_lines(out / "alerts.jsonl")
     assert any(a["kind"] == "estimated_performance" for a in want)
     h = Harness(tmp_path, monitor)
     try:
@@ -187,7 +177,7 @@ def test_a_real_worker_gives_the_backtests_estimates_and_multivariate_drift(
     events_path = write_jsonl(events, tmp_path / "events.jsonl", batch_size=500)
     out = tmp_path / "out"
     run_backtest(monitor, ref_path, events_path, out)
-    want = _lines(out / "alerts.jsonl")
+    want = json_lines(out / "alerts.jsonl")
     assert {a["kind"] for a in want} >= {"estimated_performance", "multivariate_drift"}
 
     worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
@@ -212,7 +202,7 @@ def test_a_real_worker_gives_the_backtests_estimates_and_multivariate_drift(
     assert_same_metrics(metrics(worker), out)
 
 
-def multiclass_lines(
+def multiclassjson_lines(
     seed: int,
     windows: int,
     per_window: int,
@@ -287,8 +277,8 @@ def test_a_multiclass_models_accuracy_is_estimated_alike_in_the_stream_and_the_b
 
     from driftline.store.profiles import save_profile
 
-    ref_lines, _ = multiclass_lines(1, 4, 2_000, START - 3600, "r", None, 1.0, numeric_classes)
-    lines, realized = multiclass_lines(2, 5, 2_000, START, "e", 3, 0.1, numeric_classes)
+    ref_lines, _ = multiclassjson_lines(1, 4, 2_000, START - 3600, "r", None, 1.0, numeric_classes)
+    lines, realized = multiclassjson_lines(2, 5, 2_000, START, "e", 3, 0.1, numeric_classes)
     monitors = tmp_path / "monitors"
     monitors.mkdir()
     monitor = monitors / "credit.yaml"
@@ -301,14 +291,14 @@ def test_a_multiclass_models_accuracy_is_estimated_alike_in_the_stream_and_the_b
     events_path.write_bytes(b"\n".join(lines) + b"\n")
     out = tmp_path / "out"
     run_backtest(monitor, ref_path, events_path, out)
-    rows = _lines(out / "metrics.jsonl")
+    rows = json_lines(out / "metrics.jsonl")
     estimated = [r for r in rows if r["metric"] == "estimated_accuracy"]
     assert len(estimated) == 5 and not [r for r in rows if r["metric"] == "estimated_f1"]
     errors = np.abs(np.array([r["value"] for r in estimated]) - realized)
     assert float(errors.mean()) <= 0.03, errors
-    alerts = _lines(out / "alerts.jsonl")
+    alerts = json_lines(out / "alerts.jsonl")
     assert {a["window_start"] for a in alerts if a["kind"] == "estimated_performance"} == {
-        _at(3, 60.0)
+        iso_at(3, 60.0)
     }
     h = Harness(tmp_path, monitor)
     try:

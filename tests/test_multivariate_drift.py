@@ -9,26 +9,16 @@ backtest.
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from backtest_streams import START, Stream, monitor_yaml, simulate, write_jsonl
+from backtest_streams import START, Stream, iso_at, json_lines, monitor_yaml, simulate, write_jsonl
 
 from driftline.backtest import reference_profile, run_backtest
 
 HOUR = 3600.0
 MULTIVARIATE = "drift: {multivariate: {method: pca, variance: 0.65}}\n"
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _at(window: int, size: float = HOUR) -> str:
-    stamp = datetime.fromtimestamp(START + window * size, tz=UTC)
-    return stamp.isoformat().replace("+00:00", "Z")
 
 
 def correlated(stream: Stream, seed: int, flip_from: int | None, size: float = HOUR) -> Stream:
@@ -68,11 +58,11 @@ def test_a_correlation_flip_raises_multivariate_drift_in_its_window_and_no_data_
         simulate(n_windows=6, per_window=2_000, n_numeric=4, seed=2), seed=12, flip_from=3
     )
     out = _run(tmp_path, reference, events)
-    alerts = _lines(out / "alerts.jsonl")
+    alerts = json_lines(out / "alerts.jsonl")
     assert [(a["kind"], a["severity"], a["window_start"]) for a in alerts] == [
-        ("multivariate_drift", "critical", _at(3))
+        ("multivariate_drift", "critical", iso_at(3))
     ]
-    rows = [r for r in _lines(out / "metrics.jsonl") if r["kind"] == "multivariate_drift"]
+    rows = [r for r in json_lines(out / "metrics.jsonl") if r["kind"] == "multivariate_drift"]
     assert [r["status"] for r in rows] == ["ok"] * 3 + ["critical"] * 3
     assert all(r["metric"] == "pca_reconstruction_error" and r["feature"] is None for r in rows)
     assert min(r["value"] for r in rows[3:]) > 2 * max(r["value"] for r in rows[:3])
@@ -90,10 +80,10 @@ def test_no_drift_over_100_windows_raises_no_critical_multivariate_drift(
         simulate(n_windows=100, per_window=500, n_numeric=6, seed=4), seed=14, flip_from=None
     )
     out = _run(tmp_path, reference, events)
-    rows = [r for r in _lines(out / "metrics.jsonl") if r["kind"] == "multivariate_drift"]
+    rows = [r for r in json_lines(out / "metrics.jsonl") if r["kind"] == "multivariate_drift"]
     assert len(rows) == 100 and all(r["status"] != "insufficient" for r in rows)
     assert [r for r in rows if r["status"] == "critical"] == []
-    alerts = _lines(out / "alerts.jsonl")
+    alerts = json_lines(out / "alerts.jsonl")
     assert [
         a for a in alerts if a["kind"] == "multivariate_drift" and a["severity"] == "critical"
     ] == []
@@ -124,7 +114,7 @@ def test_the_stream_gives_the_backtest_multivariate_rows_per_segment(tmp_path: P
     events_path = write_jsonl(events, tmp_path / "events.jsonl", batch_size=500)
     out = tmp_path / "out"
     run_backtest(monitor, ref_path, events_path, out)
-    want = _lines(out / "alerts.jsonl")
+    want = json_lines(out / "alerts.jsonl")
     assert {(a["kind"], json.dumps(a["segment"])) for a in want} >= {
         ("multivariate_drift", "null"),
         ("multivariate_drift", '{"country": "de"}'),

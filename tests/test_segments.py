@@ -8,13 +8,12 @@ no critical alert; segment metrics equal a hand-computed split of the same event
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-from backtest_streams import START, monitor_yaml, simulate, write_jsonl
+from backtest_streams import START, iso_at, json_lines, monitor_yaml, simulate, write_jsonl
 from driftline.detectors.profiles import ModelProfile
 from driftline.detectors.statistics import get_statistic
 from driftline.schemas.monitor import MonitorConfig, MonitorConfigError
@@ -24,15 +23,6 @@ from driftline.backtest import run_backtest
 HOUR = 3600.0
 TEN = {f"s{i}": 1.0 for i in range(10)}
 SEGMENTS = "segments: {keys: [country], max_values: 8, min_samples: 200}\n"
-
-
-def _lines(path: Path) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in path.read_text().splitlines()]
-
-
-def _at(window: int) -> str:
-    stamp = datetime.fromtimestamp(START + window * HOUR, tz=UTC)
-    return stamp.isoformat().replace("+00:00", "Z")
 
 
 def _run(tmp_path: Path, reference: Any, events: Any, extra: str = SEGMENTS) -> Path:
@@ -60,17 +50,17 @@ def test_drift_confined_to_one_segment_is_found_there_in_its_first_window_and_no
         segment_shift=("s3", "x2", 3, 1.0),
     )  # fmt: skip
     out = _run(tmp_path, reference, events)
-    alerts = _lines(out / "alerts.jsonl")
+    alerts = json_lines(out / "alerts.jsonl")
     assert [(a["kind"], a["feature"], a["segment"], a["window_start"]) for a in alerts] == [
-        ("data_drift", "x2", {"country": "s3"}, _at(3))
+        ("data_drift", "x2", {"country": "s3"}, iso_at(3))
     ]
-    rows = _lines(out / "metrics.jsonl")
+    rows = json_lines(out / "metrics.jsonl")
     bad = {
         (r["window_start"], r["feature"], json.dumps(r["segment"]))
         for r in rows
         if r["kind"] == "data_drift" and r["status"] in ("warning", "critical")
     }
-    assert bad == {(_at(w), "x2", '{"country": "s3"}') for w in range(3, 6)}
+    assert bad == {(iso_at(w), "x2", '{"country": "s3"}') for w in range(3, 6)}
     # the slice is 10% of the traffic: the whole model's x2 is not critical
     whole = [
         r
@@ -93,9 +83,9 @@ def test_ten_segment_values_over_40_unchanged_windows_raise_no_critical_alert(
     events = simulate(n_windows=40, per_window=4_000, n_numeric=10, seed=4, segments=TEN)
     extra = "segments: {keys: [country], max_values: 10, min_samples: 200}\n"
     out = _run(tmp_path, reference, events, extra)
-    alerts = _lines(out / "alerts.jsonl")
+    alerts = json_lines(out / "alerts.jsonl")
     assert [a for a in alerts if a["severity"] == "critical"] == []
-    rows = _lines(out / "metrics.jsonl")
+    rows = json_lines(out / "metrics.jsonl")
     segment_rows = [r for r in rows if r["segment"] is not None and r["kind"] == "data_drift"]
     assert len(segment_rows) == 40 * 10 * 10  # every slice of every window was judged
     assert all(r["status"] != "insufficient" for r in segment_rows)
@@ -118,7 +108,7 @@ def test_segment_metrics_equal_a_hand_computed_split_of_the_same_events(
     out = _run(tmp_path, reference, events, extra)
     profile = ModelProfile.model_validate_json((out / "profile.json").read_text())
     assert list(profile.segments["country"]) == ["de", "fr", "_other"]
-    rows = _lines(out / "metrics.jsonl")
+    rows = json_lines(out / "metrics.jsonl")
     psi = get_statistic("psi")
     checked = 0
     for value in ("de", "fr", "_other"):
@@ -131,7 +121,7 @@ def test_segment_metrics_equal_a_hand_computed_split_of_the_same_events(
             got = {
                 (r["kind"], r["metric"], r["feature"]): r
                 for r in rows
-                if r["segment"] == {"country": value} and r["window_start"] == _at(window)
+                if r["segment"] == {"country": value} and r["window_start"] == iso_at(window)
             }
             assert got[("performance", "accuracy", None)]["n"] == int(events.labelled[at].sum())
             labelled = at & events.labelled
@@ -210,7 +200,7 @@ def test_the_stream_gives_the_backtest_segment_rows_and_alerts(tmp_path: Path) -
     from driftline.store.profiles import save_profile
 
     monitor, ref, events, out, stream = _stream_case(tmp_path)
-    want = _lines(out / "alerts.jsonl")
+    want = json_lines(out / "alerts.jsonl")
     segmented = [a for a in want if a["segment"] is not None]
     assert {(a["kind"], json.dumps(a["segment"])) for a in segmented} >= {
         ("data_drift", '{"country": "s3"}')
@@ -271,7 +261,7 @@ def test_a_real_worker_publishes_and_stores_the_backtest_segment_alerts(
     from driftline.backtest import reference_profile
 
     monitor, ref, events, out, stream = _stream_case(tmp_path)
-    want = _lines(out / "alerts.jsonl")
+    want = json_lines(out / "alerts.jsonl")
     worker = worker_factory(monitors_dir=str(monitor.parent), monitor_interval_seconds="0.5")
     worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
     topics = worker.settings.topics
