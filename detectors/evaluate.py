@@ -660,8 +660,11 @@ def _estimated_rows(
     profile: ModelProfile, config: MonitorConfig, data: WindowData
 ) -> list[MetricRow]:
     """CBPE's ``estimated_<metric>`` rows against the reference's realized metrics and
-    the performance section's drops; primary (alerting) only while the window's label
-    coverage is below ``performance.estimation.max_label_coverage``."""
+    the performance section's drops. The primary metric's row alerts while the window's
+    label coverage is below ``performance.estimation.max_label_coverage``; from there on
+    the realized metric takes over: the row's status is ``ok`` (an open
+    ``estimated_performance`` alert resolves, and the realized row alone alerts) and the
+    estimate itself stays recorded."""
     settings = config.performance.estimation
     if settings is None or profile.calibration is None:
         return []
@@ -690,6 +693,9 @@ def _estimated_rows(
             status = "warning"
         else:
             status = "ok"
+        primary = name == config.performance_metric
+        if primary and coverage >= settings.max_label_coverage and status != "insufficient":
+            status = "ok"  # handed over: the realized metric's row carries the verdict
         rows.append(
             MetricRow(
                 kind="estimated_performance",
@@ -702,8 +708,7 @@ def _estimated_rows(
                 status=status,
                 n=n,
                 label_coverage=coverage,
-                primary=name == config.performance_metric
-                and coverage < settings.max_label_coverage,
+                primary=primary,
                 lower=est.lower if est is not None else None,
                 upper=est.upper if est is not None else None,
             )

@@ -18,8 +18,9 @@ Encoding
     A numeric feature is standardised by the reference's mean and standard deviation;
     a categorical one is frequency-encoded (each category by its share of the
     reference; a category the reference never saw by 0) and then standardised. A
-    missing value is imputed with the reference mean (``z = 0``), so missing values
-    alone move the statistic down, never up; the data-quality rows watch them.
+    missing value is imputed with the reference mean (``z = 0``): a burst of missing
+    values in a feature that moves with others breaks their relation and raises the
+    statistic (the data-quality rows name the cause).
 Decomposable
     The sums ``n`` and ``Σ e`` of a window are exact and add up, so the store computes
     them per row in SQL (the same encoding, the same components) and the backtest in

@@ -149,7 +149,9 @@ def _profile(
         if whole.multivariate is not None:  # the model's components, the slice's errors
             own = whole.multivariate.with_reference(features, starts, config.drift.min_samples)
             profile = profile.model_copy(update={"multivariate": own})
-    if config.performance.estimation is not None and scores is not None and labels is not None:
+    if whole is not None:  # a slice: the whole model's calibration, as its bins
+        profile = profile.model_copy(update={"calibration": whole.calibration})
+    elif config.performance.estimation is not None and scores is not None and labels is not None:
         if multiclass:  # P(the prediction is right | its own class score)
             calibration = _confidence_calibration(scores, predictions, labels)
         else:

@@ -24,7 +24,11 @@ ESTIMATION = "performance: {estimation: {max_label_coverage: 0.5}}\n"
 
 
 def calibrated(
-    stream: Stream, seed: int, shift_from: int | None = None, size: float = HOUR
+    stream: Stream,
+    seed: int,
+    shift_from: int | None = None,
+    size: float = HOUR,
+    sharpness: float = 1.0,
 ) -> Stream:
     """A calibrated model of ``x0``: score ``sigmoid(2 x0)``, labels drawn from it,
     predictions at 0.5. From window ``shift_from`` on, ``x0`` moves toward the decision
@@ -38,7 +42,8 @@ def calibrated(
     x = rng.normal(1.2, 1.0, stream.rows) - np.minimum(shift, 1.2)
     stream.features["x0"][:] = np.round(x, 4)
     p = 1.0 / (1.0 + np.exp(-2.0 * stream.features["x0"]))
-    stream.scores[:] = np.round(p, 6)
+    # sharpness > 1: over-confident scores, which the reference's calibration corrects
+    stream.scores[:] = np.round(1.0 / (1.0 + np.exp(-2.0 * sharpness * stream.features["x0"])), 6)
     stream.predictions[:] = (stream.scores >= 0.5).astype(int)
     stream.labels[:] = (rng.random(stream.rows) < p).astype(int)
     return stream
@@ -79,8 +84,9 @@ def test_under_covariate_shift_the_estimate_follows_the_drop_and_alerts_before_l
     errors = [abs(estimate[w]["value"] - realized[w]) for w in realized]
     assert float(np.mean(errors)) <= 0.03
     assert realized[iso_at(0)] - realized[iso_at(7)] > 0.05  # the shift costs accuracy
-    # labelled windows: the estimate is recorded but no longer alerts
-    assert all(not r["primary"] and r["label_coverage"] == 1.0 for r in estimate.values())
+    # labelled windows: the estimate is recorded but hands over to the realized metric
+    assert all(r["label_coverage"] == 1.0 and r["status"] == "ok" for r in estimate.values())
+    assert {r["status"] for r in rows if r["metric"] == "accuracy"} >= {"critical"}
     kinds = {a["kind"] for a in json_lines(tmp_path / "b" / "alerts.jsonl")}
     assert "estimated_performance" not in kinds
 
@@ -94,12 +100,12 @@ def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> 
     reference = calibrated(
         simulate(n_windows=3, per_window=3_000, n_numeric=3, seed=5, id_prefix="r",
                  window_seconds=60.0, start=START - 3600, segments=mix),
-        seed=15, size=60.0,
+        seed=15, size=60.0, sharpness=2.0,
     )  # fmt: skip
     events = calibrated(
         simulate(n_windows=5, per_window=2_000, n_numeric=3, seed=6, window_seconds=60.0,
                  segments=mix, label_fraction=0.2),
-        seed=16, shift_from=2, size=60.0,
+        seed=16, shift_from=2, size=60.0, sharpness=2.0,
     )  # fmt: skip
     monitor = tmp_path / "monitors" / "credit.yaml"
     monitor.parent.mkdir()
@@ -121,6 +127,10 @@ def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> 
         estimated = [r for r in got if r["metric"] == "estimated_accuracy"]
         assert len(estimated) == 5 * 3  # whole, de, fr per window
         assert all(r["lower"] is not None and r["upper"] is not None for r in estimated)
+        profile = reference_profile(monitor, ref_path)[1]
+        assert profile.calibration is not None and profile.calibration.kept
+        for part in profile.segments["country"].values():  # slices use the model's
+            assert part.calibration == profile.calibration
         assert_same_metrics(got, out)
         assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in want]
     finally:
@@ -310,3 +320,40 @@ def test_a_multiclass_models_accuracy_is_estimated_alike_in_the_stream_and_the_b
         assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in alerts]
     finally:
         h.store.close()
+
+
+def test_an_estimated_alert_resolves_once_labels_cover_the_window(tmp_path: Path) -> None:
+    """Shifted windows without labels open ``estimated_performance``; when later windows
+    are labelled the realized metric takes over and the estimated alert resolves (the
+    realized ``performance`` alert carries on)."""
+    reference = calibrated(
+        simulate(n_windows=6, per_window=2_000, n_numeric=3, seed=1, id_prefix="r",
+                 start=START - 6 * HOUR),
+        seed=11,
+    )  # fmt: skip
+    events = calibrated(
+        simulate(n_windows=8, per_window=2_000, n_numeric=3, seed=2), seed=12, shift_from=2
+    )
+    window = np.floor((events.timestamps - START) / HOUR)
+    events.labelled[:] = window >= 5  # labels reach only the last three windows
+    monitor = tmp_path / "monitor.yaml"
+    monitor.write_text(monitor_yaml(events, extra=ESTIMATION))
+    out = tmp_path / "out"
+    run_backtest(
+        monitor,
+        write_jsonl(reference, tmp_path / "reference.jsonl"),
+        write_jsonl(events, tmp_path / "events.jsonl"),
+        out,
+    )
+    alerts = json_lines(out / "alerts.jsonl")
+    estimated = [a for a in alerts if a["kind"] == "estimated_performance"]
+    assert estimated and min(a["window_start"] for a in estimated) == iso_at(2)
+    assert any(a["kind"] == "performance" for a in alerts)
+    rows = json_lines(out / "metrics.jsonl")
+    statuses = [r["status"] for r in rows if r["metric"] == "estimated_accuracy"]
+    assert statuses[5:] == ["ok"] * 3 and "critical" in statuses[2:5]
+    summary = json.loads((out / "summary.json").read_text())
+    # the estimated alert is the one that resolved; the drift and performance ones stay
+    assert summary["alerts"]["by_kind"]["estimated_performance"] == 1
+    assert summary["alerts"]["resolved"] == 1
+    assert summary["alerts"]["open_at_end"] == summary["alerts"]["total"] - 1

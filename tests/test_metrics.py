@@ -526,3 +526,27 @@ def test_estimation_error_and_multivariate_drift_gauges_follow_the_whole_models_
     assert performance[(("metric", "roc_auc"), ("model_id", "credit"))] == pytest.approx(0.8)
     assert performance[(("metric", "estimated_roc_auc"), ("model_id", "credit"))] == 0.85
     assert len(performance) == 3  # accuracy, roc_auc, estimated_roc_auc: no slice's
+
+
+def test_the_estimation_error_follows_late_labels_into_older_windows() -> None:
+    """Labels come after the next window closed: the revision of the older window, with
+    both an estimate and a realized value, still sets the estimation error."""
+    registry = CollectorRegistry()
+    metrics = WorkerMetrics(registry, MONITORS)
+
+    def window(start: float, revision: int, realized: float | None) -> WindowReport:
+        rows = [row("estimated_performance", "estimated_roc_auc", None, 0.85)]
+        if realized is not None:
+            rows.append(row("performance", "roc_auc", None, realized, reference=0.9))
+        return report(start, revision).model_copy(update={"rows": tuple(rows)})
+
+    metrics.window_evaluated(window(0.0, 0, None), [], False, 0.1)
+    metrics.window_evaluated(window(60.0, 0, None), [], False, 0.1)  # the newest window
+    assert samples(registry, "driftline_estimation_error") == {}
+    metrics.window_evaluated(window(0.0, 1, 0.8), [], False, 0.1)  # its labels arrive
+    key = (("metric", "roc_auc"), ("model_id", "credit"))
+    assert samples(registry, "driftline_estimation_error")[key] == pytest.approx(0.05)
+    metrics.window_evaluated(window(60.0, 1, 0.9), [], False, 0.1)
+    assert samples(registry, "driftline_estimation_error")[key] == pytest.approx(-0.05)
+    metrics.window_evaluated(window(0.0, 2, 0.5), [], False, 0.1)  # older: kept the newer
+    assert samples(registry, "driftline_estimation_error")[key] == pytest.approx(-0.05)

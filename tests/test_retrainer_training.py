@@ -652,3 +652,46 @@ def test_a_retrained_versions_profile_has_the_monitors_segment_slices() -> None:
         assert accuracy.n == int(held.sum())
         assert accuracy.value == pytest.approx(float(np.mean(holdout.labels[held] == "1")))
     assert slices["de"].reference_performance.metrics["accuracy"].value == 1.0  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("task", ["binary_classification", "multiclass"])
+def test_a_retrained_versions_calibration_comes_from_its_holdout(task: str) -> None:
+    """Label-free estimation of a retrained version: the calibration is fitted on the
+    holdout's rows (the model is over-confident on rows it trained on), for the whole
+    model and its slices; a multiclass version calibrates its predicted class's score."""
+    from driftline.retrainer.worker import training_profile
+
+    rng = np.random.default_rng(9)
+    classes = ("0", "1") if task == "binary_classification" else ("a", "b", "c")
+
+    def dataset(n: int, start: float) -> LabelledDataset:
+        return LabelledDataset(
+            features={"x": rng.normal(size=n)},
+            labels=rng.choice(classes, n),
+            timestamps=start + np.arange(n, dtype=np.float64),
+            event_ids=np.array([f"e{start}-{i}" for i in range(n)]),
+            segments={"country": rng.choice(["de", "fr"], n)},
+        )
+
+    class Confident:
+        def predict(self, features: Mapping[str, Any]) -> Predictions:
+            n = len(features["x"])
+            scores = rng.dirichlet(np.ones(len(classes)) * 0.3, size=n)
+            labels = np.array(classes)[scores.argmax(axis=1)]
+            return Predictions(labels=labels, scores=scores, classes=classes)
+
+    monitor = MonitorConfig.from_mapping(
+        {
+            "model_id": "m",
+            "task": task,
+            "features": {"x": "numeric"},
+            "window": "10m",
+            "performance": {"estimation": {}},
+            "segments": {"keys": ["country"]},
+        }
+    )
+    train, holdout = dataset(3_000, 0.0), dataset(1_500, 10_000.0)
+    profile = training_profile(Confident(), train, monitor, "v2", holdout)
+    assert profile.calibration is not None and profile.calibration.n == 1_500
+    for part in profile.segments["country"].values():
+        assert part.calibration == profile.calibration

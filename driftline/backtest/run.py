@@ -242,8 +242,8 @@ def run_backtest(
         )
         report = step.report
         metric_lines.extend(metric_line(report, row) for row in report.rows)
-        worst = max(
-            (r.status for r in report.rows if r.primary),
+        worst = max(  # the whole model's status (slices have rows of their own)
+            (r.status for r in report.rows if r.primary and r.segment is None),
             key=lambda s: SEVERITY_RANK[s],
             default="insufficient",
         )

@@ -264,7 +264,7 @@ class WorkerMetrics:
         self.estimation_error = Gauge(
             "driftline_estimation_error",
             "Estimated minus realized value of the primary metric in the newest window that "
-            "has both (label-free estimation).",
+            "has both (label-free estimation; often a revision of an older window).",
             ["model_id", "metric"],
             registry=registry,
         )
@@ -304,6 +304,8 @@ class WorkerMetrics:
             registry=registry,
         )
         self._newest: dict[str, float] = {}
+        #: Per model, the newest window the estimation-error gauge was set from.
+        self._newest_estimated: dict[str, float] = {}
         # Series that exist from the start, so that rate() and increase() see the first event.
         for reason in REASONS:
             self.dead_letters.labels(reason)
@@ -450,6 +452,18 @@ class WorkerMetrics:
         with contextlib.suppress(KeyError):
             gauge.remove(*labels)
 
+    def _estimation_error(self, model: str, report: WindowReport) -> None:
+        """Set the estimation error from the newest window holding both an estimate and
+        a realized value: labels come late, so that is often a revision of an older
+        window."""
+        found = _estimate_and_realized(report)
+        if found is None or report.window_start < self._newest_estimated.get(model, -math.inf):
+            return
+        self._newest_estimated[model] = report.window_start
+        name, estimate, realized = found
+        metric = name if name in _PERFORMANCE_METRICS else OTHER
+        self.estimation_error.labels(model, metric).set(estimate - realized)
+
     def window_evaluated(
         self,
         report: WindowReport,
@@ -469,6 +483,7 @@ class WorkerMetrics:
             self.alerts_opened.labels(self.guard.model(alert.model_id), kind, alert.severity).inc()
         if retrain_requested:
             self.retrain_requests.labels(model).inc()
+        self._estimation_error(model, report)
         if report.window_start < self._newest.get(report.model_id, -math.inf):
             return  # a revision of an older window: the gauges show the newest one
         self._newest[report.model_id] = report.window_start
@@ -486,14 +501,8 @@ class WorkerMetrics:
                 feature = self.guard.feature(report.model_id, name)
                 self.drift.labels(model, feature, statistic).set(row.value)
                 self.drift_threshold.labels(model, feature, statistic).set(row.critical)
-        realized = {r.metric: r for r in whole if r.kind == "performance" and r.value is not None}
         for row in whole:
             if row.kind == "estimated_performance" and row.value is not None:
-                name = row.metric.removeprefix("estimated_")
-                known = realized.get(name)
-                if known is not None and known.primary and known.status != "insufficient":
-                    metric = name if name in _PERFORMANCE_METRICS else OTHER
-                    self.estimation_error.labels(model, metric).set(row.value - known.value)
                 estimated = row.metric if row.metric in _ESTIMATED_METRICS else OTHER
                 self.performance.labels(model, estimated).set(row.value)
         for row in whole:
@@ -503,6 +512,20 @@ class WorkerMetrics:
                 level = critical_level(row)
                 if level is not None:
                     self.performance_level.labels(model, metric).set(level)
+
+
+def _estimate_and_realized(report: WindowReport) -> tuple[str, float, float] | None:
+    """The primary metric's name, estimate and realized value of a window's whole-model
+    rows, when the window has both (the realized one judged on enough labels)."""
+    rows = [r for r in report.rows if r.segment is None and r.value is not None]
+    for known in rows:
+        if known.kind != "performance" or not known.primary or known.status == "insufficient":
+            continue
+        for row in rows:
+            if row.kind == "estimated_performance" and row.metric == f"estimated_{known.metric}":
+                assert row.value is not None and known.value is not None
+                return known.metric, row.value, known.value
+    return None
 
 
 def critical_level(row: MetricRow) -> float | None:
