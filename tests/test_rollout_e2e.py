@@ -125,11 +125,14 @@ def test_a_worker_killed_mid_rollout_resumes_and_promotes_like_the_backtest(
     assert [w["decision"] for w in want] == ["step", "promote"]
     lines = [orjson.dumps(e) for e in events]
     topic = worker.settings.topics.predictions
-    _send(producer, topic, lines[: len(lines) // 2])
+    # the first worker sees up to the middle of the canary window: it can judge the
+    # shadow window, never the canary one, however late the kill comes
+    half = next(i for i, e in enumerate(events) if e["timestamp"] >= START + 1.5 * WINDOW)
+    _send(producer, topic, lines[:half])
     wait_for(lambda: _judged(worker), lambda j: len(j) >= 1, 60, "the first judged window")
     worker.stop(signal.SIGKILL)
 
-    _send(producer, topic, [*lines[len(lines) // 2 - 50 :], clock_event(START + 6 * WINDOW, "m")])
+    _send(producer, topic, [*lines[half - 50 :], clock_event(START + 6 * WINDOW, "m")])
     worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
     wait_for(lambda: _judged(worker), lambda j: len(j) == 4, 90, "every window judged")
     assert _judged(worker) == [
