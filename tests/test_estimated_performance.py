@@ -92,9 +92,7 @@ def test_under_covariate_shift_the_estimate_follows_the_drop_and_alerts_before_l
 
 
 def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> None:
-    from test_monitor import Harness, assert_same_metrics, clock_event
-
-    from driftline.store.profiles import save_profile
+    from test_monitor import assert_same_metrics, streamed
 
     mix = {"de": 0.6, "fr": 0.4}
     reference = calibrated(
@@ -117,12 +115,9 @@ def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> 
     run_backtest(monitor, ref_path, events_path, out)
     want = json_lines(out / "alerts.jsonl")
     assert any(a["kind"] == "estimated_performance" for a in want)
-    h = Harness(tmp_path, monitor)
-    try:
-        save_profile(h.store, reference_profile(monitor, ref_path)[1])
-        h.ingest(events_path.read_bytes().splitlines())
-        h.ingest([clock_event(float(events.timestamps.max()) + 60 + 10 + 60)])
-        h.tick()
+    lines = events_path.read_bytes().splitlines()
+    clock = float(events.timestamps.max()) + 60 + 10 + 60
+    with streamed(tmp_path, monitor, ref_path, lines, clock) as h:
         got = h.metrics()
         estimated = [r for r in got if r["metric"] == "estimated_accuracy"]
         assert len(estimated) == 5 * 3  # whole, de, fr per window
@@ -133,8 +128,6 @@ def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> 
             assert part.calibration == profile.calibration
         assert_same_metrics(got, out)
         assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in want]
-    finally:
-        h.store.close()
 
 
 def test_estimation_is_refused_for_tasks_it_cannot_estimate() -> None:
@@ -157,9 +150,8 @@ def test_a_real_worker_gives_the_backtests_estimates_and_multivariate_drift(
 ) -> None:
     """tansu, a worker process and chDB: both label-free metrics, in ClickHouse and as
     alerts on Kafka, equal the backtest's."""
-    from e2e_support import consume_all, wait_for
-    from test_monitor import assert_same_metrics, clock_event
-    from test_monitor_e2e import metrics
+    from test_monitor import assert_same_metrics
+    from test_monitor_e2e import metrics, replayed
     from test_multivariate_drift import correlated
 
     reference = correlated(
@@ -190,29 +182,15 @@ def test_a_real_worker_gives_the_backtests_estimates_and_multivariate_drift(
     want = json_lines(out / "alerts.jsonl")
     assert {a["kind"] for a in want} >= {"estimated_performance", "multivariate_drift"}
 
-    worker = worker_factory(monitors_dir=str(monitors), monitor_interval_seconds="0.5")
-    worker.reader.save_profile(reference_profile(monitor, ref_path)[1].to_json())
-    topics = worker.settings.topics
-    lines = events_path.read_bytes().splitlines()
-    lines.append(clock_event(float(events.timestamps.max()) + 60 + 10 + 60))
-    for line in lines:
-        producer.produce(topics.predictions, line, key=b"credit")
-    assert producer.flush(15) == 0
-    wait_for(
-        lambda: int(worker.scalar("SELECT uniqExact(window_start) FROM window_metrics")),
-        lambda n: n == 5,
-        60,
-        "5 closed windows",
+    clock = float(events.timestamps.max()) + 60 + 10 + 60
+    worker, got = replayed(
+        worker_factory, producer, monitor, ref_path, events_path, clock, 5, len(want)
     )
-    got = [
-        json.loads(m.value())
-        for m in consume_all(worker.bootstrap_servers, topics.alerts, len(want))
-    ]
     assert [a["alert_id"] for a in got] == [a["alert_id"] for a in want]
     assert_same_metrics(metrics(worker), out)
 
 
-def multiclassjson_lines(
+def multiclass_lines(
     seed: int,
     windows: int,
     per_window: int,
@@ -283,12 +261,10 @@ def test_a_multiclass_models_accuracy_is_estimated_alike_in_the_stream_and_the_b
     """The predicted class's own score, calibrated on the reference against being
     right: the estimate follows the realized accuracy, alerts under covariate shift
     with few labels, and the store's pushed-down blocks give the backtest's rows."""
-    from test_monitor import Harness, assert_same_metrics, clock_event
+    from test_monitor import assert_same_metrics, streamed
 
-    from driftline.store.profiles import save_profile
-
-    ref_lines, _ = multiclassjson_lines(1, 4, 2_000, START - 3600, "r", None, 1.0, numeric_classes)
-    lines, realized = multiclassjson_lines(2, 5, 2_000, START, "e", 3, 0.1, numeric_classes)
+    ref_lines, _ = multiclass_lines(1, 4, 2_000, START - 3600, "r", None, 1.0, numeric_classes)
+    lines, realized = multiclass_lines(2, 5, 2_000, START, "e", 3, 0.1, numeric_classes)
     monitors = tmp_path / "monitors"
     monitors.mkdir()
     monitor = monitors / "credit.yaml"
@@ -310,16 +286,9 @@ def test_a_multiclass_models_accuracy_is_estimated_alike_in_the_stream_and_the_b
     assert {a["window_start"] for a in alerts if a["kind"] == "estimated_performance"} == {
         iso_at(3, 60.0)
     }
-    h = Harness(tmp_path, monitor)
-    try:
-        save_profile(h.store, reference_profile(monitor, ref_path)[1])
-        h.ingest(lines)
-        h.ingest([clock_event(START + 5 * 60.0 + 60 + 10 + 60)])
-        h.tick()
+    with streamed(tmp_path, monitor, ref_path, lines, START + 5 * 60.0 + 60 + 10 + 60) as h:
         assert_same_metrics(h.metrics(), out)
         assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in alerts]
-    finally:
-        h.store.close()
 
 
 def test_an_estimated_alert_resolves_once_labels_cover_the_window(tmp_path: Path) -> None:

@@ -183,9 +183,7 @@ def test_the_stream_learns_the_same_thresholds_and_alerts_as_the_backtest(
     """A reference of six windows whose accuracy moves from window to window (so the
     spread is learned, not 0), a stream whose accuracy falls at window 5: the stream's
     rows carry the backtest's thresholds, and it raises the backtest's alerts."""
-    from test_monitor import Harness, assert_same_metrics, clock_event
-
-    from driftline.store.profiles import save_profile
+    from test_monitor import assert_same_metrics, streamed
 
     parts = [
         simulate(
@@ -227,19 +225,13 @@ def test_the_stream_learns_the_same_thresholds_and_alerts_as_the_backtest(
     spread = profile.performance_spread["accuracy"]
     assert spread.windows == 6 and spread.tau > 0.01
     assert profile.drift_spread["x0"]["psi"].windows == 6
-    h = Harness(tmp_path, monitor)
-    try:
-        save_profile(h.store, profile)
-        h.ingest(events.read_bytes().splitlines())
-        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
-        h.tick()
+    clock = float(stream.timestamps.max()) + 60 + 10 + 60
+    with streamed(tmp_path, monitor, ref, events.read_bytes().splitlines(), clock) as h:
         assert_same_metrics(h.metrics(), out)
         want = [orjson.loads(x) for x in (out / "alerts.jsonl").read_bytes().splitlines()]
         assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in want]
         performance = [a for a in want if a["kind"] == "performance"]
         assert performance and {a["window_start"] for a in performance} == {_at_minute(stream, 5)}
-    finally:
-        h.store.close()
 
 
 def _at_minute(stream: Any, window: int) -> str:

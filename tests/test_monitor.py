@@ -6,7 +6,8 @@ import asyncio
 import math
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,24 @@ class Harness:
             "warning, critical, segment, lower, upper FROM window_metrics FINAL "
             "ORDER BY ws, metric, feature, segment"
         )
+
+
+@contextmanager
+def streamed(
+    folder: Path, monitor: Path, reference: Path, lines: list[bytes], clock: float
+) -> Iterator[Harness]:
+    """The in-process stream after ``lines``: the reference file's profile stored, the
+    lines ingested, a clock event at ``clock`` closing their windows, one tick; the
+    store is closed on the way out."""
+    h = Harness(folder, monitor)
+    try:
+        save_profile(h.store, reference_profile(monitor, reference)[1])
+        h.ingest(lines)
+        h.ingest([clock_event(clock)])
+        h.tick()
+        yield h
+    finally:
+        h.store.close()
 
 
 def clock_event(at: float, model_id: str = "credit", model_version: str = "v1") -> bytes:

@@ -116,6 +116,28 @@ def metrics(worker: WorkerProcess) -> list[dict[str, Any]]:
     )
 
 
+def replayed(
+    worker_factory: Any,
+    producer: Producer,
+    monitor: Path,
+    reference: Path,
+    events: Path,
+    clock: float,
+    n_windows: int,
+    n_alerts: int,
+) -> tuple[WorkerProcess, list[dict[str, Any]]]:
+    """A worker over ``monitor``'s folder with the reference file's profile, fed the
+    events file and a clock event at ``clock``: once ``n_windows`` windows closed, the
+    worker and the first ``n_alerts`` alerts it published."""
+    worker = worker_factory(monitors_dir=str(monitor.parent), monitor_interval_seconds="0.5")
+    worker.reader.save_profile(reference_profile(monitor, reference)[1].to_json())
+    topics = worker.settings.topics
+    send(producer, topics.predictions, [*events.read_bytes().splitlines(), clock_event(clock)])
+    wait_for(lambda: windows(worker), lambda n: n == n_windows, 60, f"{n_windows} windows")
+    alerts = consume_all(worker.bootstrap_servers, topics.alerts, n_alerts)
+    return worker, [orjson.loads(m.value()) for m in alerts]
+
+
 def windows(worker: WorkerProcess) -> int:
     return int(worker.scalar("SELECT uniqExact(window_start) FROM window_metrics"))
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from backtest_streams import START, Stream, iso_at, json_lines, monitor_yaml, simulate, write_jsonl
 
-from driftline.backtest import reference_profile, run_backtest
+from driftline.backtest import run_backtest
 
 HOUR = 3600.0
 MULTIVARIATE = "drift: {multivariate: {method: pca, variance: 0.65}}\n"
@@ -90,9 +90,7 @@ def test_no_drift_over_100_windows_raises_no_critical_multivariate_drift(
 
 
 def test_the_stream_gives_the_backtest_multivariate_rows_per_segment(tmp_path: Path) -> None:
-    from test_monitor import Harness, assert_same_metrics, clock_event
-
-    from driftline.store.profiles import save_profile
+    from test_monitor import assert_same_metrics, streamed
 
     mix = {"de": 0.6, "fr": 0.4}
     reference = correlated(
@@ -119,16 +117,11 @@ def test_the_stream_gives_the_backtest_multivariate_rows_per_segment(tmp_path: P
         ("multivariate_drift", "null"),
         ("multivariate_drift", '{"country": "de"}'),
     }
-    h = Harness(tmp_path, monitor)
-    try:
-        save_profile(h.store, reference_profile(monitor, ref_path)[1])
-        h.ingest(events_path.read_bytes().splitlines())
-        h.ingest([clock_event(float(events.timestamps.max()) + 60 + 10 + 60)])
-        h.tick()
+    lines = events_path.read_bytes().splitlines()
+    clock = float(events.timestamps.max()) + 60 + 10 + 60
+    with streamed(tmp_path, monitor, ref_path, lines, clock) as h:
         got = h.metrics()
         # the whole model, de and fr in each of 5 windows (_other holds no rows)
         assert sum(r["kind"] == "multivariate_drift" for r in got) == 5 * 3
         assert_same_metrics(got, out)
         assert [a["alert_id"] for a in h.sent["alerts"]] == [a["alert_id"] for a in want]
-    finally:
-        h.store.close()

@@ -194,10 +194,7 @@ def _stream_case(tmp_path: Path) -> tuple[Path, Path, Path, Path, Any]:
 def test_the_stream_gives_the_backtest_segment_rows_and_alerts(tmp_path: Path) -> None:
     """The store's pushed-down slices through the streaming monitor: every window's
     rows of the whole model and of each slice, and the alerts, as the backtest has them."""
-    from test_monitor import Harness, assert_same_metrics, clock_event
-
-    from driftline.backtest import reference_profile
-    from driftline.store.profiles import save_profile
+    from test_monitor import assert_same_metrics, streamed
 
     monitor, ref, events, out, stream = _stream_case(tmp_path)
     want = json_lines(out / "alerts.jsonl")
@@ -205,12 +202,9 @@ def test_the_stream_gives_the_backtest_segment_rows_and_alerts(tmp_path: Path) -
     assert {(a["kind"], json.dumps(a["segment"])) for a in segmented} >= {
         ("data_drift", '{"country": "s3"}')
     }
-    h = Harness(tmp_path, monitor)
-    try:
-        save_profile(h.store, reference_profile(monitor, ref)[1])
-        h.ingest(events.read_bytes().splitlines())
-        h.ingest([clock_event(float(stream.timestamps.max()) + 60 + 10 + 60)])
-        h.tick()
+    lines = events.read_bytes().splitlines()
+    clock = float(stream.timestamps.max()) + 60 + 10 + 60
+    with streamed(tmp_path, monitor, ref, lines, clock) as h:
         got = h.metrics()
         assert {r["segment"] for r in got} == {"", *(f"country=s{i}" for i in range(4))} | {
             "country=_other"
@@ -244,8 +238,6 @@ def test_the_stream_gives_the_backtest_segment_rows_and_alerts(tmp_path: Path) -
         others = re.findall(r'data-segment="country=s[0124]" data-status="(\w+)"', page)
         assert others and "critical" not in others
         assert "country=s3" in page.split('id="alerts"')[1]  # the alert names its slice
-    finally:
-        h.store.close()
 
 
 @pytest.mark.e2e
@@ -254,32 +246,13 @@ def test_a_real_worker_publishes_and_stores_the_backtest_segment_alerts(
 ) -> None:
     """tansu, a worker process and chDB: segmented windows and alerts in ClickHouse and
     on Kafka equal the backtest."""
-    from e2e_support import consume_all, wait_for
-    from test_monitor import assert_same_metrics, clock_event
-    from test_monitor_e2e import metrics
-
-    from driftline.backtest import reference_profile
+    from test_monitor import assert_same_metrics
+    from test_monitor_e2e import metrics, replayed
 
     monitor, ref, events, out, stream = _stream_case(tmp_path)
     want = json_lines(out / "alerts.jsonl")
-    worker = worker_factory(monitors_dir=str(monitor.parent), monitor_interval_seconds="0.5")
-    worker.reader.save_profile(reference_profile(monitor, ref)[1].to_json())
-    topics = worker.settings.topics
-    lines = events.read_bytes().splitlines()
-    lines.append(clock_event(float(stream.timestamps.max()) + 60 + 10 + 60))
-    for line in lines:
-        producer.produce(topics.predictions, line, key=b"credit")
-    assert producer.flush(15) == 0
-    wait_for(
-        lambda: int(worker.scalar("SELECT uniqExact(window_start) FROM window_metrics")),
-        lambda n: n == 6,
-        60,
-        "6 closed windows",
-    )
-    got = [
-        json.loads(m.value())
-        for m in consume_all(worker.bootstrap_servers, topics.alerts, len(want))
-    ]
+    clock = float(stream.timestamps.max()) + 60 + 10 + 60
+    worker, got = replayed(worker_factory, producer, monitor, ref, events, clock, 6, len(want))
     assert [(a["alert_id"], a["segment"]) for a in got] == [
         (a["alert_id"], a["segment"]) for a in want
     ]
