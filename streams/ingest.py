@@ -4,7 +4,9 @@
 letters out) and :class:`Ingestor` the shell that stores the tables and sends
 the dead letters. Offsets are acknowledged by the Faust agent only after
 :meth:`Ingestor.persist` returned, that is after the rows are stored and the
-dead letters are delivered.
+dead letters are delivered. Within a group, labels and shadow predictions are
+stored before predictions: a model's watermark is read from its stored predictions,
+so it never passes a window's close before the labels sent ahead of it are stored.
 
 A message can also be refused by the store although it decoded (a
 deterministic error, :func:`~driftline.store.backend.is_deterministic`): then the
@@ -358,12 +360,16 @@ class Ingestor:
         warm_up()
 
     def _insert_rows(self, outcome: IngestOutcome) -> None:
-        if outcome.predictions is not None:
-            self.store.insert_arrow("predictions", outcome.predictions)
-        if outcome.shadow_predictions is not None:
-            self.store.insert_arrow("shadow_predictions", outcome.shadow_predictions)
+        # Predictions go last: a model's watermark is read from the stored predictions,
+        # so when it passes a window's close, the labels and shadow predictions sent
+        # before them (in this group too) are already stored. A window judged once (a
+        # rollout's) never sees a watermark that ran ahead of its own labels.
         if outcome.feedback is not None:
             self.store.insert_arrow("feedback", outcome.feedback)
+        if outcome.shadow_predictions is not None:
+            self.store.insert_arrow("shadow_predictions", outcome.shadow_predictions)
+        if outcome.predictions is not None:
+            self.store.insert_arrow("predictions", outcome.predictions)
         if outcome.watermarks:
             # after the rows: a watermark never runs ahead of what is stored
             self.store.insert_arrow("watermarks", watermark_table(outcome.watermarks))

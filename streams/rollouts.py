@@ -17,7 +17,11 @@ Judging
     rollout's start on, once the model's watermark closed it (``end + allowed_lateness
     <= watermark``), gives its evidence, pushed down to ClickHouse
     (:func:`~driftline.store.rollouts.window_evidence_sql`: labels count when their
-    feedback time is before the window's close, as in the backtest), to the policy.
+    feedback time is before the window's close, as in the backtest), to the policy. A
+    window is judged once: the ingest stores a group's labels and shadow predictions
+    before its predictions (which move the watermark), so the labels sent on a topic
+    partition before the prediction that closes the window are there when it is judged;
+    labels on another partition or topic are in time within the allowed lateness.
 Acting
     ``step``: the challenger becomes ``canary`` at the new share; ``promote``: it becomes
     the champion (the former one a ``candidate``), and the policy watches it against its

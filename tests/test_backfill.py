@@ -508,3 +508,55 @@ def test_the_migration_carries_existing_watermarks_over_as_their_maximum(
 def test_route_keeps_the_group_for_isolation_without_copying() -> None:
     group = messages([prediction("a", T0)])
     assert route_messages(group, 1 << 20).messages is group
+
+
+class Snapshots:
+    """A store that counts the stored labels and shadow predictions each time predictions
+    (which move the model's watermark) are about to be inserted."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.database = store.database
+        self.before_predictions: list[tuple[int, int]] = []
+
+    def command(self, sql: str, parameters: dict[str, Any] | None = None) -> None:
+        self.store.command(sql, parameters)
+
+    def query(self, sql: str, parameters: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+        return self.store.query(sql, parameters)
+
+    def insert_arrow(self, table: str, data: pa.Table) -> None:
+        if table == "predictions":
+            labels = count(self.store, "SELECT count() FROM feedback")
+            shadows = count(self.store, "SELECT count() FROM shadow_predictions")
+            self.before_predictions.append((labels, shadows))
+        self.store.insert_arrow(table, data)
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def test_the_labels_of_a_group_are_stored_before_its_predictions_move_the_watermark(
+    store: Store,
+) -> None:
+    """A window judged once (a rollout's) is judged when the model's watermark, read from
+    the stored predictions, passes its close: the labels and shadow predictions sent
+    before those predictions must be stored by then, also within one group."""
+    group: list[dict[str, Any]] = []
+    for i in range(4):
+        group += [
+            prediction(f"w-{i}", T0 + i),
+            {**prediction(f"w-{i}", T0 + i), "model_version": "v2", "shadow": True},
+            {
+                "type": "feedback",
+                "event_id": f"w-{i}",
+                "model_id": "credit",
+                "timestamp": T0 + i + 1,
+                "label": 1,
+            },
+        ]
+    group.append(prediction("closes", T0 + 3600))  # past every window's close
+    snapshots = Snapshots(store)
+    store_group(Ingestor(snapshots, Letters(), 1 << 24), messages(group))
+    assert snapshots.before_predictions == [(4, 4)]
+    assert count(store, "SELECT count() FROM predictions") == 5
