@@ -25,6 +25,7 @@ report (``report.html`` in the data directory) and exit code 0 when the loop clo
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -342,6 +343,23 @@ def _window_of(when: Any) -> int:
     return int((float(when) - START) // WINDOW_SECONDS)
 
 
+#: Timings of one window's batch per model; the fastest is its latency (as ``timeit``).
+LATENCY_REPEATS = 3
+
+
+def _timed_predict(model: Any, features: Any, events: int) -> tuple[Any, float]:
+    """A model's predictions of one window's batch and its latency per event in ms: the
+    fastest of :data:`LATENCY_REPEATS` timings, so that a stall of a loaded machine in
+    one of them does not make the latency guardrail judge the machine, not the model."""
+    best = math.inf
+    predicted: Any = None
+    for _ in range(LATENCY_REPEATS):
+        started = time.perf_counter()
+        predicted = model.predict(features)
+        best = min(best, time.perf_counter() - started)
+    return predicted, best * 1000.0 / max(1, events)
+
+
 def _serve_window(
     plan: DemoPlan, window: int, subscriber: Any, logger: Any, feedback: Any
 ) -> tuple[str, float, str]:
@@ -356,9 +374,7 @@ def _serve_window(
     features = data["features"]
     snapshot = subscriber.snapshot()  # one read: champion and challenger together
     version = str(snapshot.event.version)
-    started = time.perf_counter()
-    predicted = snapshot.model.predict(features)
-    latency_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(data["event_ids"]))
+    predicted, latency_ms = _timed_predict(snapshot.model, features, len(data["event_ids"]))
     labels_out = predicted.labels.astype(str)
     scores = predicted.class_scores("1")
     served_by = np.full(len(labels_out), version, dtype=object)
@@ -369,9 +385,7 @@ def _serve_window(
     note = ""
     rollout = snapshot.challenger_event
     if rollout is not None:
-        started = time.perf_counter()
-        other = snapshot.challenger.predict(features)
-        other_ms = (time.perf_counter() - started) * 1000.0 / max(1, len(data["event_ids"]))
+        other, other_ms = _timed_predict(snapshot.challenger, features, len(data["event_ids"]))
         challenger_labels = other.labels.astype(str)
         if rollout.status == "canary":
             share = float(rollout.traffic or 0.0)

@@ -741,10 +741,11 @@ def run_retrainer(
                 backoff = min(backoff * 2, 60.0)
                 continue
             backoff = 1.0
-            consumer.commit(message=message, asynchronous=False)
+            # counted before the commit: a reader that sees the offset sees the count
             metrics.request_handled(request.model_id, outcome)
             if outcome.refused:
                 metrics.request_refused(outcome.refused)
+            consumer.commit(message=message, asynchronous=False)
             log.info(
                 "request %s %s%s",
                 request.request_id,

@@ -20,8 +20,10 @@ Judging
     feedback time is before the window's close, as in the backtest), to the policy. A
     window is judged once: the ingest stores a group's labels and shadow predictions
     before its predictions (which move the watermark), so the labels sent on a topic
-    partition before the prediction that closes the window are there when it is judged;
-    labels on another partition or topic are in time within the allowed lateness.
+    partition before the prediction that closes the window are there when it is judged.
+    Labels sent on another partition or on the feedback topic are stored by another
+    consumer, at its own pace: they count only if stored when the window is judged (the
+    allowed lateness, in event time, is the margin a producer gives them).
 Acting
     ``step``: the challenger becomes ``canary`` at the new share; ``promote``: it becomes
     the champion (the former one a ``candidate``), and the policy watches it against its

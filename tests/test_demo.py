@@ -27,6 +27,7 @@ def _driftline(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[
     )
 
 
+@pytest.mark.timeout(460)  # the demo's own limit below is 400 s
 def test_demo_closes_the_loop_from_drift_to_a_served_retrained_champion(tmp_path: Path) -> None:
     result = _driftline("demo", "--duration", "40", "--data-dir", str(tmp_path), timeout=400)
     out = result.stdout

@@ -150,7 +150,7 @@ def test_worker_refuses_a_bad_monitor_in_one_line_before_kafka(case: str, tmp_pa
     assert result.stderr.startswith(f"driftline: bad monitor config: {path}: {expected}")
     assert not kafka_contacted, "the worker reached for Kafka before checking its monitors"
     assert not (tmp_path / "worker.json").exists()
-    assert seconds < 20, seconds
+    assert seconds < 45, seconds  # a cold start on a loaded machine; Kafka is never reached
 
 
 # --------------------------------------------------------------------------- 2, 3. refusals

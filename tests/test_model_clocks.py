@@ -142,7 +142,9 @@ def test_a_window_evaluated_again_after_its_record_left_the_state_gets_a_higher_
     credit, monitor, ref_path = found["credit"]
     lines = write_jsonl(credit, tmp_path / "credit.jsonl", batch_size=250).read_bytes().splitlines()
     t0 = float(credit.timestamps.min())
-    h = Harness(tmp_path, monitor, horizon_seconds=2 * DAY, idle_seconds=2.0)
+    # idle after 5 s: a tick within 5 s of an ingest sees its partition active (a loaded
+    # machine stalls for seconds)
+    h = Harness(tmp_path, monitor, horizon_seconds=2 * DAY, idle_seconds=5.0)
     try:
         save_profile(h.store, reference_profile(monitor, ref_path)[1])
         held = [x for x in lines if b'"feedback_batch"' in x and window_of(credit, x) == 3]
@@ -155,7 +157,7 @@ def test_a_window_evaluated_again_after_its_record_left_the_state_gets_a_higher_
         assert x0(h)[three]["revision"] == 1
         # partition 0 goes quiet; partition 1 runs three days ahead: the model's watermark
         # is partition 1's, windows 0..7 fall beyond the horizon and leave the state
-        time.sleep(2.3)
+        time.sleep(5.3)
         far = t0 + 3 * DAY
         h.ingest([clock_event(far), clock_event(far + 2 * WINDOW + 10)], partition=1)
         h.tick()
@@ -163,7 +165,7 @@ def test_a_window_evaluated_again_after_its_record_left_the_state_gets_a_higher_
         assert far - far % WINDOW in x0(h)  # the first far window closed
         # partition 1 goes quiet, partition 0 wakes up with a late prediction in window 3:
         # the watermark is back at partition 0's, window 3 is within the horizon again
-        time.sleep(2.3)
+        time.sleep(5.3)
         h.ingest([prediction(credit, 3 * 500 + 7, event_id="late-3")], partition=0)
         h.tick()
         assert h.monitor.watermark < t0 + DAY

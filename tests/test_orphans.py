@@ -240,7 +240,7 @@ def test_driftline_demo_leaves_no_descendant_when_sigkilled(
         )
     # The retrainer line comes after the broker, the worker (its /health answers) and
     # the first model: every child the demo starts is running then.
-    wait_for(lambda: "  retrainer   pid" in out.read_text(), 50, "the demo's retrainer", demo)
+    wait_for(lambda: "  retrainer   pid" in out.read_text(), 150, "the demo's retrainer", demo)
     tree = descendants(demo.pid)
     commands = [p.command for p in tree]
     assert any(is_tansu(p) for p in tree), commands

@@ -118,6 +118,7 @@ def test_ruff_is_clean() -> None:
     assert fmt.returncode == 0, fmt.stdout + fmt.stderr
 
 
+@pytest.mark.timeout(660)  # a clean clone has no mypy cache; the run's own limit is 600 s
 @pytest.mark.parametrize("package", PACKAGES)
 def test_mypy_is_clean(package: str) -> None:
     mypy = _tool("mypy")

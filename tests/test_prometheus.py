@@ -317,17 +317,16 @@ def test_a_real_prometheus_scrapes_a_running_worker(
             server.query("driftline:ingested_rows:rate5m"),
         )
 
-    lag, delay, rate = wait_for(
+    # the recording rule runs over the scraped series: each needs two scrapes for a rate
+    recorded = {f"job=driftline-worker,{key}" for key in want_rows}
+    lag, delay, _ = wait_for(
         partition_gauges,
-        lambda v: all(v) and len(v[0]) == worker.settings.partitions,
-        30,
-        "lag, watermark delay and a recorded rate",
+        lambda v: all(v) and len(v[0]) == worker.settings.partitions and v[2].keys() == recorded,
+        60,
+        "lag, watermark delay and a recorded rate of every ingested series",
     )
     assert set(lag.values()) == {0.0}
     assert all(0 <= value < 600 for value in delay.values())
-    assert rate.keys() == {
-        f"job=driftline-worker,{key}" for key in want_rows
-    }  # the recording rule runs over the scraped series
 
     # more traffic: the counter grows between scrapes, so the recorded rate rises
     producer.produce(topics.predictions, batch("late", 250, time.time()), key=b"0")
@@ -411,7 +410,7 @@ def test_worker_metrics_follow_the_monitor_like_the_backtest(
     for line in events.read_bytes().splitlines():
         producer.produce(worker.settings.topics.predictions, line, key=b"credit")
     clock = float(stream.timestamps.max()) + 2 * window + 10
-    producer.produce(worker.settings.topics.predictions, clock_event(clock), key=b"clock")
+    producer.produce(worker.settings.topics.predictions, clock_event(clock), key=b"credit")
     assert producer.flush(15) == 0
 
     credit = (("model_id", "credit"),)

@@ -491,8 +491,10 @@ def test_report_of_a_real_pipeline_run_renders_in_chromium(
     topics = worker.settings.topics
     for line in events.read_bytes().splitlines():
         producer.produce(topics.predictions, line, key=b"credit")
-    producer.produce(
-        topics.predictions, clock_event(float(stream.timestamps.max()) + 2 * WINDOW + 10)
+    producer.produce(  # on the data's partition: it closes the last window at once
+        topics.predictions,
+        clock_event(float(stream.timestamps.max()) + 2 * WINDOW + 10),
+        key=b"credit",
     )
     assert producer.flush(15) == 0
     wait_for(
