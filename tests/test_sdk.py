@@ -473,7 +473,7 @@ def test_full_buffer_drops_after_bounded_wait() -> None:
     accepted = logger.log("late", {"x": 1.0}, 1)
     elapsed = time.monotonic() - started
     assert accepted is False
-    assert bound <= elapsed < bound + 0.25
+    assert bound <= elapsed < bound + 1.0  # bounded: the margin is a loaded machine's
     stats = logger.stats
     assert stats.rows_dropped == 1 and stats.rows_logged == 4 and stats.rows_buffered == 4
     # Room frees while a log() waits: it gets in before its bound.
@@ -507,7 +507,8 @@ def test_full_buffer_never_blocks_by_default() -> None:
         started = time.monotonic()
         assert logger.log(f"d{i}", {"x": 1.0}, 1) is False
         durations.append(time.monotonic() - started)
-    assert max(durations) < 0.05
+    # no wait at all (a stall of a loaded machine can still take one call 0.1 s)
+    assert sorted(durations)[len(durations) // 2] < 0.01 and max(durations) < 0.5
     assert logger.stats.rows_dropped == 20
     assert logger.close(timeout=0.1) == 2
     stats = logger.stats
@@ -534,7 +535,7 @@ def test_slow_broker_fills_producer_queue_then_drops() -> None:
     wait_until(lambda: memory.queued == 2)
     started = time.monotonic()
     assert logger.log("dropped", {"x": 1.0}, 1) is False
-    assert bound <= time.monotonic() - started < bound + 0.25
+    assert bound <= time.monotonic() - started < bound + 1.0
     stats = logger.stats
     assert stats.rows_dropped == 1
     assert stats.rows_in_flight == 10 and stats.rows_buffered == 10
