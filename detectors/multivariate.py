@@ -158,16 +158,17 @@ class MultivariateModel(_Frozen):
 
     def encode(self, features: Mapping[str, npt.ArrayLike], n: int) -> npt.NDArray[np.float64]:
         """The standardised ``n x d`` matrix of a window's rows (missing: 0)."""
-        out = np.zeros((n, len(self.columns)))
+        raw = np.full((n, len(self.columns)), np.nan, order="F")  # a column at a time
         for j, (name, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
             given = features.get(name)
-            if given is None:
-                continue
-            raw = _encoded(given, kind, self.frequencies.get(name, {}))
-            present = np.isfinite(raw)
-            z = (raw[present] - self.centers[j]) / self.scales[j]
-            out[present, j] = np.clip(z, -CLIP, CLIP)
-        return out
+            if given is not None:
+                raw[:, j] = _encoded(given, kind, self.frequencies.get(name, {}))
+        missing = ~np.isfinite(raw)
+        with np.errstate(invalid="ignore"):
+            z = (raw - np.asarray(self.centers)) / np.asarray(self.scales)
+        np.clip(z, -CLIP, CLIP, out=z)
+        z[missing] = 0.0
+        return np.ascontiguousarray(z)  # rows together, as the products downstream add
 
     def errors(self, features: Mapping[str, npt.ArrayLike], n: int) -> npt.NDArray[np.float64]:
         """Each row's squared reconstruction error."""
