@@ -158,17 +158,22 @@ class MultivariateModel(_Frozen):
 
     def encode(self, features: Mapping[str, npt.ArrayLike], n: int) -> npt.NDArray[np.float64]:
         """The standardised ``n x d`` matrix of a window's rows (missing: 0)."""
-        raw = np.full((n, len(self.columns)), np.nan, order="F")  # a column at a time
+        z = np.full((n, len(self.columns)), np.nan)
         for j, (name, kind) in enumerate(zip(self.columns, self.kinds, strict=True)):
             given = features.get(name)
-            if given is not None:
-                raw[:, j] = _encoded(given, kind, self.frequencies.get(name, {}))
-        missing = ~np.isfinite(raw)
-        with np.errstate(invalid="ignore"):
-            z = (raw - np.asarray(self.centers)) / np.asarray(self.scales)
+            if given is None:
+                continue
+            column = _encoded(given, kind, self.frequencies.get(name, {}))
+            if column.size != n:
+                raise ValueError(f"feature {name!r} has {column.size} values for {n} rows")
+            z[:, j] = column
+        missing = ~np.isfinite(z)
+        with np.errstate(invalid="ignore"):  # in place: one n x d matrix
+            np.subtract(z, np.asarray(self.centers), out=z)
+            np.divide(z, np.asarray(self.scales), out=z)
         np.clip(z, -CLIP, CLIP, out=z)
         z[missing] = 0.0
-        return np.ascontiguousarray(z)  # rows together, as the products downstream add
+        return z
 
     def errors(self, features: Mapping[str, npt.ArrayLike], n: int) -> npt.NDArray[np.float64]:
         """Each row's squared reconstruction error."""

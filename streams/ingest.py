@@ -6,7 +6,9 @@ the dead letters. Offsets are acknowledged by the Faust agent only after
 :meth:`Ingestor.persist` returned, that is after the rows are stored and the
 dead letters are delivered. Within a group, labels and shadow predictions are
 stored before predictions: a model's watermark is read from its stored predictions,
-so it never passes a window's close before the labels sent ahead of it are stored.
+so it never passes a window's close before the labels sent ahead of it *on the same
+partition* are stored (what labels on other partitions or topics can count on:
+:mod:`driftline.streams.rollouts`, "Judging").
 
 A message can also be refused by the store although it decoded (a
 deterministic error, :func:`~driftline.store.backend.is_deterministic`): then the

@@ -104,9 +104,11 @@ Concept drift (optional ``concept_drift`` section of the monitor config)
     ``concept_drift`` metric rows and alerts through the usual path. Detector states,
     the cursor and the counts live in the monitor state. A label whose key is behind
     the cursor when it arrives (later than the allowed lateness), or whose prediction
-    is not stored yet, is never fed; a label re-sent with the same timestamp is not fed
-    twice. With every label in time, the last revision of each window equals the
-    backtest's.
+    is not stored yet when a later label is fed (also a label already behind the
+    frontier that comes in the same ingest group as its late prediction: a group's
+    labels are stored before its predictions), is never fed; a label re-sent with the
+    same timestamp is not fed twice. With every label in time, the last revision of
+    each window equals the backtest's.
 Exactly once
     Per model, for the due windows of its versions together (up to 64 per version at a
     time): metric rows, then alert rows, then the Kafka events (awaited until delivered),

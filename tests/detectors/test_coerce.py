@@ -3,6 +3,7 @@ gets the canonical text that :func:`category_string` gives it alone."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,8 @@ from hypothesis import strategies as st
 POOL: list[Any] = [
     None, float("nan"), np.nan, True, False, np.bool_(True), 1, 1.0, np.int64(1), np.float64(1.0),
     0, -0.0, 2.5, np.float32(0.1), float("inf"), -3, 2**60, float(2**53), "1", "true", "", "a",
-    "é", b"x", np.str_("z"), "None",
+    "é", b"x", np.str_("z"), "None", Decimal("1.0"), Decimal("1.00"), (1,), (True,), 0j,
+    complex(-0.0, 0), np.uint8(1), np.float16(1.0),
 ]  # fmt: skip
 
 

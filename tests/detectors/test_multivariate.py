@@ -95,3 +95,18 @@ def test_the_kept_components_explain_the_asked_share(variance: float) -> None:
     axes = np.asarray(model.components)
     assert np.allclose(axes @ axes.T, np.eye(len(axes)), atol=1e-9)  # orthonormal rows
     assert model.explained >= variance or len(model.components) == len(model.columns) - 1
+
+
+def test_encoding_treats_infinite_and_missing_as_the_center_and_refuses_a_short_column() -> None:
+    model = fitted(0)
+    rng = np.random.default_rng(1)
+    window = draw(rng, 5)
+    window["a"][0], window["b"][1] = np.inf, -np.inf
+    window["c"][2] = np.nan
+    z = model.encode(window, 5)
+    assert z[0, model.columns.index("a")] == z[1, model.columns.index("b")] == 0.0
+    assert z[2, model.columns.index("c")] == 0.0 and np.abs(z).max() <= 4.0
+    assert z.flags.c_contiguous
+    window["a"] = window["a"][:1]
+    with pytest.raises(ValueError, match="feature 'a' has 1 values for 5 rows"):
+        model.encode(window, 5)
