@@ -339,6 +339,45 @@ def monitor_yaml(
     return text + extra
 
 
+@dataclass(frozen=True)
+class BacktestRun:
+    """The files :func:`backtest` wrote and ran ``driftline backtest`` on."""
+
+    monitor: Path
+    reference: Path
+    events: Path
+    out: Path
+
+    def alerts(self) -> list[dict[str, Any]]:
+        return json_lines(self.out / "alerts.jsonl")
+
+
+def backtest(
+    tmp_path: Path,
+    reference: Stream,
+    events: Stream,
+    *,
+    extra: str = "",
+    batch_size: int | None = 1000,
+    **yaml: str,
+) -> BacktestRun:
+    """Write ``monitors/<model>.yaml`` (:func:`monitor_yaml` with ``extra`` and ``yaml``),
+    the reference and the events into ``tmp_path`` and run the backtest into ``out``."""
+    from driftline.backtest import run_backtest
+
+    monitor = tmp_path / "monitors" / f"{events.model_id}.yaml"
+    monitor.parent.mkdir(exist_ok=True)
+    monitor.write_text(monitor_yaml(events, extra=extra, **yaml))
+    run = BacktestRun(
+        monitor,
+        write_jsonl(reference, tmp_path / "reference.jsonl"),
+        write_jsonl(events, tmp_path / "events.jsonl", batch_size=batch_size),
+        tmp_path / "out",
+    )
+    run_backtest(run.monitor, run.reference, run.events, run.out)
+    return run
+
+
 def json_lines(path: Path) -> list[dict[str, Any]]:
     """The JSON objects of a JSONL output file (``metrics.jsonl``, ``alerts.jsonl``)."""
     return [orjson.loads(line) for line in Path(path).read_bytes().splitlines()]

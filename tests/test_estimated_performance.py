@@ -15,7 +15,16 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backtest_streams import START, Stream, iso_at, json_lines, monitor_yaml, simulate, write_jsonl
+from backtest_streams import (
+    START,
+    Stream,
+    backtest,
+    iso_at,
+    json_lines,
+    monitor_yaml,
+    simulate,
+    write_jsonl,
+)
 
 from driftline.backtest import reference_profile, run_backtest
 
@@ -105,15 +114,17 @@ def test_the_stream_gives_the_backtest_estimates_per_segment(tmp_path: Path) -> 
                  segments=mix, label_fraction=0.2),
         seed=16, shift_from=2, size=60.0, sharpness=2.0,
     )  # fmt: skip
-    monitor = tmp_path / "monitors" / "credit.yaml"
-    monitor.parent.mkdir()
-    extra = ESTIMATION + "segments: {keys: [country]}\n"
-    monitor.write_text(monitor_yaml(events, window="1m", allowed_lateness="10s", extra=extra))
-    ref_path = write_jsonl(reference, tmp_path / "ref.jsonl")
-    events_path = write_jsonl(events, tmp_path / "events.jsonl", batch_size=500)
-    out = tmp_path / "out"
-    run_backtest(monitor, ref_path, events_path, out)
-    want = json_lines(out / "alerts.jsonl")
+    run = backtest(
+        tmp_path,
+        reference,
+        events,
+        extra=ESTIMATION + "segments: {keys: [country]}\n",
+        batch_size=500,
+        window="1m",
+        allowed_lateness="10s",
+    )
+    monitor, ref_path, events_path, out = run.monitor, run.reference, run.events, run.out
+    want = run.alerts()
     assert any(a["kind"] == "estimated_performance" for a in want)
     lines = events_path.read_bytes().splitlines()
     clock = float(events.timestamps.max()) + 60 + 10 + 60
@@ -170,16 +181,17 @@ def test_a_real_worker_gives_the_backtests_estimates_and_multivariate_drift(
         ),
         seed=20, flip_from=2, size=60.0,
     )  # fmt: skip
-    monitors = tmp_path / "monitors"
-    monitors.mkdir()
-    monitor = monitors / "credit.yaml"
-    extra = ESTIMATION + "drift: {multivariate: {variance: 0.65}}\n"
-    monitor.write_text(monitor_yaml(events, window="1m", allowed_lateness="10s", extra=extra))
-    ref_path = write_jsonl(reference, tmp_path / "ref.jsonl")
-    events_path = write_jsonl(events, tmp_path / "events.jsonl", batch_size=500)
-    out = tmp_path / "out"
-    run_backtest(monitor, ref_path, events_path, out)
-    want = json_lines(out / "alerts.jsonl")
+    run = backtest(
+        tmp_path,
+        reference,
+        events,
+        extra=ESTIMATION + "drift: {multivariate: {variance: 0.65}}\n",
+        batch_size=500,
+        window="1m",
+        allowed_lateness="10s",
+    )
+    monitor, ref_path, events_path, out = run.monitor, run.reference, run.events, run.out
+    want = run.alerts()
     assert {a["kind"] for a in want} >= {"estimated_performance", "multivariate_drift"}
 
     clock = float(events.timestamps.max()) + 60 + 10 + 60
@@ -305,15 +317,7 @@ def test_an_estimated_alert_resolves_once_labels_cover_the_window(tmp_path: Path
     )
     window = np.floor((events.timestamps - START) / HOUR)
     events.labelled[:] = window >= 5  # labels reach only the last three windows
-    monitor = tmp_path / "monitor.yaml"
-    monitor.write_text(monitor_yaml(events, extra=ESTIMATION))
-    out = tmp_path / "out"
-    run_backtest(
-        monitor,
-        write_jsonl(reference, tmp_path / "reference.jsonl"),
-        write_jsonl(events, tmp_path / "events.jsonl"),
-        out,
-    )
+    out = backtest(tmp_path, reference, events, extra=ESTIMATION).out
     alerts = json_lines(out / "alerts.jsonl")
     estimated = [a for a in alerts if a["kind"] == "estimated_performance"]
     assert estimated and min(a["window_start"] for a in estimated) == iso_at(2)

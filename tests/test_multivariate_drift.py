@@ -10,12 +10,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
-from backtest_streams import START, Stream, iso_at, json_lines, monitor_yaml, simulate, write_jsonl
-
-from driftline.backtest import run_backtest
+from backtest_streams import START, Stream, backtest, iso_at, json_lines, simulate
 
 HOUR = 3600.0
 MULTIVARIATE = "drift: {multivariate: {method: pca, variance: 0.65}}\n"
@@ -32,18 +29,8 @@ def correlated(stream: Stream, seed: int, flip_from: int | None, size: float = H
     return stream
 
 
-def _run(tmp_path: Path, reference: Stream, events: Stream, **yaml: Any) -> Path:
-    monitor = tmp_path / "monitors" / "credit.yaml"
-    monitor.parent.mkdir(exist_ok=True)
-    monitor.write_text(monitor_yaml(events, extra=MULTIVARIATE, **yaml))
-    out = tmp_path / "out"
-    run_backtest(
-        monitor,
-        write_jsonl(reference, tmp_path / "reference.jsonl"),
-        write_jsonl(events, tmp_path / "events.jsonl", batch_size=500),
-        out,
-    )
-    return out
+def _run(tmp_path: Path, reference: Stream, events: Stream, **yaml: str) -> Path:
+    return backtest(tmp_path, reference, events, extra=MULTIVARIATE, batch_size=500, **yaml).out
 
 
 def test_a_correlation_flip_raises_multivariate_drift_in_its_window_and_no_data_drift(
@@ -104,15 +91,17 @@ def test_the_stream_gives_the_backtest_multivariate_rows_per_segment(tmp_path: P
                  segments=mix, categorical={"channel": {"web": 0.7, "app": 0.3}}),
         seed=16, flip_from=3, size=60.0,
     )  # fmt: skip
-    monitor = tmp_path / "monitors" / "credit.yaml"
-    monitor.parent.mkdir()
-    extra = MULTIVARIATE + "segments: {keys: [country]}\n"
-    monitor.write_text(monitor_yaml(events, window="1m", allowed_lateness="10s", extra=extra))
-    ref_path = write_jsonl(reference, tmp_path / "ref.jsonl")
-    events_path = write_jsonl(events, tmp_path / "events.jsonl", batch_size=500)
-    out = tmp_path / "out"
-    run_backtest(monitor, ref_path, events_path, out)
-    want = json_lines(out / "alerts.jsonl")
+    run = backtest(
+        tmp_path,
+        reference,
+        events,
+        extra=MULTIVARIATE + "segments: {keys: [country]}\n",
+        batch_size=500,
+        window="1m",
+        allowed_lateness="10s",
+    )
+    monitor, ref_path, events_path, out = run.monitor, run.reference, run.events, run.out
+    want = run.alerts()
     assert {(a["kind"], json.dumps(a["segment"])) for a in want} >= {
         ("multivariate_drift", "null"),
         ("multivariate_drift", '{"country": "de"}'),

@@ -13,7 +13,15 @@ from typing import Any
 
 import numpy as np
 import pytest
-from backtest_streams import START, iso_at, json_lines, monitor_yaml, simulate, write_jsonl
+from backtest_streams import (
+    START,
+    backtest,
+    iso_at,
+    json_lines,
+    monitor_yaml,
+    simulate,
+    write_jsonl,
+)
 from driftline.detectors.profiles import ModelProfile
 from driftline.detectors.statistics import get_statistic
 from driftline.schemas.monitor import MonitorConfig, MonitorConfigError
@@ -26,16 +34,7 @@ SEGMENTS = "segments: {keys: [country], max_values: 8, min_samples: 200}\n"
 
 
 def _run(tmp_path: Path, reference: Any, events: Any, extra: str = SEGMENTS) -> Path:
-    monitor = tmp_path / "monitor.yaml"
-    monitor.write_text(monitor_yaml(events, extra=extra))
-    out = tmp_path / "out"
-    run_backtest(
-        monitor,
-        write_jsonl(reference, tmp_path / "reference.jsonl"),
-        write_jsonl(events, tmp_path / "events.jsonl"),
-        out,
-    )
-    return out
+    return backtest(tmp_path, reference, events, extra=extra).out
 
 
 def test_drift_confined_to_one_segment_is_found_there_in_its_first_window_and_nowhere_else(
